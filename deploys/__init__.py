@@ -1,0 +1,1 @@
+"""pyinfra deploys: laptop (main), fleet, mirror, wear, wsl2."""

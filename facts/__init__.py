@@ -1,0 +1,1 @@
+"""pyinfra facts for gotune: one collector command per host, pure parsers."""

@@ -1,0 +1,114 @@
+"""Load a pyinfra inventory file and connect to its hosts, with one-line errors.
+
+gotune uses pyinfra's own inventory loader (the one behind ``pyinfra INV ...``)
+so an inventory means the same thing to ``gotune`` and to plain ``pyinfra``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pyinfra.api import Config, Inventory, State
+from pyinfra.api.connect import connect_all, disconnect_all
+from pyinfra.api.exceptions import PyinfraError
+from pyinfra.context import ctx_config, ctx_inventory, ctx_state
+
+from gotune.errors import GotuneError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_INVENTORY = REPO_ROOT / "inventories" / "local.py"
+
+
+def default_inventory() -> str:
+    """The checkout's ``inventories/local.py``, or plain ``@local`` when not in a checkout."""
+    return str(DEFAULT_INVENTORY) if DEFAULT_INVENTORY.is_file() else "@local"
+
+
+def load_inventory(spec: str | None) -> Inventory:
+    """Build a pyinfra Inventory from a file path (or ``@local``, ``host1,host2``).
+
+    + spec: an inventory file, ``@local``, a comma-separated host list; None for the default
+    """
+    from pyinfra_cli.inventory import make_inventory
+
+    spec = spec or default_inventory()
+    looks_like_file = spec.endswith(".py") or "/" in spec
+    if looks_like_file and not Path(spec).is_file():
+        raise GotuneError(f"cannot read inventory {spec}: no such file")
+    if looks_like_file:
+        try:
+            Path(spec).read_bytes()
+        except OSError as exc:
+            raise GotuneError(f"cannot read inventory {spec}: {exc.strerror}") from exc
+    # Inventory and group-data files may read pyinfra's context (as under the
+    # pyinfra CLI), so a State must be current while they are executed.
+    if not ctx_state.isset():
+        ctx_state.set(State(check_for_changes=False))
+    try:
+        # pyinfra prints warnings for odd inventories; keep stdout clean for --json.
+        with contextlib.redirect_stdout(io.StringIO()):
+            inventory = make_inventory(spec, cwd=str(Path.cwd()))
+    except Exception as exc:  # the inventory is user Python: any error is theirs to fix
+        raise GotuneError(f"cannot read inventory {spec}: {_describe(exc)}") from exc
+    if len(inventory) == 0:
+        raise GotuneError(f"inventory {spec} has no hosts")
+    return inventory
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for an error raised while executing an inventory file."""
+    # pyinfra wraps errors from user files; the original is what the user wrote.
+    inner = getattr(exc, "exception", None) or exc.__cause__ or exc
+    if isinstance(inner, SyntaxError):
+        return f"syntax error on line {inner.lineno}"
+    try:
+        text = str(inner)
+    except Exception:
+        text = ""
+    return f"{type(inner).__name__}: {text}" if text else type(inner).__name__
+
+
+def make_state(inventory: Inventory, **config: Any) -> State:
+    """A pyinfra State for the inventory, set as pyinfra's current context.
+
+    + config: overrides of pyinfra ``Config`` fields (``PARALLEL``, ``CONNECT_TIMEOUT`` ...)
+    """
+    cfg = Config(**config)
+    state = State(check_for_changes=False)
+    state.cwd = str(Path.cwd())
+    ctx_state.set(state)
+    ctx_config.set(cfg)
+    ctx_inventory.set(inventory)
+    state.init(inventory, cfg)
+    return state
+
+
+@contextlib.contextmanager
+def connected(spec: str | None, **config: Any) -> Iterator[State]:
+    """Load, connect to every host, and disconnect at the end.
+
+    Hosts that cannot be reached are left out of ``state.activated_hosts``; if none
+    can be reached, a one-line error names them.
+    """
+    inventory = load_inventory(spec)
+    state = make_state(inventory, **config)
+    # pyinfra logs connection failures itself; gotune reports them as one line below.
+    logging.getLogger("pyinfra").setLevel(logging.CRITICAL)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            connect_all(state)
+    except PyinfraError as exc:
+        raise GotuneError(f"cannot connect: {exc}") from exc
+    if not state.activated_hosts:
+        names = ", ".join(h.name for h in inventory)
+        raise GotuneError(f"cannot connect to any host ({names})")
+    try:
+        yield state
+    finally:
+        with contextlib.suppress(Exception):
+            disconnect_all(state)

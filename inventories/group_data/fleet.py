@@ -1,0 +1,1 @@
+"""Settings shared by every host in inventories/fleet.py (``gotune_`` prefix)."""

@@ -1,0 +1,91 @@
+"""The command line as a user meets it: help, bad input, honest refusals."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gotune.cli import NOT_YET, build_parser, main
+
+
+def gotune(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gotune", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_help_lists_every_command_of_the_contract() -> None:
+    out = gotune("--help")
+    assert out.returncode == 0
+    for command in ("facts", "plan", "apply", "verify", "undo", "mirror", "wear"):
+        assert command in out.stdout
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["facts", "--help"], ["plan", "--help"], ["apply", "--help"], ["verify", "--help"],
+        ["undo", "--help"], ["mirror", "serve", "--help"], ["mirror", "sync", "--help"],
+        ["mirror", "status", "--help"], ["wear", "--help"],
+    ],
+)
+def test_every_command_has_help_and_json(argv: list[str]) -> None:
+    out = gotune(*argv)
+    assert out.returncode == 0, out.stderr
+    assert "--json" in out.stdout
+
+
+def test_unknown_flag_is_one_line_and_exit_2() -> None:
+    out = gotune("plan", "--bogus")
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1
+    assert "unrecognized arguments: --bogus" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_missing_inventory_names_the_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.py"
+    out = gotune("undo", str(missing))
+    assert out.returncode == 1
+    assert out.stderr.strip() == f"gotune: cannot read inventory {missing}: no such file"
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("hosts = [\n", "syntax error on line 1"),
+        ("hosts = [1 / 0]\n", "ZeroDivisionError: division by zero"),
+        ("hosts = []\n", "has no hosts"),
+    ],
+)
+def test_broken_inventory_is_one_line_without_traceback(
+    tmp_path: Path, source: str, expected: str
+) -> None:
+    inv = tmp_path / "inv.py"
+    inv.write_text(source)
+    out = gotune("undo", str(inv), "--json")
+    assert out.returncode == 1
+    assert expected in out.stderr
+    assert "Traceback" not in out.stderr
+    assert expected in json.loads(out.stdout)["error"]
+
+
+def test_not_yet_commands_refuse_instead_of_faking(capsys: pytest.CaptureFixture[str]) -> None:
+    for command in NOT_YET:
+        argv = [command] if command != "mirror" else ["mirror", "status"]
+        code = main(argv)
+        assert code == 3, command
+        err = capsys.readouterr().err
+        assert "not available yet" in err
+
+
+def test_parser_declares_the_contract_flags() -> None:
+    parser = build_parser()
+    args = parser.parse_args(["apply", "inv.py", "--dry", "--yes", "--json"])
+    assert (args.inventory, args.dry, args.yes, args.json) == ("inv.py", True, True, True)
+    args = parser.parse_args(["facts", "--sysroot", "/x", "--json"])
+    assert args.sysroot == "/x"
