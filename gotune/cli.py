@@ -15,7 +15,6 @@ from collections.abc import Sequence
 
 from gotune import __version__
 from gotune.errors import GotuneError, NotAvailable
-from gotune.inventory import load_inventory
 
 # Commands whose issue has not landed: they refuse honestly instead of faking.
 NOT_YET: dict[str, str] = {
@@ -118,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     if args.command in NOT_YET:
         if hasattr(args, "inventory"):
+            # Imported here: `mirror` and `wear` run on targets without pyinfra.
+            from gotune.inventory import load_inventory
+
             load_inventory(args.inventory)  # a bad inventory is reported as such first
         raise NotAvailable(f"{args.command}: not available yet — {NOT_YET[args.command]}")
     module = importlib.import_module(f"gotune.commands.{args.command}")
