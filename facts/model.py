@@ -172,7 +172,7 @@ class Facts:
     unknown: list[str] = field(default_factory=list)  # "memory.modules: dmidecode needs root"
 
     def to_dict(self) -> dict[str, Any]:
-        return _to_json(self)  # type: ignore[no-any-return]
+        return _to_json(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Facts:
