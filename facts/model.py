@@ -48,6 +48,8 @@ class Cpu:
     max_mhz: float | None = None
     kinds: list[CpuKind] = field(default_factory=list)
     online: list[int] = field(default_factory=list)
+    # This process's CPU affinity (cpusets, taskset); [] when unknown.
+    allowed: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -173,6 +175,10 @@ class Facts:
 
     def to_dict(self) -> dict[str, Any]:
         return _to_json(self)
+
+    def to_json(self) -> dict[str, Any]:
+        """The same as ``to_dict``: the hook pyinfra's CLI calls to print a fact as JSON."""
+        return self.to_dict()
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Facts:

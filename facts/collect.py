@@ -1,0 +1,451 @@
+"""The one collector command, and the splitter that turns its output back into files.
+
+gotune pays one round trip per host: a single POSIX ``sh`` command reads every
+raw input (sysfs and procfs files, symlink targets, a few tool outputs such as
+``go env -json``) below a root prefix and prints them as tagged records. The
+topic modules (``facts.cpu``, ``facts.numa`` ...) parse those records with
+pure functions, so a recorded tree (``--sysroot DIR``) reads exactly like a
+live host.
+
+Framing, from the inside out:
+
+* every record starts with a header line ``@@TAG LEN:NAME`` where NAME is a
+  path below the root (or a command name) and LEN its length in bytes, so a
+  name may hold spaces, quotes or newlines;
+* content lines follow, each prefixed ``|`` so no content line can look like
+  a header; multi-line content ends with a trailer ``|@@end RC`` holding the
+  exit status, printed after one extra newline so a missing final newline
+  survives;
+* the whole stream goes through ``sed -n l`` in the C locale, which prints
+  every byte that is not printable ASCII (NUL, UTF-8, control bytes) as an
+  octal escape and ends each line with ``$``. The output is plain ASCII lines,
+  which is what pyinfra's connectors hand to ``process()``.
+
+The command interpolates nothing but the root prefix and the user name, both
+``shlex.quote``d; every file name it meets is only ever a quoted argument.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+# Seconds allowed for anything that can block on the target (go env, dmidecode,
+# statvfs of one mount): long enough for a cold `go env` on a slow disk, short
+# enough that a hung NFS server cannot stall a fleet run.
+TOOL_TIMEOUT_S = 20
+STATVFS_TIMEOUT_S = 5
+
+# A user name gotune will pass to su: POSIX portable names (plus a trailing $
+# for Samba machine accounts). Anything else is refused before it reaches a shell.
+USER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?")
+
+# The shell program. $R is the root prefix ("" for a live host), $U the user.
+SCRIPT = r"""
+LC_ALL=C; export LC_ALL
+NL='
+'
+hdr() { printf '@@%s %d:%s\n' "$1" "${#2}" "$2"; }
+v() { for f in "$@"; do
+  [ -f "$f" ] || continue  # a regular file: a FIFO or device in a tree would block
+  x=; IFS= read -r x < "$f"
+  # dash reads byte by byte, which sysfs binary attributes (cpulist) answer with
+  # nothing: an empty answer is read again with cat.
+  [ -n "$x" ] || { x=$(cat -- "$f"; echo .); x=${x%%"$NL"*}; x=${x%.}; }
+  r=${f#"$R"}; printf '@@V %d:%s\n|%s\n' "${#r}" "$r" "$x"
+done; }
+c() { for f in "$@"; do
+  [ -f "$f" ] || continue
+  r=${f#"$R"}; hdr C "$r"
+  { cat -- "$f"; printf '\n@@end %d\n' "$?"; } | sed 's/^/|/'
+done; }
+l() { for f in "$@"; do
+  [ -L "$f" ] || continue
+  r=${f#"$R"}; hdr L "$r"
+  { readlink -- "$f"; printf '\n@@end %d\n' "$?"; } | sed 's/^/|/'
+done; }
+vb() { for f in "$@"; do shift
+    [ -f "$f" ] && { set -- "$@" "$f"; r=${f#"$R"}; hdr N "$r"; }
+  done
+  [ $# -gt 0 ] || return 0
+  hdr B ""; { cat -- "$@"; printf '\n@@end %d\n' "$?"; } | sed 's/^/|/'; }
+e() { for f in "$@"; do
+  if [ -e "$f" ] || [ -L "$f" ]; then r=${f#"$R"}; hdr E "$r"; fi
+done; }
+x() { n=$1; shift; hdr X "$n"
+  { "$@" </dev/null 2>/dev/null; printf '\n@@end %d\n' "$?"; } | sed 's/^/|/'; }
+tm() { if command -v timeout >/dev/null 2>&1; then timeout "$@"; else shift; "$@"; fi; }
+walk() { wb=$1; wp=$2; shift 2  # a cgroup and each parent: the tightest limit wins
+  case $wp in *..*) return;; esac
+  while :; do
+    for wn in "$@"; do v "$wb$wp/$wn"; done
+    [ -z "$wp" ] && break; [ "$wp" = / ] && break
+    wp=${wp%/*}
+  done; }
+printf '@@gotune 1\n'
+[ -z "$R" ] && printf '@@live 1\n'
+c "$R/proc/cpuinfo" "$R/proc/meminfo" "$R/proc/self/status" "$R/proc/self/mountinfo" \
+  "$R/proc/mounts" "$R/proc/self/cgroup" "$R/proc/self/cpuset" "$R/etc/os-release" \
+  "$R/usr/lib/os-release" "$R/run/udev/data/+dmi:id" "$R/proc/1/environ" "$R/proc/version"
+v "$R/sys/devices/system/cpu/online" "$R/sys/devices/system/cpu/present" \
+  "$R/sys/devices/system/cpu/possible" "$R/sys/devices/cpu_core/cpus" \
+  "$R/sys/devices/cpu_atom/cpus" "$R/proc/sys/kernel/osrelease" \
+  "$R/proc/sys/kernel/hostname" "$R/etc/hostname" "$R/run/systemd/container"
+for d in "$R"/sys/devices/system/cpu/cpu[0-9]*; do
+  e "$d"
+  v "$d/online" "$d/topology/physical_package_id" "$d/topology/core_id" "$d/topology/die_id" \
+    "$d/cpufreq/cpuinfo_max_freq" "$d/cpufreq/base_frequency" "$d/cpu_capacity"
+done
+# Which threads share a core: binary attributes, so one cat for all CPUs.
+for n in thread_siblings_list thread_siblings core_cpus_list core_cpus; do
+  set -- "$R"/sys/devices/system/cpu/cpu[0-9]*/topology/$n
+  [ -f "$1" ] && { vb "$@"; break; }
+done
+for n in package_cpus_list core_siblings_list package_cpus core_siblings; do
+  set -- "$R"/sys/devices/system/cpu/cpu[0-9]*/topology/$n
+  [ -f "$1" ] && { vb "$@"; break; }
+done
+v "$R/sys/devices/system/node/online" "$R/sys/devices/system/node/possible" \
+  "$R/sys/devices/system/node/has_cpu" "$R/sys/devices/system/node/has_memory"
+for d in "$R"/sys/devices/system/node/node[0-9]*; do
+  e "$d"; v "$d/cpulist" "$d/cpumap" "$d/distance"; c "$d/meminfo"
+done
+for d in "$R"/sys/devices/virtual/memory_tiering/memory_tier[0-9]*; do
+  e "$d"; v "$d/nodelist" "$d/nodes"
+done
+for d in "$R"/sys/devices/system/edac/mc/mc[0-9]*/dimm[0-9]* \
+         "$R"/sys/devices/system/edac/mc/mc[0-9]*/rank[0-9]*; do
+  v "$d/dimm_mem_type" "$d/size" "$d/dimm_label" "$d/dimm_location" "$d/dimm_dev_type"
+done
+set -- "$R"/sys/class/block/* "$R"/sys/class/block/.[!.]* "$R"/sys/class/block/..?*
+{ [ -e "$1" ] || [ -L "$1" ]; } || set -- "$R"/sys/block/* "$R"/sys/block/.[!.]* "$R"/sys/block/..?*
+for d in "$@"; do
+  [ -e "$d" ] || [ -L "$d" ] || continue
+  l "$d"; v "$d/dev"; e "$d/partition"
+  [ -e "$d/partition" ] && continue
+  v "$d/size" "$d/queue/rotational" "$d/removable" "$d/device/model" "$d/device/vendor" \
+    "$d/device/type" "$d/device/numa_node" "$d/device/device/numa_node" "$d/dm/name"
+  l "$d/device/driver"
+  mm=$(v "$d/dev"); mm=${mm##*|}
+  case $mm in *[!0-9:]*|'') ;; *) c "$R/run/udev/data/b$mm";; esac
+  e "$d"/slaves/*
+done
+for d in "$R"/sys/class/net/* "$R"/sys/class/net/.[!.]* "$R"/sys/class/net/..?*; do
+  [ -e "$d" ] || [ -L "$d" ] || continue
+  l "$d" "$d/device/driver"
+  v "$d/operstate" "$d/speed" "$d/carrier" "$d/device/numa_node" "$d/type"
+done
+v "$R/sys/class/dmi/id/sys_vendor" "$R/sys/class/dmi/id/product_name" \
+  "$R/sys/class/dmi/id/board_vendor" "$R/sys/class/dmi/id/bios_vendor" \
+  "$R/sys/class/dmi/id/product_version" "$R/sys/hypervisor/type"
+e "$R/proc/sys/fs/binfmt_misc/WSLInterop" "$R/proc/sys/fs/binfmt_misc/WSLInterop-late" \
+  "$R/run/WSL" "$R/.dockerenv" "$R/run/.containerenv" "$R/run/systemd/system" \
+  "$R/proc/vz" "$R/proc/bc" "$R/proc/xen"
+if [ -f "$R/proc/self/cgroup" ]; then
+  while IFS= read -r line; do
+    rest=${line#*:}; ctl=${rest%%:*}; p=${rest#*:}
+    case ,$ctl, in
+      ,,) walk "$R/sys/fs/cgroup" "$p" cpu.max memory.max;;
+      *,memory,*) walk "$R/sys/fs/cgroup/memory" "$p" memory.limit_in_bytes;;
+    esac
+    case ,$ctl, in *,cpu,*)
+      walk "$R/sys/fs/cgroup/cpu,cpuacct" "$p" cpu.cfs_quota_us cpu.cfs_period_us
+      walk "$R/sys/fs/cgroup/cpu" "$p" cpu.cfs_quota_us cpu.cfs_period_us;;
+    esac
+  done < "$R/proc/self/cgroup"
+fi
+if [ -z "$R" ]; then
+  x uname uname -m
+  x id id -u
+  if [ "$(id -u)" = 0 ] && command -v dmidecode >/dev/null 2>&1; then
+    x dmidecode tm __T__ dmidecode -t 17
+  fi
+  command -v systemd-detect-virt >/dev/null 2>&1 && x detect-virt tm __T__ systemd-detect-virt
+  if [ -r /proc/self/mountinfo ]; then
+    while IFS=' ' read -r _i _p _m _r mp rest; do
+      fs=${rest#* - }; fs=${fs%% *}
+      case $fs in
+        nfs*|cifs|smb*|9p|drvfs|virtiofs|sshfs|afs|ceph|glusterfs) continue;;
+        lustre|beegfs|gpfs|fuse|fuse.*|autofs|proc|sysfs|cgroup|cgroup2) continue;;
+        devpts|devtmpfs|mqueue|debugfs|tracefs|securityfs|pstore|bpf|configfs) continue;;
+        fusectl|binfmt_misc|nsfs|efivarfs|rpc_pipefs|hugetlbfs|squashfs|selinuxfs) continue;;
+      esac
+      p=$mp
+      case $p in *\\*)
+        p=$(printf '%s\n' "$mp" | sed 's/\\\([0-7][0-7][0-7]\)/\\0\1/g')
+        p=$(printf '%b.' "$p"); p=${p%.};;
+      esac
+      x "statvfs $mp" tm __S__ stat -f -c '%S %b %f %a' -- "$p"
+    done < /proc/self/mountinfo
+  fi
+  if [ -n "$U" ]; then
+    if command -v getent >/dev/null 2>&1; then x passwd tm __S__ getent passwd -- "$U"
+    else c /etc/passwd; fi
+    GS='cd / || exit 1
+o=$GOTOOLCHAIN
+export GOTOOLCHAIN=local
+g=$(command -v go) || g=
+[ -z "$g" ] && [ -x /usr/local/go/bin/go ] && g=/usr/local/go/bin/go
+[ -n "$g" ] && "$g" env -json
+printf "\n@@vars\nGO=%s\nGOTOOLCHAIN=%s\nHOME=%s\n" "$g" "$o" "$HOME"
+printf "XDG_CACHE_HOME=%s\nGOPATH=%s\nGOCACHE=%s\nGOMODCACHE=%s\n" \
+  "$XDG_CACHE_HOME" "$GOPATH" "$GOCACHE" "$GOMODCACHE"'
+    if [ "$(tm __S__ id -un)" = "$U" ]; then
+      x goenv tm __T__ sh -lc "$GS"
+    elif [ "$(id -u)" = 0 ]; then
+      if command -v runuser >/dev/null 2>&1; then
+        x goenv tm __T__ runuser -l "$U" -s /bin/sh -c "$GS"
+      else
+        x goenv tm __T__ su -l -s /bin/sh -c "$GS" "$U"
+      fi
+    else
+      printf '@@skip goenv not-root\n'
+    fi
+  fi
+fi
+"""
+
+
+def build_command(sysroot: str = "/", user: str | None = None) -> str:
+    """The one shell command that collects every raw input of a host.
+
+    + sysroot: root prefix to read below ("/" for the live host, a recorded tree otherwise)
+    + user: the developer user whose ``go env`` and home matter (None: skip them)
+    """
+    if user is not None and not USER_NAME.fullmatch(user):
+        raise ValueError(f"not a valid user name: {user!r}")
+    root = sysroot.rstrip("/")
+    if sysroot and not sysroot.startswith("/"):
+        raise ValueError(f"sysroot must be an absolute path: {sysroot!r}")
+    body = SCRIPT.replace("__T__", str(TOOL_TIMEOUT_S)).replace("__S__", str(STATVFS_TIMEOUT_S))
+    prelude = f"R={shlex.quote(root)}; U={shlex.quote(user or '')}"
+    # sed is the encoder: without it nothing is printed but one marker line.
+    return (
+        "if command -v sed >/dev/null 2>&1; then "
+        f"( {prelude}\n{body}\n) 2>/dev/null | LC_ALL=C sed -n l; "
+        "else echo '@@gotune:no-sed'; fi"
+    )
+
+
+_ESCAPES = {
+    "\\": 0x5C,
+    "a": 0x07,
+    "b": 0x08,
+    "f": 0x0C,
+    "n": 0x0A,
+    "r": 0x0D,
+    "t": 0x09,
+    "v": 0x0B,
+}
+
+
+def decode_sed_l(lines: Iterable[str]) -> bytes:
+    """Undo ``sed -n l``: octal and C escapes, ``$`` line ends, ``\\`` line folds.
+
+    Lines that are not in that form (a truncated stream, noise) are skipped.
+    """
+    out = bytearray()
+    for line in lines:
+        line = line.rstrip("\r\n")
+        i, n = 0, len(line)
+        buf = bytearray()
+        ended = folded = False
+        while i < n:
+            ch = line[i]
+            if ch == "\\":
+                if i + 1 >= n:
+                    folded = True  # a lone backslash at the end: the line continues
+                    break
+                nxt = line[i + 1]
+                if nxt in _ESCAPES:
+                    buf.append(_ESCAPES[nxt])
+                    i += 2
+                    continue
+                octal = line[i + 1 : i + 4]
+                if len(octal) == 3 and all(c in "01234567" for c in octal):
+                    buf.append(int(octal, 8) & 0xFF)
+                    i += 4
+                    continue
+                buf.append(0x5C)
+                i += 1
+                continue
+            if ch == "$" and i == n - 1:
+                ended = True
+                break
+            buf += ch.encode("utf-8", "replace")
+            i += 1
+        if not (ended or folded):
+            continue
+        out += buf
+        if ended:
+            out += b"\n"
+    return bytes(out)
+
+
+@dataclass
+class Dump:
+    """What the collector saw, keyed by path below the root ("/proc/cpuinfo")."""
+
+    values: dict[str, str] = field(default_factory=dict)  # first line of attribute files
+    files: dict[str, bytes] = field(default_factory=dict)  # whole files
+    links: dict[str, str] = field(default_factory=dict)  # symlink targets
+    exists: set[str] = field(default_factory=set)
+    commands: dict[str, tuple[bytes, int | None]] = field(default_factory=dict)  # output, status
+    errors: dict[str, str] = field(default_factory=dict)  # path or command -> why unreadable
+    skipped: list[str] = field(default_factory=list)
+    batch: list[str] = field(default_factory=list)  # names announced for the next batch record
+    live: bool = False
+    complete: bool = False  # the stream started with the collector's banner
+
+    def value(self, path: str) -> str | None:
+        """First line of an attribute file, stripped; None when absent or empty."""
+        text = self.values.get(path)
+        if text is None:
+            data = self.files.get(path)
+            text = data.decode("utf-8", "replace").split("\n", 1)[0] if data is not None else None
+        if text is None:
+            return None
+        text = text.strip()
+        return text or None
+
+    def text(self, path: str) -> str | None:
+        data = self.files.get(path)
+        return None if data is None else data.decode("utf-8", "replace")
+
+    def children(self, prefix: str) -> list[str]:
+        """Names directly below ``prefix`` that the collector saw, sorted."""
+        prefix = prefix.rstrip("/") + "/"
+        names: set[str] = set()
+        for table in (self.values, self.files, self.links, self.exists):
+            for key in table:
+                if key.startswith(prefix):
+                    names.add(key[len(prefix) :].split("/", 1)[0])
+        return sorted(names)
+
+    def output(self, name: str) -> str | None:
+        """A command's stdout when it ran and exited 0, else None."""
+        got = self.commands.get(name)
+        if got is None or got[1] != 0:
+            return None
+        return got[0].decode("utf-8", "replace")
+
+
+_HEADER = re.compile(rb"@@([A-Za-z]+) (\d+):")
+_SLASHES = re.compile(r"/{2,}")
+
+
+def _norm(path: str) -> str:
+    path = _SLASHES.sub("/", path)
+    return path if path.startswith("/") else "/" + path
+
+
+def split_records(raw: bytes) -> Dump:
+    """Split the decoded stream into a Dump; garbled records are dropped, never fatal."""
+    dump = Dump()
+    pos, n = 0, len(raw)
+    tag: str | None = None
+    name = ""
+    body: list[bytes] = []
+
+    def finish() -> None:
+        if tag is None:
+            return
+        _store(dump, tag, name, body)
+
+    while pos < n:
+        if raw.startswith(b"@@", pos):
+            finish()
+            tag, body = None, []
+            m = _HEADER.match(raw, pos)
+            if m:
+                size = int(m.group(2))
+                start = m.end()
+                end = start + size
+                if end <= n and (end == n or raw[end : end + 1] == b"\n"):
+                    tag = m.group(1).decode()
+                    name = raw[start:end].decode("utf-8", "replace")
+                    pos = end + 1
+                    continue
+            nl = raw.find(b"\n", pos)
+            line = raw[pos : n if nl < 0 else nl]
+            if line == b"@@gotune 1":
+                dump.complete = True
+            elif line == b"@@live 1":
+                dump.live = True
+            elif line.startswith(b"@@skip "):
+                dump.skipped.append(line[7:].decode("utf-8", "replace"))
+            pos = n if nl < 0 else nl + 1
+            continue
+        nl = raw.find(b"\n", pos)
+        line = raw[pos : n if nl < 0 else nl]
+        pos = n if nl < 0 else nl + 1
+        if tag is not None and line.startswith(b"|"):
+            body.append(line[1:])
+    finish()
+    return dump
+
+
+_TRAILER = re.compile(rb"@@end (\d+)")
+
+
+def _store(dump: Dump, tag: str, name: str, body: list[bytes]) -> None:
+    if tag == "E":
+        dump.exists.add(_norm(name))
+        return
+    if tag == "V":
+        if body:
+            dump.values[_norm(name)] = body[0].decode("utf-8", "replace")
+        return
+    if tag == "N":
+        dump.batch.append(_norm(name))
+        return
+    if tag == "B":
+        names, dump.batch = dump.batch, []
+        trailer = _TRAILER.fullmatch(body[-1]) if body else None
+        lines = body[:-1]
+        if lines and lines[-1] == b"":
+            lines = lines[:-1]  # the newline printed before the trailer
+        # One line per file, in order; any other count means a file was not one
+        # line (or unreadable), and then no line can be trusted to its name.
+        if trailer is None or trailer.group(1) != b"0" or len(lines) != len(names):
+            for key in names:
+                dump.errors[key] = "batch read failed"
+            return
+        for key, line in zip(names, lines, strict=True):
+            dump.values[key] = line.decode("utf-8", "replace")
+        return
+    if tag not in ("C", "L", "X"):
+        return
+    key = name if tag == "X" else _norm(name)
+    trailer = _TRAILER.fullmatch(body[-1]) if body else None
+    if trailer is None:
+        dump.errors[key] = "output cut short"
+        return
+    status = int(trailer.group(1))
+    content = b"\n".join(body[:-1])
+    if tag == "X":
+        dump.commands[key] = (content, status)
+    elif status != 0:
+        dump.errors[key] = f"unreadable (status {status})"
+    elif tag == "C":
+        dump.files[key] = content
+    else:
+        dump.links[key] = content.decode("utf-8", "replace").rstrip("\n")
+
+
+def collect_local(sysroot: str = "/", user: str | None = None, timeout: float = 120) -> list[str]:
+    """Run the collector on this machine with /bin/sh; the output lines, as pyinfra would see them.
+
+    + sysroot: root prefix (a recorded tree, or "/")
+    + user: developer user for ``go env`` (None: skip)
+    """
+    out = subprocess.run(
+        ["/bin/sh", "-c", build_command(sysroot, user)],
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )
+    return out.stdout.decode("ascii", "replace").splitlines()

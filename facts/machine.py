@@ -1,0 +1,80 @@
+"""The one-round-trip pyinfra fact: everything gotune knows about a host.
+
+Use it from a deploy::
+
+    from facts.machine import Machine
+    facts = host.get_fact(Machine, user="dev")   # facts.model.Facts
+    facts.cpu.kinds, facts.numa.nodes, facts.storage.paths["gocache"].class_
+
+or from the shell: ``pyinfra @local fact facts.machine.Machine`` (run from the checkout).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from pyinfra.api import FactBase
+
+from facts.collect import build_command, decode_sed_l, split_records
+from facts.cpu import parse_cpu
+from facts.go import apply_user_and_go
+from facts.memory import parse_memory
+from facts.model import Facts
+from facts.nics import parse_nics
+from facts.numa import parse_numa
+from facts.platform import parse_platform
+from facts.storage import parse_devices, parse_mounts
+
+# Inputs whose absence says nothing: PID 1's environment is root-only (and
+# hidden in some sandboxes); the container markers it may hold are also found elsewhere.
+OPTIONAL_INPUTS = frozenset({"/proc/1/environ"})
+
+
+def parse_output(lines: Iterable[str], user: str | None = None) -> Facts:
+    """Facts from the collector's output lines (as pyinfra hands them to ``process``).
+
+    Never raises on bad input: whatever cannot be read is None and listed in ``unknown``.
+    """
+    dump = split_records(decode_sed_l(lines))
+    facts = Facts()
+    if not dump.complete:
+        facts.unknown.append("collector: output missing or cut short (is sed installed?)")
+    facts.cpu = parse_cpu(dump, facts.unknown)
+    facts.memory = parse_memory(dump, facts.unknown)
+    facts.numa = parse_numa(dump, facts.cpu.online, facts.memory.total_bytes, facts.unknown)
+    facts.storage.devices = parse_devices(dump)
+    facts.storage.mounts = parse_mounts(dump, facts.storage.devices, facts.unknown)
+    facts.nics = parse_nics(dump)
+    facts.platform = parse_platform(dump, facts.cpu.arch, facts.cpu.flags, facts.unknown)
+    apply_user_and_go(dump, facts, user)
+    for path, why in sorted(dump.errors.items()):
+        if path not in OPTIONAL_INPUTS:
+            facts.unknown.append(f"collector: {path}: {why}")
+    return facts
+
+
+class Machine(FactBase[Facts]):
+    """
+    Hardware, platform and Go facts of a host in one command (see facts/model.py).
+
+    + user: the developer user whose ``go env``, home and caches matter (None: skip)
+    + sysroot: read files below this root (a recorded /sys+/proc tree) instead of /
+
+    .. code:: python
+
+        Facts(cpu=Cpu(model="13th Gen Intel(R) Core(TM) i7-1370P", threads=20,
+                      kinds=[CpuKind(name="P", cpus=[0, ..., 11]), CpuKind(name="E", ...)]),
+              numa=Numa(nodes=[NumaNode(id=0, cpus=[0, ..., 19], memory_bytes=33269227520)]),
+              storage=Storage(paths={"gocache": PathPlacement(class_="nvme", ...)}), ...)
+    """
+
+    def command(self, user: str | None = None, sysroot: str = "/") -> str:
+        self._user = user
+        return build_command(sysroot, user)
+
+    @staticmethod
+    def default() -> Facts:
+        return Facts(unknown=["collector: did not run"])
+
+    def process(self, output: list[str]) -> Facts:
+        return parse_output(output, getattr(self, "_user", None))

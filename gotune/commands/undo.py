@@ -1,0 +1,55 @@
+"""``gotune undo [INVENTORY] [--yes] [--json]``: restore what gotune changed.
+
+Each host's undo records (``/var/lib/gotune/undo``, see ``operations/state.py``)
+are replayed: units stopped, tmpfs unmounted, caches moved back (never deleted),
+files restored to their previous content or removed when gotune created them,
+then the records are removed. A host with no records is left alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from gotune.commands.apply import confirm, execute, prepare, proposed, results, show
+
+
+def _restore() -> None:
+    from operations import undo
+
+    undo.restore(name="restore what gotune changed")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pyinfra_cli.util import load_func
+
+    from gotune.inventory import connected
+
+    os.environ.setdefault("PYINFRA_PROGRESS", "off")
+    with connected(args.inventory) as state:
+        state.check_for_changes = True
+        prepare(state, lambda: load_func(state, _restore))
+        changes = proposed(state)
+        report: dict[str, Any] = {
+            "hosts": {n: {"changed": 0, "ok": True, "operations": []} for n in changes}
+        }
+        if not args.json:
+            print(show(changes))
+        if not confirm(changes, args.yes):
+            print("gotune: nothing changed", file=sys.stderr)
+            return 1
+        if any(changes.values()):
+            stopped = execute(state)
+            for name, result in results(state, stopped).items():
+                report["hosts"].setdefault(name, {}).update(result)
+    ok = all(h.get("ok") for h in report["hosts"].values())
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        for name, h in report["hosts"].items():
+            status = "ok" if h.get("ok") else f"FAILED: {h.get('error')}"
+            print(f"{name}: {h.get('changed', 0)} restored, {status}")
+    return 0 if ok else 1

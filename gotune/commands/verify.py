@@ -1,0 +1,74 @@
+"""``gotune verify [INVENTORY] [--json] [--report DIR] [--thorough]``.
+
+Validates every host's settings, connects, runs the verify runner on each host
+(``gotune.verify.run``), prints JSON or a table, writes the HTML report when
+asked, and exits 1 when any host fails (or cannot be reached).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from gotune.errors import GotuneError, UsageError
+from gotune.verify.target import BENCHMARKS
+
+# --runs above this would keep a host busy for many minutes per benchmark.
+MAX_RUNS = 50
+
+
+def _bench_list(spec: str | None) -> list[str] | None:
+    if spec is None:
+        return None
+    if spec.strip() == "none":
+        return []
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        raise UsageError(f"--bench: unknown benchmark {unknown[0]!r} "
+                         f"(known: {', '.join(BENCHMARKS)}, or 'none')")
+    return names
+
+
+def run(args: argparse.Namespace) -> int:
+    from gotune.inventory import connected, load_inventory
+    from gotune.settings import validate_inventory
+    from gotune.verify import run as verify_hosts
+    from gotune.verify.html import write_report
+    from gotune.verify.plans import current_plans
+    from gotune.verify.table import render
+
+    runs = getattr(args, "runs", None)
+    if runs is not None and not 1 <= runs <= MAX_RUNS:
+        raise UsageError(f"--runs must be between 1 and {MAX_RUNS}")
+    benchmarks = _bench_list(getattr(args, "bench", None))
+    validate_inventory(load_inventory(args.inventory))  # bad settings: nothing runs anywhere
+    result: dict[str, Any]
+    with connected(args.inventory) as state:
+        hosts = [h for h in state.inventory if h in state.activated_hosts]  # inventory order
+        plans, problems = current_plans(hosts)
+        result = verify_hosts(state, hosts, thorough=args.thorough, plans=plans,
+                              runs=runs, benchmarks=benchmarks)
+        for name, host_result in result["hosts"].items():
+            host_result["expected_from"] = "plan" if name in plans else "GOENV file"
+            if name in problems:
+                host_result["plan_error"] = problems[name]
+        for host in state.inventory:
+            if host not in state.activated_hosts:
+                result["hosts"][host.name] = {
+                    "verdict": "fail",
+                    "checks": [{"name": "reachable", "ok": False,
+                                "detail": "cannot connect to the host"}],
+                    "benchmarks": [], "diagnosis": [], "history": []}
+    if args.report:
+        try:
+            result["report"] = str(write_report(result, args.report))
+        except OSError as exc:
+            raise GotuneError(f"cannot write the report to {args.report}: {exc.strerror}") from exc
+    if args.json:
+        print(json.dumps(result, indent=2, sort_keys=True))
+    else:
+        print(render(result), end="")
+    failed = any(h.get("verdict") != "pass" for h in result["hosts"].values())
+    return 1 if failed else 0

@@ -1,0 +1,222 @@
+"""Measure a NUMA wrapper against the plain tool; keep it only if it beats the noise.
+
+Runs on the target with the host's python3 and the standard library only:
+``operations/numa.py`` uploads this file and verify's A/B statistics
+(``gotune/verify/stats.py``, as ``gotune_ab_stats.py`` beside it), runs it as root,
+and it runs the workload as the developer user. Runs are interleaved in ABBA order
+(plain, wrapped, wrapped, plain, ...) so drift (a warming page cache, a thermal limit)
+hits both arms alike; the first pair is a warm-up and is not counted.
+
+The keep rule is verify's: the wrapper stays only when verify would call it "faster"
+— enough runs, the two arms' ranges do not overlap and the medians differ by more
+than verify's noise fraction. The figures go to the record (``/var/lib/gotune/numa.json``,
+key ``tools.<tool>``) for the plan and the report; with ``--remove-unhelpful`` a wrapper
+that does not beat the noise is deleted.
+
+Usage::
+
+    python3 numa_measure.py --tool go --wrapper /usr/local/lib/gotune/bin/go \\
+        --real /usr/local/go/bin/go --user alice --numactl-args=--interleave=0,1 \\
+        --record /var/lib/gotune/numa.json --remove-unhelpful -- build std
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import pwd
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+try:  # in the checkout
+    from gotune.verify.stats import FASTER, MIN_RUNS_FOR_VERDICT, NOISE_FRACTION, summarize
+    from gotune.verify.stats import verdict as ab_verdict
+except ImportError:  # on the target: the copy uploaded beside this file
+    from gotune_ab_stats import (  # type: ignore[import-not-found,no-redef]
+        FASTER,
+        MIN_RUNS_FOR_VERDICT,
+        NOISE_FRACTION,
+        summarize,
+    )
+    from gotune_ab_stats import (  # type: ignore[no-redef]
+        verdict as ab_verdict,
+    )
+
+# Seven counted pairs: above verify's minimum for a verdict, and a 0.4 s
+# `go build std` keeps the whole measurement under ten seconds.
+DEFAULT_PAIRS = max(7, MIN_RUNS_FOR_VERDICT)
+# A workload that runs longer than this is not a measurement but a hang.
+RUN_TIMEOUT_S = 600
+RECORD_VERSION = 1
+
+
+def verdict(plain: Sequence[float], wrapped: Sequence[float]) -> dict[str, Any]:
+    """The keep rule over paired timings (seconds), with the figures behind it."""
+    if len(plain) != len(wrapped) or not plain:
+        raise ValueError("need the same number (at least one) of plain and wrapped runs")
+    p, w = summarize(list(plain)), summarize(list(wrapped))
+    assert p is not None and w is not None
+    ab = ab_verdict(w, p)
+    ratios = [b / a if a > 0 else 1.0 for a, b in zip(plain, wrapped, strict=True)]
+    return {
+        "pairs": len(plain),
+        "plain_median_s": round(p.median_s, 6),
+        "wrapped_median_s": round(w.median_s, 6),
+        "plain_range_s": [round(p.min_s, 6), round(p.max_s, 6)],
+        "wrapped_range_s": [round(w.min_s, 6), round(w.max_s, 6)],
+        "gain": round(1.0 - statistics.median(ratios), 6),  # per pair: 0.1 = 10% faster
+        "threshold": NOISE_FRACTION,
+        "min_pairs": MIN_RUNS_FOR_VERDICT,
+        "verdict": ab,
+        "keep": ab == FASTER,
+    }
+
+
+def _user_env(user: str, real: str) -> tuple[dict[str, str], int, int, str]:
+    pw = pwd.getpwnam(user)
+    env = {
+        "HOME": pw.pw_dir,
+        "USER": user,
+        "LOGNAME": user,
+        # The real tool's directory first: the wrapper's PATH search then finds the very
+        # binary the plain arm runs.
+        "PATH": f"{os.path.dirname(real)}:/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+    }
+    return env, pw.pw_uid, pw.pw_gid, pw.pw_dir
+
+
+def _run_once(
+    argv: list[str], env: dict[str, str], uid: int, gid: int, cwd: str
+) -> tuple[float, int]:
+    as_user: dict[str, Any] = {}
+    if os.geteuid() == 0 and uid != 0:
+        as_user = {"user": uid, "group": gid, "extra_groups": []}
+    start = time.perf_counter()
+    proc = subprocess.run(
+        argv,
+        env=env,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        timeout=RUN_TIMEOUT_S,
+        check=False,
+        **as_user,
+    )
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        tail = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
+        raise RuntimeError(f"{' '.join(argv[:3])} exited {proc.returncode}: {tail[0][:200]}")
+    return elapsed, proc.returncode
+
+
+def measure(
+    wrapper: str,
+    real: str,
+    workload: list[str],
+    user: str,
+    pairs: int = DEFAULT_PAIRS,
+    cwd: str | None = None,
+) -> dict[str, Any]:
+    """Interleaved A/B runs of ``wrapper`` and ``real`` with the same arguments, and the verdict."""
+    env, uid, gid, home = _user_env(user, real)
+    cwd = cwd or home
+    plain: list[float] = []
+    wrapped: list[float] = []
+    for i in range(pairs + 1):
+        order = [(real, plain), (wrapper, wrapped)]
+        if i % 2:
+            order.reverse()
+        for exe, sink in order:
+            elapsed, _ = _run_once([exe, *workload], env, uid, gid, cwd)
+            if i > 0:  # the first pair warms caches (GOCACHE, page cache) and is not counted
+                sink.append(elapsed)
+    result = verdict(plain, wrapped)
+    result["plain_s"] = [round(t, 6) for t in plain]
+    result["wrapped_s"] = [round(t, 6) for t in wrapped]
+    return result
+
+
+def sha256_file(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def read_record(path: str) -> dict[str, Any]:
+    """The record; a missing or garbled file is an empty record (measure again)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return {"version": RECORD_VERSION, "tools": {}}
+    if not isinstance(data, dict) or not isinstance(data.get("tools"), dict):
+        return {"version": RECORD_VERSION, "tools": {}}
+    return data
+
+
+def write_record(path: str, data: dict[str, Any]) -> None:
+    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="numa_measure", description=__doc__.splitlines()[0])
+    p.add_argument("--tool", required=True)
+    p.add_argument("--wrapper", required=True, help="the wrapper script")
+    p.add_argument("--real", required=True, help="the real binary the plain arm runs")
+    p.add_argument("--user", required=True, help="run the workload as this user")
+    p.add_argument(
+        "--numactl-args", default="", help="the wrapper's policy, recorded with the figures"
+    )
+    p.add_argument("--record", required=True, help="the JSON record to update")
+    p.add_argument("--pairs", type=int, default=DEFAULT_PAIRS)
+    p.add_argument("--cwd", help="working directory (default: the user's home)")
+    p.add_argument(
+        "--remove-unhelpful", action="store_true", help="delete a wrapper that does not beat noise"
+    )
+    p.add_argument("workload", nargs="+", help="the tool's arguments, after --")
+    args = p.parse_args(argv)
+    if args.pairs < 1:
+        p.error("--pairs must be at least 1")
+    entry: dict[str, Any] = {
+        "tool": args.tool,
+        "numactl_args": args.numactl_args.split(),
+        "workload": args.workload,
+        "real": args.real,
+        "wrapper_sha256": sha256_file(args.wrapper),
+        "measured_at": time.time(),
+    }
+    try:
+        entry.update(
+            measure(args.wrapper, args.real, args.workload, args.user, args.pairs, args.cwd)
+        )
+    except (OSError, RuntimeError, KeyError, subprocess.TimeoutExpired) as exc:
+        # A workload that cannot run shows nothing: the wrapper is not kept.
+        entry.update({"keep": False, "error": str(exc).splitlines()[0][:300]})
+    record = read_record(args.record)
+    record["version"] = RECORD_VERSION
+    record["tools"][args.tool] = entry
+    if not entry["keep"] and args.remove_unhelpful:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(args.wrapper)
+        entry["removed"] = True
+    write_record(args.record, record)
+    print(json.dumps(entry, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""Verify: rerun the benchmarks tuned vs default, check the state, explain failures.
+
+For apply (and any other caller holding a connected pyinfra State)::
+
+    from gotune.verify import run
+    result = run(state, state.activated_hosts, thorough=False, plans={name: plan})
+    # -> {"hosts": {NAME: {"verdict": "pass"|"fail", "checks": [...],
+    #                      "benchmarks": [...], "diagnosis": [...], ...}}}
+    exit_code = 0 if all(h["verdict"] == "pass" for h in result["hosts"].values()) else 1
+
+``plans`` (optional) maps host names to their ``gotune.plan.Plan`` (or its dict):
+go env is then compared with the plan's decisions; without it, with the user's
+GOENV file. Each host's result is appended to its history
+(``/var/lib/gotune/verify/history.jsonl`` when the runner runs as root), and the
+earlier results come back in ``history`` for the trend chart.
+
+Modules, in the order the data flows:
+
+- ``target``  — the runner, executed on the host (standard library only)
+- ``remote``  — sends the runner through pyinfra and reads its answer
+- ``stats``   — medians, ratio, the "no measurable difference" rule
+- ``checks``  — state checks from the observations
+- ``diagnose``— likely causes of a failure
+- ``result``  — one host's result document and its history line
+- ``table``, ``html`` — the terminal table and the self-contained HTML report
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+
+def run(state: Any, hosts: Iterable[Any], thorough: bool = False,
+        plans: Mapping[str, Any] | None = None, runs: int | None = None,
+        benchmarks: list[str] | None = None, record: bool = True,
+        users: Mapping[str, list[str]] | None = None) -> dict[str, Any]:
+    """Verify each host; the per-host JSON of ``gotune verify --json``.
+
+    + state: a connected pyinfra State (``gotune.inventory.connected``)
+    + hosts: the pyinfra Hosts to verify, one after the other (benchmarks on hosts that
+      share hardware would disturb each other if run at once)
+    + thorough: also run the cold cmd/go build (about a minute per variant)
+    + plans: host name -> the host's Plan, to compare go env with; default: the GOENV file
+    + runs: runs per variant instead of each benchmark's default
+    + benchmarks: benchmark names to run (default: the standard set; [] for checks only)
+    + record: append each result to the host's history
+    + users: host name -> developer users; default: the host's ``gotune_users`` setting
+    """
+    from gotune.errors import GotuneError
+    from gotune.verify.remote import record_history, run_runner
+    from gotune.verify.result import history_record, host_result
+
+    del state  # the hosts carry their connections; kept for the apply-side call shape
+    out: dict[str, Any] = {"hosts": {}}
+    for host in hosts:
+        host_users = (users or {}).get(host.name)
+        if host_users is None:
+            host_users = _users_of(host)
+        args: dict[str, Any] = {"users": host_users, "thorough": thorough}
+        if runs:
+            args["runs"] = runs
+        if benchmarks is not None:
+            args["benchmarks"] = benchmarks
+        try:
+            raw = run_runner(host, args)
+        except GotuneError as exc:
+            raw = {"error": str(exc)}
+        plan = (plans or {}).get(host.name)
+        result = host_result(raw, plan)
+        if record and raw.get("history_path") and not raw.get("error"):
+            err = record_history(host, str(raw["history_path"]), history_record(result))
+            if err:
+                result["history_error"] = err
+        out["hosts"][host.name] = result
+    return out
+
+
+def _users_of(host: Any) -> list[str]:
+    """The host's developer users from its validated settings (none: the connected user)."""
+    from gotune.settings import validate_host_data
+
+    data = {k: v for k, v in host.data.dict().items() if k.startswith("gotune_")}
+    settings = validate_host_data(data, host.name)
+    return list(settings.users)

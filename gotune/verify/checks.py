@@ -1,0 +1,228 @@
+"""State checks: does the host look, to the developer user, the way the plan says.
+
+Pure functions from the runner's observations (``gotune.verify.target``) to
+``{"name", "ok", "detail"}`` entries. What is expected comes from the plan when
+the caller has one (``expected_from_plan``), otherwise from the user's GOENV
+file — the file gotune apply writes, so it holds the plan's values.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+from facts.model import NETWORK_FSTYPES, STORAGE_CLASSES
+
+# Keys of `go env` whose values gotune plans; the others are compared only when planned.
+PLANNED_KEYS = ("GOCACHE", "GOMODCACHE", "GOTMPDIR", "GOPROXY", "GOFLAGS")
+# A tmpfs GOCACHE/GOTMPDIR with less free space than this cannot take the next
+# link of a mid-size program (cmd/go writes a 20 MiB binary plus cache entries),
+# so builds are about to fail with "no space left on device".
+TMPFS_MIN_FREE_BYTES = 64 * 1024**2
+# The wear check runs hourly (plus up to 10 min random delay): a reading older
+# than three hours means at least two runs were missed and the schedule is not running.
+WEAR_MAX_AGE_S = 3 * 3600
+# Keys that `go env` prints empty when unset (GOCACHE/GOMODCACHE print Go's default path).
+UNSET_MEANS_EMPTY = frozenset({"GOTMPDIR", "GOFLAGS"})
+# Caches that Go creates on first use: missing before any download is normal.
+CREATED_ON_USE = frozenset({"GOMODCACHE"})
+
+
+def check(name: str, ok: bool, detail: str) -> dict[str, Any]:
+    return {"name": name, "ok": bool(ok), "detail": detail}
+
+
+def human_bytes(n: float | None) -> str:
+    if n is None:
+        return "?"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
+def expected_from_plan(plan: Any, user: str) -> tuple[dict[str, str], dict[str, str]]:
+    """(go env values, media) the plan wants for ``user``.
+
+    + plan: a ``gotune.plan.Plan`` or its ``to_dict()``/JSON form
+    + user: the developer user
+    """
+    decisions = plan.get("decisions", []) if isinstance(plan, dict) else plan.decisions
+    values: dict[str, str] = {}
+    media: dict[str, str] = {}
+    for d in decisions:
+        data = d if isinstance(d, dict) else d.to_dict()
+        if data.get("user") != user or data.get("key") not in PLANNED_KEYS:
+            continue
+        if data.get("value"):
+            values[str(data["key"])] = str(data["value"])
+        elif data.get("key") in UNSET_MEANS_EMPTY:
+            values[str(data["key"])] = ""  # planned unset: go env prints an empty value
+        if data.get("medium"):
+            media[str(data["key"])] = str(data["medium"])
+    return values, media
+
+
+def expected_from_goenv(rec: dict[str, Any]) -> dict[str, str]:
+    goenv = rec.get("goenv_file") or {}
+    values = goenv.get("values") or {}
+    return {k: str(v) for k, v in values.items() if k in PLANNED_KEYS}
+
+
+def _go_env_check(user: str, rec: dict[str, Any], which: str, expected: dict[str, str],
+                  source: str) -> dict[str, Any]:
+    label = "login" if which == "login" else "non-login"
+    name = f"{user}: go env ({label} shell)"
+    shell = rec.get(which) or {}
+    if not shell.get("ok"):
+        return check(name, False, str(shell.get("error") or "go env failed"))
+    if not expected:
+        return check(name, False, f"nothing to compare: {source} (has gotune apply run?)")
+    env = shell.get("env") or {}
+    wrong = [f"{k} is {env.get(k)!r}, planned {v!r}" for k, v in sorted(expected.items())
+             if env.get(k) != v]
+    if wrong:
+        return check(name, False, "; ".join(wrong))
+    shown = ", ".join(f"{k}={v or '(unset)'}" for k, v in sorted(expected.items()))
+    return check(name, True, f"{shown} (as {source.split(':')[0]})")
+
+
+def is_network(fstype: str | None) -> bool:
+    return bool(fstype) and (fstype in NETWORK_FSTYPES or str(fstype).startswith("fuse"))
+
+
+def _size_cap(super_options: str) -> int | None:
+    m = re.search(r"(?:^|,)size=(\d+)([kmg]?)(?:,|$)", super_options or "")
+    if not m:
+        return None
+    scale = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[m.group(2)]
+    return int(m.group(1)) * scale
+
+
+def path_checks(user: str, uid: int, key: str, obs: dict[str, Any],
+                medium: str | None) -> list[dict[str, Any]]:
+    """Owned and writable by the user; on a suitable (and the planned) filesystem."""
+    out: list[dict[str, Any]] = []
+    path = obs.get("path", "?")
+    name = f"{user}: {key} owned by {user}"
+    if not obs.get("exists"):
+        if key in CREATED_ON_USE:
+            out.append(check(name, True, f"{path} not created yet (Go creates it on first use)"))
+        else:
+            out.append(check(name, False, f"{path} does not exist"))
+    elif obs.get("uid") != uid:
+        out.append(check(name, False, f"{path} is owned by {obs.get('owner')}"))
+    elif not obs.get("writable"):
+        out.append(check(name, False, f"{path}: {obs.get('write_error') or 'not writable'}"))
+    else:
+        out.append(check(name, True, f"{path} ({obs.get('mode')})"))
+    fstype = obs.get("fstype")
+    where = f"{fstype} at {obs.get('mount')}"
+    if obs.get("device"):
+        where += f" on {obs['device']}"
+    name = f"{user}: {key} filesystem"
+    if is_network(fstype):
+        out.append(check(name, False, f"{path} is on {where}: network/host-shared storage"))
+    elif medium == "tmpfs" and fstype != "tmpfs":
+        out.append(check(name, False, f"{path} is on {where}, planned tmpfs"))
+    elif medium in STORAGE_CLASSES and fstype == "tmpfs":
+        out.append(check(name, False, f"{path} is on tmpfs; the plan wants persistent "
+                                      f"storage ({medium})"))
+    elif key == "GOMODCACHE" and fstype == "tmpfs":
+        out.append(check(name, False, f"{path} is on tmpfs: the module cache must persist"))
+    else:
+        planned = f", planned {medium}" if medium else ""
+        out.append(check(name, True, f"{where}{planned}"))
+    return out
+
+
+def tmpfs_checks(user: str, paths: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each tmpfs holding a cache: size-capped, and not full."""
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for obs in paths.values():
+        mount = obs.get("mount")
+        if obs.get("fstype") != "tmpfs" or not mount or mount in seen:
+            continue
+        seen.add(mount)
+        cap = _size_cap(str(obs.get("super_options") or ""))
+        size, free = obs.get("size_bytes"), obs.get("free_bytes")
+        if cap is None:
+            out.append(check(f"{user}: tmpfs {mount} capped", False,
+                             "no size= option: it may grow to half of RAM"))
+        else:
+            out.append(check(f"{user}: tmpfs {mount} capped", True, f"size={human_bytes(cap)}"))
+        if free is not None and free < TMPFS_MIN_FREE_BYTES:
+            out.append(check(f"{user}: tmpfs {mount} has room", False,
+                             f"full: {human_bytes(free)} free of {human_bytes(size)}"))
+        else:
+            out.append(check(f"{user}: tmpfs {mount} has room", True,
+                             f"{human_bytes(free)} free of {human_bytes(size)}"))
+    return out
+
+
+def mirror_checks(user: str, mirror: dict[str, Any]) -> list[dict[str, Any]]:
+    """The mirror in the user's GOPROXY answers /healthz and serves a cached module."""
+    name = f"{user}: mirror {mirror.get('url')} answers"
+    if mirror.get("healthz_status") != 200:
+        status = mirror.get("healthz_status")
+        return [check(name, False, str(mirror.get("error") or f"/healthz answered {status}"))]
+    out = [check(name, True, f"/healthz: {str(mirror.get('healthz', '')).strip()[:120]}")]
+    name = f"{user}: mirror serves a module"
+    module = mirror.get("module")
+    if module is None:
+        out.append(check(name, True, "nothing cached yet: no module to ask for"))
+    elif mirror.get("module_status") == 200 and '"Version"' in str(mirror.get("module_body")):
+        out.append(check(name, True, f"/{module}: {str(mirror['module_body']).strip()[:80]}"))
+    else:
+        problem = mirror.get("module_error") or f"answered {mirror.get('module_status')}"
+        out.append(check(name, False, f"/{module}: {problem}"))
+    return out
+
+
+def wear_check(wear: dict[str, Any], now: float | None = None) -> dict[str, Any]:
+    now = time.time() if now is None else now
+    name = "wear check has run"
+    if wear.get("error"):
+        return check(name, False, f"{wear.get('path')}: {wear['error']}")
+    updated = wear.get("updated")
+    if not isinstance(updated, (int, float)) or updated <= 0:
+        return check(name, False, f"{wear.get('path')} has no reading yet")
+    age = now - float(updated)
+    if age > WEAR_MAX_AGE_S:
+        return check(name, False, f"last reading {age / 86400:.1f} days ago")
+    return check(name, True, f"status {wear.get('status')}, {age / 3600:.1f} h ago")
+
+
+def user_checks(user: str, rec: dict[str, Any], plan: Any = None) -> list[dict[str, Any]]:
+    """Every check for one developer user."""
+    if plan is not None:
+        expected, media = expected_from_plan(plan, user)
+        source = "the plan"
+    else:
+        expected, media = expected_from_goenv(rec), {}
+        goenv = rec.get("goenv_file") or {}
+        source = f"the GOENV file: {goenv.get('path', '?')}"
+        if goenv and not goenv.get("exists"):
+            source = f"the GOENV file: no {goenv.get('path')}"
+    out = [_go_env_check(user, rec, "login", expected, source),
+           _go_env_check(user, rec, "non_login", expected, source)]
+    paths = rec.get("paths") or {}
+    for key in ("GOCACHE", "GOMODCACHE", "GOTMPDIR"):
+        if key in paths:
+            out.extend(path_checks(user, int(rec.get("uid", -1)), key, paths[key],
+                                   media.get(key)))
+    out.extend(tmpfs_checks(user, paths))
+    for w in rec.get("wrappers") or []:
+        out.append(check(f"{user}: wrapper {w.get('tool')} runs", bool(w.get("ok")),
+                         f"{w.get('path')}: {w.get('output')}"))
+    if rec.get("mirror"):
+        out.extend(mirror_checks(user, rec["mirror"]))
+    if rec.get("bench_error"):
+        out.append(check(f"{user}: benchmarks ran", False, str(rec["bench_error"])))
+    if rec.get("error"):
+        out.append(check(f"{user}: runner", False, str(rec["error"])))
+    return out

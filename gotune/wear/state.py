@@ -1,0 +1,111 @@
+"""The small wear state file the periodic check writes and the mirror reads.
+
+One JSON object: the worst wear status over the host's drives, why, and the
+daily write budget the mirror may spend on caching new artefacts at ``warn``.
+Reading never raises: a missing or garbled file means "unknown" (the mirror
+then behaves as if no wear check had run).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+DEFAULT_WEAR_STATE = Path("/var/lib/gotune/wear/state.json")
+
+STATUSES = ("ok", "warn", "critical", "unknown")
+
+# How bad each status is when a host's drives are combined: the worst drive decides.
+# "unknown" (a virtual disk, a USB stick smartctl cannot read) never outranks a drive
+# that was read; the host is "unknown" only when no drive could be read.
+STATUS_RANK = {"unknown": -1, "ok": 0, "warn": 1, "critical": 2}
+
+
+@dataclass(frozen=True)
+class WearState:
+    """What the mirror needs to know about the host's flash wear."""
+
+    status: str  # "ok" | "warn" | "critical" | "unknown"
+    reason: str
+    daily_write_budget_bytes: int | None
+    updated: float  # unix time of the reading
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _unknown(reason: str) -> WearState:
+    return WearState(status="unknown", reason=reason, daily_write_budget_bytes=None, updated=0.0)
+
+
+def read_wear_state(path: Path | str = DEFAULT_WEAR_STATE) -> WearState:
+    """Read the state file; anything missing or malformed gives status "unknown"."""
+    p = Path(path)
+    try:
+        raw = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return _unknown(f"no wear state at {p} (wear check not run yet)")
+    except (OSError, UnicodeDecodeError) as exc:
+        return _unknown(f"cannot read wear state {p}: {exc}")
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return _unknown(f"wear state {p} is not JSON")
+    if not isinstance(data, dict):
+        return _unknown(f"wear state {p} is not a JSON object")
+    status = data.get("status")
+    if status not in STATUSES:
+        return _unknown(f"wear state {p} has no valid status")
+    reason = data.get("reason")
+    budget = data.get("daily_write_budget_bytes")
+    updated = data.get("updated")
+    bad_budget = isinstance(budget, bool) or not isinstance(budget, int) or budget < 0
+    if budget is not None and bad_budget:
+        return _unknown(f"wear state {p} has an invalid daily_write_budget_bytes")
+    if isinstance(updated, bool) or not isinstance(updated, (int, float)):
+        updated = 0.0
+    return WearState(
+        status=str(status),
+        reason=reason if isinstance(reason, str) else "",
+        daily_write_budget_bytes=budget,
+        updated=float(updated),
+    )
+
+
+def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
+    """Write ``text`` to ``path`` via a temporary file in the same directory and rename.
+
+    Readers (the mirror, node_exporter) never see a half-written file.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_wear_state(state: WearState, path: Path | str = DEFAULT_WEAR_STATE) -> None:
+    """Write the state file atomically (used by the periodic check)."""
+    if state.status not in STATUSES:
+        raise ValueError(f"invalid wear status {state.status!r}")
+    write_atomic(Path(path), json.dumps(state.to_json(), indent=2, sort_keys=True) + "\n")
+
+
+def worst_status(statuses: list[str]) -> str:
+    """The worst of several statuses; "unknown" when none is known."""
+    if not statuses:
+        return "unknown"
+    return max(statuses, key=lambda s: STATUS_RANK.get(s, STATUS_RANK["unknown"]))

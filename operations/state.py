@@ -1,0 +1,182 @@
+"""The undo record on a host, and the recorded changes it makes possible.
+
+Before gotune changes anything on a host it records what was there, once, in
+``/var/lib/gotune/undo/`` (root-only):
+
+- ``files/<hex path>``: a copy of the file or symlink as it was (``cp -a``), or
+  ``files/<hex path>.absent`` when there was none. A directory that gotune had to
+  replace (an old ``/usr/local/go``) is moved there whole.
+- ``created/<hex path>``: a directory gotune created and undo removes (a Go root).
+- ``moves/<user>.<KEY>``: ``<hex from> <hex to>``: a cache gotune moved.
+- ``mounts/<hex path>``: a tmpfs gotune mounted.
+- ``units/<name>``: a systemd unit gotune enabled.
+- ``packages/<name>``: a package gotune installed.
+
+Paths are hex-encoded in names so no path ever needs quoting in a file name.
+Only the first record of a path is kept: after two applies, undo restores what
+was there before the first. ``gotune undo`` replays the records
+(``operations/undo.py``) and removes the directory.
+
+Files are written beside their target and renamed into place, so an interrupted
+apply leaves either the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import shlex
+from collections.abc import Generator
+from typing import Any
+
+from pyinfra import host
+from pyinfra.api import FileUploadCommand, StringCommand, operation
+from pyinfra.facts.files import File, FileContents, Link, Sha256File
+
+UNDO_DIR = "/var/lib/gotune/undo"
+
+q = shlex.quote
+
+
+def hexname(path: str) -> str:
+    return path.encode().hex()
+
+
+def unhex(name: str) -> str:
+    return bytes.fromhex(name).decode(errors="replace")
+
+
+def _undo_dir_cmd(kind: str) -> str:
+    """Shell that makes ``<UNDO_DIR>/<kind>``, both root-only."""
+    return f"mkdir -p {UNDO_DIR}/{kind} && chmod 0700 {UNDO_DIR} {UNDO_DIR}/{kind}"
+
+
+def record_path_cmd(path: str, move_dirs: bool = False) -> str:
+    """Shell that records ``path`` as it is now, unless it was recorded before.
+
+    + move_dirs: a directory at ``path`` is moved into the record (it is about to be
+      replaced by a symlink); otherwise directories are not recorded
+    """
+    rec = f"{UNDO_DIR}/files/{hexname(path)}"
+    keep = f"mv {q(path)} {q(rec)}" if move_dirs else "true"
+    return (
+        f"if ! test -e {q(rec)} && ! test -L {q(rec)} && ! test -e {q(rec)}.absent; then "
+        f"{_undo_dir_cmd('files')} && "
+        f"if test -L {q(path)} || test -f {q(path)}; then cp -a {q(path)} {q(rec)}; "
+        f"elif test -d {q(path)}; then {keep}; "
+        f"else : > {q(rec)}.absent; fi; fi"
+    )
+
+
+def record_cmd(kind: str, name: str, content: str = "") -> str:
+    """Shell that writes ``<UNDO_DIR>/<kind>/<name>`` once.
+
+    + kind: created, moves, mounts, units or packages
+    """
+    rec = f"{UNDO_DIR}/{kind}/{name}"
+    return (
+        f"test -e {q(rec)} || {{ {_undo_dir_cmd(kind)} && "
+        f"printf '%s\\n' {q(content)} > {q(rec)}; }}"
+    )
+
+
+def record_created_cmd(path: str) -> str:
+    """Shell that records ``path`` as created by gotune when it does not exist yet."""
+    return f"test -e {q(path)} || {{ {record_cmd('created', hexname(path), path)}; }}"
+
+
+def make_parents_cmd(path: str, owner: str | None, stop: str = "/") -> str:
+    """Shell that creates the missing parent directories of ``path``, owned by ``owner``.
+
+    Existing directories are left as they are (never chowned).
+    + stop: highest directory that may be created (the user's home for GOENV)
+    """
+    parents = []
+    parent = path.rsplit("/", 1)[0]
+    while parent and parent != stop.rstrip("/") and parent.startswith(stop.rstrip("/") + "/"):
+        parents.append(parent)
+        parent = parent.rsplit("/", 1)[0]
+    if not parents:
+        return "true"
+    chown = f' && chown {q(owner)}: "$d"' if owner else ""
+    dirs = " ".join(q(p) for p in reversed(parents))
+    return f'for d in {dirs}; do test -d "$d" || {{ mkdir "$d"{chown}; }}; done'
+
+
+def _mode(mode: int) -> str:
+    return f"{mode:o}"
+
+
+@operation()
+def file(
+    path: str,
+    content: str,
+    user: str = "root",
+    group: str | None = None,
+    mode: int = 0o644,
+    parents_from: str = "/",
+) -> Generator[Any, None, None]:
+    """
+    Make a file hold ``content``, recording what was there for undo.
+
+    + path: the file on the host
+    + content: the text it must hold
+    + user: owner of the file (and of parent directories gotune creates)
+    + group: its group (default: the user's primary group)
+    + mode: permission bits
+    + parents_from: create missing parents below this directory
+
+    The new content is uploaded beside the file and renamed over it.
+
+    **Example:**
+
+    .. code:: python
+
+        state.file(path="/etc/profile.d/gotune.sh", content="export PATH=...\n")
+    """
+    want = hashlib.sha256(content.encode()).hexdigest()
+    info = host.get_fact(File, path=path)
+    same_content = info and host.get_fact(Sha256File, path=path) == want
+    owner_ok = info and info["user"] == user and (group is None or info["group"] == group)
+    mode_ok = info and str(info["mode"]) == _mode(mode)
+    if same_content and owner_ok and mode_ok:
+        host.noop(f"{path} is already as wanted")
+        return
+    tmp = f"{path}.gotune-new"
+    owner = f"{user}:{group}" if group else f"{user}:"
+    yield record_path_cmd(path)
+    yield make_parents_cmd(path, user if user != "root" else None, parents_from)
+    yield FileUploadCommand(io.BytesIO(content.encode()), tmp)
+    yield StringCommand(
+        f"chown {q(owner)} {q(tmp)} && chmod {_mode(mode)} {q(tmp)} && mv -f {q(tmp)} {q(path)}"
+    )
+
+
+@operation()
+def link(path: str, target: str, move_dirs: bool = False) -> Generator[Any, None, None]:
+    """
+    Make ``path`` a symlink to ``target``, switched atomically, recording what was there.
+
+    + path: the symlink
+    + target: what it points to (relative targets are relative to the link's directory)
+    + move_dirs: a real directory at ``path`` is moved into the undo record first
+
+    **Example:**
+
+    .. code:: python
+
+        state.link(path="/usr/local/go", target="go-1.22.3", move_dirs=True)
+    """
+    info = host.get_fact(Link, path=path)
+    if info and info.get("link_target") == target:
+        host.noop(f"{path} already points to {target}")
+        return
+    tmp = f"{path}.gotune-new"
+    yield record_path_cmd(path, move_dirs=move_dirs)
+    yield StringCommand(f"ln -sfn {q(target)} {q(tmp)} && mv -Tf {q(tmp)} {q(path)}")
+
+
+def file_lines(path: str) -> list[str] | None:
+    """The file's lines on the current host (None: no such file)."""
+    lines = host.get_fact(FileContents, path=path)
+    return None if lines is None else list(lines)

@@ -1,0 +1,136 @@
+"""Installing the Go toolchain: a checked tarball in a versioned root, or the distro package.
+
+Tarball installs unpack into ``/usr/local/go-<version>`` and switch the
+``/usr/local/go`` symlink with one rename, so ``go`` is always either the old
+toolchain or the new one. The archive's SHA-256 is checked before ``tar`` runs:
+on the control machine before a local tarball is uploaded, and on the host
+before unpacking (``files.download`` also checks what it downloaded).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+from pyinfra import host
+from pyinfra.api import OperationError, StringCommand, operation
+from pyinfra.facts.files import File
+from pyinfra.facts.server import Which
+from pyinfra.operations import files, server
+
+from operations.render import render
+from operations.state import file as state_file
+from operations.state import link as state_link
+from operations.state import record_cmd, record_created_cmd
+
+q = shlex.quote
+
+ARCHIVE_DIR = "/var/cache/gotune"
+PROFILE_SNIPPET = "/etc/profile.d/gotune.sh"
+# Links in /usr/local/bin put go on PATH for non-login shells and IDEs too.
+BIN_LINKS = ("go", "gofmt")
+# Debian/Ubuntu and Fedora/RHEL/SUSE package names of the distribution's Go.
+DISTRO_PACKAGES = {"apt-get": "golang-go", "dnf": "golang", "yum": "golang", "zypper": "go"}
+
+
+def sha256_of(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_local_tarball(tarball: str, sha256: str) -> None:
+    """Refuse a control-machine tarball whose checksum is not the one configured."""
+    got = sha256_of(tarball)
+    if got != sha256:
+        raise OperationError(
+            f"checksum mismatch for {tarball}: sha256 is {got}, gotune_go_sha256 says {sha256}; "
+            "nothing installed, the old toolchain is kept"
+        )
+
+
+@operation()
+def go_tarball(
+    version: str, tarball: str, sha256: str, prefix: str = "/usr/local"
+) -> Generator[Any, None, None]:
+    """
+    Install Go ``version`` from a checked tarball and make it ``<prefix>/go``.
+
+    + version: the Go version, like ``1.22.3``
+    + tarball: an https URL (downloaded on the host) or a path on the control machine (uploaded)
+    + sha256: the tarball's SHA-256, checked before unpacking
+    + prefix: where ``go-<version>`` and the ``go`` symlink live
+
+    **Example:**
+
+    .. code:: python
+
+        toolchain.go_tarball(version="1.22.3", tarball="https://go.dev/dl/go1.22.3.linux-amd64.tar.gz",
+                             sha256="8920ea52...")
+    """
+    root = f"{prefix}/go-{version}"
+    if not host.get_fact(File, path=f"{root}/bin/go"):
+        archive = f"{ARCHIVE_DIR}/go{version}.tar.gz"
+        local = not tarball.startswith("https://")
+        if local:  # checked before anything is yielded: a bad tarball changes nothing
+            if not Path(tarball).is_file():
+                raise OperationError(
+                    f"gotune_go_tarball {tarball}: no such file on the control machine"
+                )
+            check_local_tarball(tarball, sha256)
+        yield f"{record_created_cmd(ARCHIVE_DIR)} && mkdir -p -m 0755 {ARCHIVE_DIR}"
+        if local:
+            yield from files.put._inner(src=tarball, dest=archive, mode="644")
+        else:
+            yield from files.download._inner(src=tarball, dest=archive, sha256sum=sha256)
+        tmp = f"{root}.gotune-tmp"
+        yield record_cmd("created", root.encode().hex(), root)
+        yield StringCommand(
+            f"if ! printf '%s  %s\\n' {q(sha256)} {q(archive)} | sha256sum -c --status; then "
+            f"rm -f {q(archive)}; echo 'gotune: checksum mismatch for {archive}; "
+            "the old toolchain is kept' >&2; exit 1; fi && "
+            f"rm -rf {q(tmp)} && mkdir -p {q(tmp)} && tar -C {q(tmp)} -xzf {q(archive)} && "
+            f"test -x {q(tmp)}/go/bin/go && rm -rf {q(root)} && mv {q(tmp)}/go {q(root)} && "
+            f"rmdir {q(tmp)} && rm -f {q(archive)}"
+        )
+    else:
+        host.noop(f"{root} is installed")
+    yield from state_link._inner(path=f"{prefix}/go", target=f"go-{version}", move_dirs=True)
+    for name in BIN_LINKS:
+        yield from state_link._inner(path=f"{prefix}/bin/{name}", target=f"{prefix}/go/bin/{name}")
+    yield from state_file._inner(
+        path=PROFILE_SNIPPET, content=profile_snippet(f"{prefix}/go/bin"), mode=0o644
+    )
+
+
+def profile_snippet(bin_dir: str) -> str:
+    return render("profile.sh.j2", go_bin=bin_dir)
+
+
+@operation()
+def go_distro() -> Generator[Any, None, None]:
+    """
+    Install the distribution's Go package (golang-go, golang or go).
+
+    **Example:**
+
+    .. code:: python
+
+        toolchain.go_distro()
+    """
+    for tool in DISTRO_PACKAGES:
+        if host.get_fact(Which, command=tool):
+            package = DISTRO_PACKAGES[tool]
+            break
+    else:
+        raise OperationError("no apt-get, dnf, yum or zypper: cannot install the distro's Go")
+    if host.get_fact(Which, command="go"):
+        host.noop("go is already on PATH")
+        return
+    yield record_cmd("packages", package, f"{tool} {package}")
+    yield from server.packages._inner(packages=[package])

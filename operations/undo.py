@@ -1,0 +1,82 @@
+"""Put back what gotune changed on a host, from its undo records.
+
+Paired with ``operations/state.py`` (the records). The order undoes the
+dependencies: units are stopped before their files go, tmpfs mounts are
+unmounted before fstab is restored, caches are moved back before the
+directories gotune created are removed. Caches are moved, never deleted.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Generator
+from typing import Any
+
+from pyinfra import host
+from pyinfra.api import StringCommand, operation
+from pyinfra.facts.server import Which
+
+from facts.gotune_state import UNDO_DIR, UndoRecords
+from operations.caches import move_cmd
+from operations.state import hexname, make_parents_cmd
+
+q = shlex.quote
+
+REMOVE_COMMANDS = {
+    "apt-get": "apt-get remove -y",
+    "dnf": "dnf remove -y",
+    "yum": "yum remove -y",
+    "zypper": "zypper --non-interactive remove",
+}
+
+
+def restore_file_cmd(path: str, existed: bool) -> str:
+    rec = f"{UNDO_DIR}/files/{hexname(path)}"
+    if not existed:
+        return f"rm -f {q(path)} {q(path)}.gotune-new"
+    return (
+        f"if test -d {q(rec)} && ! test -L {q(rec)}; then "
+        f"rm -f {q(path)} && mv -T {q(rec)} {q(path)}; "
+        f"else rm -rf {q(path)}.gotune-new && cp -a {q(rec)} {q(path)}.gotune-new && "
+        f"mv -Tf {q(path)}.gotune-new {q(path)}; fi"
+    )
+
+
+@operation()
+def restore() -> Generator[Any, None, None]:
+    """
+    Restore everything gotune recorded on this host, then forget the records.
+
+    **Example:**
+
+    .. code:: python
+
+        undo.restore()
+    """
+    rec = host.get_fact(UndoRecords)
+    if rec.empty():
+        host.noop("nothing recorded: gotune changed nothing here")
+        return
+    systemd = bool(host.get_fact(Which, command="systemctl"))
+    if systemd:
+        for unit in rec.units:
+            yield f"systemctl disable --now {q(unit)} || true"
+    for mp in rec.mounts:
+        yield (
+            f"if awk -v p={q(mp)} '$2 == p {{ found = 1 }} END {{ exit !found }}' "
+            "/proc/self/mounts; "
+            f"then umount {q(mp)}; fi"
+        )
+    for user, key, src, dst in rec.moves:
+        yield make_parents_cmd(src, user)
+        yield StringCommand(move_cmd(dst, src, f"{user}'s {key}"))
+    for path, existed in rec.files.items():
+        yield restore_file_cmd(path, existed)
+    for path in rec.created:
+        yield f"if test -e {q(path)}; then chmod -R u+w {q(path)} && rm -rf {q(path)}; fi"
+    for tool, package in rec.packages:
+        if tool in REMOVE_COMMANDS:
+            yield f"{REMOVE_COMMANDS[tool]} {q(package)}"
+    if systemd and (rec.units or any(p.startswith("/etc/systemd/") for p in rec.files)):
+        yield "systemctl daemon-reload"
+    yield f"rm -rf {UNDO_DIR} && rmdir --ignore-fail-on-non-empty {UNDO_DIR.rsplit('/', 1)[0]}"

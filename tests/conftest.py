@@ -1,0 +1,52 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Protocol
+
+import pytest
+
+from tests.sandbox import Sandbox, missing_requirement
+
+
+class SandboxFactory(Protocol):
+    def __call__(
+        self,
+        count: int = 1,
+        profiles: Sequence[str | None] | None = None,
+        data: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+    ) -> Sandbox: ...
+
+
+@pytest.fixture
+def sandbox() -> Iterator[SandboxFactory]:
+    """Start sandbox hosts: ``sandbox(count=1, profiles=None, data=None) -> Sandbox``.
+
+    Every Sandbox made is torn down when the test ends, passed or failed. Skips the
+    test when this machine cannot run them (not root, no sshd, no overlayfs).
+    """
+    reason = missing_requirement()
+    if reason:
+        pytest.skip(reason)
+    started: list[Sandbox] = []
+
+    def start(
+        count: int = 1,
+        profiles: Sequence[str | None] | None = None,
+        data: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+    ) -> Sandbox:
+        box = Sandbox(count, profiles=profiles, data=data)
+        started.append(box)
+        box.start()
+        return box
+
+    yield start
+    errors = []
+    for box in reversed(started):
+        try:
+            box.close()
+        except RuntimeError as exc:
+            errors.append(str(exc))
+    if errors:
+        pytest.fail("; ".join(errors))

@@ -1,0 +1,241 @@
+"""The pieces apply runs on a host, run here for real: moving a cache, the tmpfs
+GOCACHE helper (save, restore, trim), GOENV editing, unit names."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from operations.caches import (
+    TRIM_ABOVE_PERCENT,
+    TRIM_TO_PERCENT,
+    fstab_line,
+    move_cmd,
+    systemd_escape_path,
+    tmpfs_options,
+)
+from operations.goenv import goenv_path, updated
+from operations.render import render
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chown, unshare -m)")
+
+
+def module_cache(root: Path) -> Path:
+    """A GOMODCACHE as Go leaves it: read-only files and directories."""
+    mod = root / "mod"
+    pkg = mod / "example.com" / "m@v1.0.0"
+    pkg.mkdir(parents=True)
+    (pkg / "go.mod").write_text("module example.com/m\n")
+    (pkg / "m.go").write_text("package m\n")
+    (mod / "cache" / "download").mkdir(parents=True)
+    (mod / "cache" / "download" / "list").write_text("v1.0.0\n")
+    subprocess.run(["chmod", "-R", "a-w", str(mod / "example.com")], check=True)
+    return mod
+
+
+def tree(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): p.read_text() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def run_sh(script: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60)
+
+
+def test_move_on_the_same_filesystem_is_a_rename(tmp_path: Path) -> None:
+    src = module_cache(tmp_path / "a")
+    want = tree(src)
+    inode = src.stat().st_ino
+    (tmp_path / "b").mkdir()
+    out = run_sh(move_cmd(str(src), str(tmp_path / "b" / "mod"), "GOMODCACHE"))
+    assert out.returncode == 0, out.stderr
+    assert not src.exists()
+    assert tree(tmp_path / "b" / "mod") == want
+    assert (tmp_path / "b" / "mod").stat().st_ino == inode
+
+
+@needs_root
+def test_move_across_filesystems_copies_verifies_then_deletes_read_only_files(
+    tmp_path: Path,
+) -> None:
+    src = module_cache(tmp_path / "a")
+    want = tree(src)
+    dst_parent = tmp_path / "other"
+    dst_parent.mkdir()
+    # A private mount namespace: the tmpfs is another filesystem and vanishes with the shell.
+    script = (
+        f"mount -t tmpfs -o size=8m tmpfs {dst_parent} && "
+        f"{{ {move_cmd(str(src), str(dst_parent / 'mod'), 'GOMODCACHE')}\n}} && "
+        f"find {dst_parent}/mod -type f | sort | xargs cat"
+    )
+    out = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert not src.exists()
+    assert sorted(out.stdout.splitlines()) == sorted("".join(want.values()).splitlines())
+
+
+@needs_root
+def test_move_without_room_stops_before_anything_moves(tmp_path: Path) -> None:
+    src = module_cache(tmp_path / "a")
+    (src / "big").write_bytes(os.urandom(2 * 1024 * 1024))
+    want = tree_bytes(src)
+    dst_parent = tmp_path / "small"
+    dst_parent.mkdir()
+    script = (
+        f"mount -t tmpfs -o size=1m tmpfs {dst_parent} && "
+        f"{{ {move_cmd(str(src), str(dst_parent / 'mod'), 'GOMODCACHE')}\n}}; rc=$?; "
+        f"ls -A {dst_parent}; exit $rc"
+    )
+    out = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 1
+    assert "not enough room" in out.stderr and "nothing moved" in out.stderr
+    assert out.stdout == ""
+    assert tree_bytes(src) == want
+
+
+def tree_bytes(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def test_move_refuses_to_merge_into_a_non_empty_destination(tmp_path: Path) -> None:
+    src = module_cache(tmp_path / "a")
+    dst = tmp_path / "b" / "mod"
+    dst.mkdir(parents=True)
+    (dst / "keep").write_text("x")
+    out = run_sh(move_cmd(str(src), str(dst), "GOMODCACHE"))
+    assert out.returncode == 1 and "both" in out.stderr
+    assert src.exists() and (dst / "keep").read_text() == "x"
+
+
+def test_missing_source_is_nothing_to_move(tmp_path: Path) -> None:
+    out = run_sh(move_cmd(str(tmp_path / "none"), str(tmp_path / "dst"), "GOMODCACHE"))
+    assert out.returncode == 0 and not (tmp_path / "dst").exists()
+
+
+@pytest.fixture
+def helper(tmp_path: Path) -> Path:
+    path = tmp_path / "gotune-gocache"
+    path.write_text(
+        render("gotune-gocache.sh.j2", trim_above=TRIM_ABOVE_PERCENT, trim_to=TRIM_TO_PERCENT)
+    )
+    path.chmod(0o755)
+    return path
+
+
+def go_cache(root: Path, entries: int, kib: int) -> list[Path]:
+    """A GOCACHE-shaped tree: entries in two-hex subdirs, oldest first by mtime."""
+    made = []
+    for i in range(entries):
+        sub = root / f"{i % 256:02x}"
+        sub.mkdir(parents=True, exist_ok=True)
+        path = sub / f"{i:064x}-d"
+        path.write_bytes(b"x" * kib * 1024)
+        os.utime(path, (1_000_000 + i * 3600, 1_000_000 + i * 3600))
+        made.append(path)
+    (root / "README").write_text("go cache\n")
+    return made
+
+
+def test_trim_deletes_least_recently_used_entries_first(tmp_path: Path, helper: Path) -> None:
+    cache = tmp_path / "tmpfs" / "go-build"
+    made = go_cache(cache, 40, 64)  # 2560 KiB of entries
+    mtimes = {p: p.stat().st_mtime for p in made}
+    user = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
+    out = subprocess.run(
+        [str(helper), "trim", user, str(cache), str(tmp_path / "s.tar"), "2048"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    kept = [p for p in made if p.exists()]
+    gone = [p for p in made if not p.exists()]
+    assert gone and kept
+    assert max(mtimes[p] for p in gone) < min(mtimes[p] for p in kept)
+    used = int(
+        subprocess.run(["du", "-sk", str(cache)], capture_output=True, text=True).stdout.split()[0]
+    )
+    assert used <= 2048 * TRIM_TO_PERCENT // 100 + 64
+    assert (cache / "README").exists()  # Go's own top-level files are never trimmed
+
+
+def test_save_then_restore_brings_a_cache_back_after_a_reboot(tmp_path: Path, helper: Path) -> None:
+    cache = tmp_path / "tmpfs" / "go-build"
+    go_cache(cache, 10, 4)
+    want = tree_bytes(cache)
+    snapshot = tmp_path / "disk" / "go-build.tar"
+    snapshot.parent.mkdir()
+    user = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
+    args = [user, str(cache), str(snapshot), str(1024 * 1024)]
+    assert subprocess.run([str(helper), "save", *args], timeout=60).returncode == 0
+    assert snapshot.is_file() and not Path(f"{snapshot}.gotune-new").exists()
+    shutil.rmtree(tmp_path / "tmpfs")  # the reboot: RAM is gone
+    (tmp_path / "tmpfs").mkdir()
+    assert subprocess.run([str(helper), "restore", *args], timeout=60).returncode == 0
+    assert tree_bytes(cache) == want
+    assert (tmp_path / "tmpfs" / "tmp").is_dir()  # GOTMPDIR is made again too
+
+
+def test_goenv_update_keeps_other_settings_and_removes_unset_keys() -> None:
+    lines = ["GOPROXY=https://p.example", "GOCACHE=/old", "GOTMPDIR=/x", "# odd line"]
+    new = updated(lines, {"GOCACHE": "/new", "GOMODCACHE": "/mod", "GOTMPDIR": None})
+    assert new == ["GOPROXY=https://p.example", "GOCACHE=/new", "# odd line", "GOMODCACHE=/mod"]
+    assert updated(new, {"GOCACHE": "/new", "GOMODCACHE": "/mod"}) == new
+
+
+def test_goenv_path_follows_go_env_and_off() -> None:
+    assert goenv_path("/home/d", None) == "/home/d/.config/go/env"
+    assert goenv_path("/home/d", {"GOENV": "/cfg/env"}) == "/cfg/env"
+    assert goenv_path("/home/d", {"GOENV": "off"}) is None
+
+
+def test_mount_unit_names_match_systemd_escape() -> None:
+    assert systemd_escape_path("/var/cache/gotune/tmpfs/dev") == "var-cache-gotune-tmpfs-dev"
+    assert (
+        systemd_escape_path("/var/cache/gotune/tmpfs/dev-ops")
+        == "var-cache-gotune-tmpfs-dev\\x2dops"
+    )
+    if shutil.which("systemd-escape"):
+        for path in ("/var/cache/gotune/tmpfs/a_b", "/x/y-z"):
+            out = subprocess.run(["systemd-escape", "--path", path], capture_output=True, text=True)
+            assert systemd_escape_path(path) == out.stdout.strip()
+
+
+def test_tmpfs_is_capped_private_and_owned() -> None:
+    options = tmpfs_options(2 * 1024**3, 1001, 1002)
+    assert "size=2048m" in options and "mode=0700" in options
+    assert "uid=1001" in options and "gid=1002" in options
+    assert fstab_line("/m", options).split() == ["tmpfs", "/m", "tmpfs", options, "0", "0"]
+
+
+def test_systemd_units_save_before_the_tmpfs_goes_and_restore_after_it_comes() -> None:
+    values = {
+        "user": "dev",
+        "command": "/usr/local/sbin/gotune-gocache",
+        "args": "dev /c /s 1024",
+        "minutes": 30,
+        "mount_unit": "var-cache-gotune-tmpfs-dev.mount",
+    }
+    service = render("gocache-snapshot.service.j2", **values)
+    assert "Requires=var-cache-gotune-tmpfs-dev.mount" in service
+    assert "After=var-cache-gotune-tmpfs-dev.mount" in service  # stopped (saved) before unmount
+    assert "ExecStart=/usr/local/sbin/gotune-gocache restore dev /c /s 1024" in service
+    assert "ExecStop=/usr/local/sbin/gotune-gocache save dev /c /s 1024" in service
+    timer = render("gocache-save.timer.j2", **values)
+    assert "OnUnitActiveSec=30min" in timer
+    mount = render(
+        "gocache.mount.j2",
+        user="dev",
+        mountpoint="/var/cache/gotune/tmpfs/dev",
+        options=tmpfs_options(1024**3, 1000, 1000),
+    )
+    assert "Where=/var/cache/gotune/tmpfs/dev" in mount and "size=1024m" in mount

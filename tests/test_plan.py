@@ -1,0 +1,350 @@
+"""The planner's rules, from facts alone: where the Go caches go and why."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import pytest
+
+from facts.model import BlockDevice, Facts, Memory, Mount, PathPlacement, Platform, Storage, User
+from gotune.plan import Decision, Plan, make_plan
+from gotune.plan.caches import MIN_TMPFS_BYTES, TMPFS_ROOT
+from gotune.settings import validate_host_data
+
+GIB = 1024**3
+
+
+def mount(
+    path: str,
+    device: str,
+    fstype: str,
+    class_: str,
+    free_gib: float | None = 100,
+    options: list[str] | None = None,
+    network: bool = False,
+) -> Mount:
+    free = None if free_gib is None else int(free_gib * GIB)
+    return Mount(path, device, fstype, class_, free, free, network, options or ["rw"])
+
+
+def machine(
+    mounts: list[Mount],
+    ram_gib: float | None = 32,
+    home: str = "/home/dev",
+    virt: str = "none",
+    cgroup_gib: float | None = None,
+    go: dict[str, str] | None = None,
+    devices: list[BlockDevice] | None = None,
+) -> Facts:
+    f = Facts()
+    f.memory = Memory(total_bytes=None if ram_gib is None else int(ram_gib * GIB))
+    f.storage = Storage(devices=devices or [], mounts=mounts)
+    f.platform = Platform(
+        hostname="box",
+        virtualization=virt,
+        cgroup_memory_limit_bytes=(None if cgroup_gib is None else int(cgroup_gib * GIB)),
+    )
+    f.user = User(name="dev", uid=1000, home=home, shell="/bin/bash")
+    f.go = go
+    return f
+
+
+def plan_for(facts: Facts, **data: object) -> Plan:
+    return make_plan(facts, validate_host_data(data, "box"))
+
+
+def decision(plan: Plan, key: str) -> Decision:
+    d = plan.find(key, "dev")
+    assert d is not None, plan.to_dict()
+    return d
+
+
+def test_gomodcache_moves_from_hdd_home_to_nvme_with_room() -> None:
+    f = machine(
+        [mount("/", "/dev/sda1", "ext4", "hdd"), mount("/fast", "/dev/nvme0n1p1", "xfs", "nvme")]
+    )
+    d = decision(plan_for(f), "GOMODCACHE")
+    assert d.change
+    assert d.value == "/fast/gotune/dev/mod"
+    assert d.medium == "nvme"
+    assert "home is hdd" in d.reason
+    assert d.current == "/home/dev/go/pkg/mod"
+
+
+def test_home_already_on_the_fastest_storage_changes_nothing() -> None:
+    f = machine(
+        [mount("/", "/dev/nvme0n1p2", "ext4", "nvme"), mount("/data", "/dev/sda1", "ext4", "hdd")],
+        ram_gib=8,
+    )
+    p = plan_for(f)
+    for key in ("GOMODCACHE", "GOCACHE"):
+        d = decision(p, key)
+        assert not d.change
+        assert "already on nvme" in d.reason
+    assert decision(p, "GOCACHE").value == "/home/dev/.cache/go-build"
+
+
+def test_root_filesystem_caches_go_to_a_gotune_directory_under_var_cache() -> None:
+    f = machine(
+        [mount("/", "/dev/nvme0n1p2", "ext4", "nvme"), mount("/home", "/dev/sda1", "ext4", "hdd")],
+        ram_gib=8,
+    )
+    p = plan_for(f)
+    assert decision(p, "GOMODCACHE").value == "/var/cache/gotune/users/dev/mod"
+    assert decision(p, "GOCACHE").value == "/var/cache/gotune/users/dev/go-build"
+
+
+def test_faster_disk_without_room_is_not_chosen() -> None:
+    f = machine(
+        [
+            mount("/", "/dev/sda1", "ext4", "hdd"),
+            mount("/fast", "/dev/nvme0n1p1", "xfs", "nvme", free_gib=3),
+        ]
+    )
+    d = decision(plan_for(f, gotune_min_free_gib=10), "GOMODCACHE")
+    assert not d.change
+    assert d.value == "/home/dev/go/pkg/mod"
+
+
+def test_network_9p_fuse_and_tmpfs_are_never_candidates() -> None:
+    f = machine(
+        [
+            mount("/", "/dev/sda1", "ext4", "hdd"),
+            mount("/nfs", "srv:/x", "nfs4", "network", free_gib=None, network=True),
+            mount("/mnt/c", "C:\\", "9p", "network", network=True),
+            mount("/fuse", "sshfs#a", "fuse.sshfs", "unknown"),
+            mount("/ram", "tmpfs", "tmpfs", "tmpfs"),
+            mount("/ro", "/dev/nvme0n1p3", "ext4", "nvme", options=["ro"]),
+            mount("/usb", "/dev/sdb1", "ext4", "ssd"),
+        ],
+        devices=[BlockDevice("sdb", "ssd", removable=True)],
+        ram_gib=8,
+    )
+    p = plan_for(f)
+    assert not decision(p, "GOMODCACHE").change
+    assert not decision(p, "GOCACHE").change
+
+
+def test_wsl2_gomodcache_on_drvfs_moves_to_the_linux_home() -> None:
+    f = machine(
+        [
+            mount("/", "/dev/sdc", "ext4", "virtual", free_gib=200),
+            mount("/mnt/c", "C:\\", "9p", "network", free_gib=None, network=True),
+        ],
+        ram_gib=15.6,
+        virt="wsl2",
+        go={"GOMODCACHE": "/mnt/c/Users/dev/go/pkg/mod", "GOCACHE": "/home/dev/.cache/go-build"},
+    )
+    p = plan_for(f)
+    d = decision(p, "GOMODCACHE")
+    assert d.change
+    assert d.value == "/home/dev/go/pkg/mod"
+    assert "network filesystem (9p)" in d.reason
+    assert not decision(p, "GOCACHE").change  # 15.6 GiB < 16 GiB: no tmpfs, home is fine
+
+
+def test_nfs_home_puts_caches_on_local_disk() -> None:
+    f = machine(
+        [
+            mount("/", "/dev/nvme0n1p2", "ext4", "nvme"),
+            mount("/home", "srv:/home", "nfs4", "network", free_gib=None, network=True),
+        ],
+        ram_gib=8,
+    )
+    p = plan_for(f)
+    assert decision(p, "GOMODCACHE").value == "/var/cache/gotune/users/dev/mod"
+    assert decision(p, "GOCACHE").value == "/var/cache/gotune/users/dev/go-build"
+
+
+def test_gocache_on_tmpfs_when_ram_allows_capped_by_quarter_and_max() -> None:
+    f = machine([mount("/", "/dev/nvme0n1p2", "ext4", "nvme")], ram_gib=64)
+    p = plan_for(f)
+    d = decision(p, "GOCACHE")
+    assert d.medium == "tmpfs" and d.change
+    assert d.value == f"{TMPFS_ROOT}/dev/go-build"
+    assert d.details["size_bytes"] == 8 * GIB  # min(64/4, gotune_tmpfs_max_gib=8)
+    assert d.details["snapshot"] == "/home/dev/.cache/gotune/go-build.tar"
+    t = decision(p, "GOTMPDIR")
+    assert t.value == f"{TMPFS_ROOT}/dev/tmp" and t.medium == "tmpfs"
+    d2 = decision(plan_for(f, gotune_tmpfs_max_gib=32), "GOCACHE")
+    assert d2.details["size_bytes"] == 16 * GIB  # a quarter of RAM
+
+
+def test_gocache_stays_on_disk_below_the_ram_threshold() -> None:
+    f = machine([mount("/", "/dev/nvme0n1p2", "ext4", "nvme")], ram_gib=8)
+    p = plan_for(f)
+    d = decision(p, "GOCACHE")
+    assert d.medium == "nvme" and not d.change
+    assert "gotune_tmpfs_min_ram_gib" in d.reason
+    assert decision(p, "GOTMPDIR").value is None
+    assert decision(plan_for(f, gotune_gocache_tmpfs="always"), "GOCACHE").medium == "tmpfs"
+    assert decision(plan_for(f, gotune_tmpfs_min_ram_gib=4), "GOCACHE").medium == "tmpfs"
+
+
+def test_cgroup_memory_limit_bounds_the_tmpfs() -> None:
+    f = machine([mount("/", "/dev/nvme0n1p2", "ext4", "nvme")], ram_gib=256, cgroup_gib=24)
+    d = decision(plan_for(f, gotune_tmpfs_max_gib=64), "GOCACHE")
+    assert d.medium == "tmpfs"
+    assert d.details["size_bytes"] == 6 * GIB
+    assert any("cgroup_memory_limit" in u for u in d.facts_used)
+    small = machine([mount("/", "/dev/nvme0n1p2", "ext4", "nvme")], ram_gib=256, cgroup_gib=8)
+    assert decision(plan_for(small), "GOCACHE").medium != "tmpfs"
+
+
+def test_container_gets_no_tmpfs_unless_always_and_then_within_its_limit() -> None:
+    f = machine(
+        [mount("/", "overlay", "overlay", "unknown")],
+        ram_gib=128,
+        virt="container:docker",
+        cgroup_gib=16,
+    )
+    d = decision(plan_for(f), "GOCACHE")
+    assert d.medium != "tmpfs" and "container" in d.reason
+    d = decision(plan_for(f, gotune_gocache_tmpfs="always"), "GOCACHE")
+    assert d.medium == "tmpfs" and d.details["size_bytes"] == 4 * GIB
+
+
+def test_never_means_never_and_tiny_tmpfs_is_refused() -> None:
+    f = machine([mount("/", "/dev/nvme0n1p2", "ext4", "nvme")], ram_gib=64)
+    assert decision(plan_for(f, gotune_gocache_tmpfs="never"), "GOCACHE").medium == "nvme"
+    tiny = machine([mount("/", "/dev/nvme0n1p2", "ext4", "nvme")], ram_gib=3)
+    d = decision(plan_for(tiny, gotune_gocache_tmpfs="always"), "GOCACHE")
+    assert d.medium != "tmpfs" and MIN_TMPFS_BYTES > 3 * GIB // 4
+
+
+def test_tmpfs_already_in_place_is_not_a_change() -> None:
+    mp = f"{TMPFS_ROOT}/dev"
+    f = machine(
+        [mount("/", "/dev/nvme0n1p2", "ext4", "nvme"), mount(mp, "tmpfs", "tmpfs", "tmpfs", 8)],
+        ram_gib=64,
+        go={
+            "GOCACHE": f"{mp}/go-build",
+            "GOTMPDIR": f"{mp}/tmp",
+            "GOMODCACHE": "/home/dev/go/pkg/mod",
+        },
+    )
+    f.storage.paths["gocache"] = PathPlacement(f"{mp}/go-build", mp, "tmpfs", "tmpfs", "tmpfs")
+    p = plan_for(f)
+    assert not any(d.change for d in p.decisions), p.to_dict()
+
+
+def test_every_decision_names_its_facts_and_one_line_reason() -> None:
+    f = machine(
+        [mount("/", "/dev/sda1", "ext4", "hdd"), mount("/fast", "/dev/nvme0n1p1", "xfs", "nvme")],
+        ram_gib=64,
+    )
+    for d in plan_for(f).decisions:
+        assert d.reason and "\n" not in d.reason
+        assert d.facts_used
+
+
+def test_toolchain_install_is_planned_only_when_missing_or_different(tmp_path: Path) -> None:
+    tarball = tmp_path / "go.tgz"
+    tarball.write_bytes(b"x")
+    data = {
+        "gotune_go_version": "1.22.3",
+        "gotune_go_tarball": str(tarball),
+        "gotune_go_sha256": "0" * 64,
+    }
+    f = machine([mount("/", "/dev/nvme0n1p2", "ext4", "nvme")])
+    assert decision_go(f, data).change
+    f.go = {"GOVERSION": "go1.22.3", "GOROOT": "/usr/local/go-1.22.3"}
+    assert not decision_go(f, data).change
+    f.go = {"GOVERSION": "go1.21.0", "GOROOT": "/usr/local/go-1.21.0"}
+    assert "go1.21.0" in decision_go(f, data).reason
+    go = plan_for(f).find("go")
+    assert go is not None and not go.change  # no version set: left alone
+
+
+def decision_go(f: Facts, data: Mapping[str, object]) -> Decision:
+    d = make_plan(f, validate_host_data(data, "box")).find("go")
+    assert d is not None
+    return d
+
+
+def test_plan_command_reads_a_facts_file_and_prints_the_contract(tmp_path: Path) -> None:
+    f = machine(
+        [mount("/", "/dev/sda1", "ext4", "hdd"), mount("/fast", "/dev/nvme0n1p1", "xfs", "nvme")],
+        ram_gib=64,
+    )
+    path = tmp_path / "facts.json"
+    path.write_text(json.dumps(f.to_dict()))
+    out = subprocess.run(
+        [sys.executable, "-m", "gotune", "plan", "--facts", str(path), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    hosts = json.loads(out.stdout)["hosts"]
+    (host,) = hosts.values()
+    assert set(host) == {"decisions", "warnings"}
+    for d in host["decisions"]:
+        assert {"key", "value", "medium", "reason", "facts_used"} <= set(d)
+    assert {d["key"] for d in host["decisions"]} >= {"go", "GOMODCACHE", "GOCACHE", "GOTMPDIR"}
+
+
+def test_plan_command_refuses_a_broken_facts_file(tmp_path: Path) -> None:
+    path = tmp_path / "facts.json"
+    path.write_text("{not json")
+    out = subprocess.run(
+        [sys.executable, "-m", "gotune", "plan", "--facts", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 1
+    assert out.stderr.startswith("gotune: facts") and out.stderr.count("\n") == 1
+
+
+# --- recorded machines (tests/fixtures/hwloc), parsed by the facts collector ------------------
+
+FIXTURES = Path(__file__).parent / "fixtures" / "hwloc"
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Facts]:
+    import tarfile
+
+    from facts.collect import collect_local
+    from facts.machine import parse_output
+
+    cache: dict[str, Facts] = {}
+
+    def load(name: str) -> Facts:
+        if name not in cache:
+            dest = tmp_path_factory.mktemp(name)
+            with tarfile.open(FIXTURES / f"{name}.tar.bz2") as tar:
+                tar.extractall(dest, filter="data")
+            root = next(p for p in dest.iterdir() if p.is_dir())
+            facts = parse_output(collect_local(str(root)))
+            facts.user = User(name="dev", uid=1000, home="/home/dev", shell="/bin/bash")
+            cache[name] = facts
+        return cache[name]
+
+    return load
+
+
+def test_hybrid_laptop_gets_a_tmpfs_gocache(recorded: Callable[[str], Facts]) -> None:
+    f = recorded("20em64t-hybrid-1p6c2t+2ca4co1t")
+    p = plan_for(f)
+    d = decision(p, "GOCACHE")
+    ram = f.memory.total_bytes
+    assert ram is not None and ram > 16 * GIB
+    assert d.medium == "tmpfs"
+    assert d.details["size_bytes"] <= min(ram // 4, 8 * GIB)
+    assert not decision(p, "GOMODCACHE").change  # home on / is the only local disk
+
+
+def test_four_node_server_plan_is_made_from_its_recording(recorded: Callable[[str], Facts]) -> None:
+    f = recorded("64fake-4n2s2ca2c2t")
+    assert len(f.numa.nodes) == 4
+    p = plan_for(f)
+    assert decision(p, "GOMODCACHE").reason
+    d = decision(p, "GOCACHE")
+    ram = f.memory.total_bytes or 0
+    assert (d.medium == "tmpfs") == (ram >= 16 * GIB)

@@ -1,0 +1,94 @@
+"""Settings: every gotune_* key is declared once and checked before any host is touched."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from gotune.errors import GotuneError
+from gotune.settings import SETTINGS, default_users, registry, validate_host_data
+
+GOOD_SHA = hashlib.sha256(b"go").hexdigest()
+
+
+def test_defaults_fill_every_declared_setting() -> None:
+    s = validate_host_data({}, "dev-01")
+    assert set(s) == set(registry())
+    assert s["gotune_gocache_tmpfs"] == "auto"
+    assert s.users == []  # over SSH nobody is guessed
+
+
+def test_every_setting_has_a_doc_and_the_prefix() -> None:
+    for setting in SETTINGS:
+        assert setting.name.startswith("gotune_")
+        assert setting.doc.strip()
+
+
+def test_local_default_user_is_sudo_user(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SUDO_USER", "alice")
+    assert default_users("@local") == ["alice"]
+    monkeypatch.delenv("SUDO_USER")
+    monkeypatch.setenv("USER", "bob")
+    monkeypatch.setenv("LOGNAME", "bob")
+    assert default_users("@local") == ["bob"]
+
+
+def test_pyinfra_keys_are_ignored() -> None:
+    s = validate_host_data({"ssh_user": "root", "_sudo": True, "gotune_users": ["dev"]}, "h")
+    assert s.users == ["dev"]
+
+
+def test_a_good_toolchain_setting_is_accepted(tmp_path: Path) -> None:
+    tarball = tmp_path / "go.tar.gz"
+    tarball.write_bytes(b"go")
+    s = validate_host_data(
+        {
+            "gotune_go_version": "1.22.3",
+            "gotune_go_tarball": str(tarball),
+            "gotune_go_sha256": GOOD_SHA,
+        },
+        "h",
+    )
+    assert s.go_version == "1.22.3"
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        ({"gotune_colour": "blue"}, ["unknown setting gotune_colour"]),
+        ({"gotune_user": ["dev"]}, ["unknown setting gotune_user", "gotune_users"]),
+        ({"gotune_users": "dev"}, ["gotune_users", "list"]),
+        ({"gotune_users": ["Dev Ops"]}, ["gotune_users", "not a valid user name"]),
+        ({"gotune_users": ["dev;rm -rf /"]}, ["gotune_users", "not a valid user name"]),
+        ({"gotune_users": ["a" * 33]}, ["gotune_users", "not a valid user name"]),
+        ({"gotune_tmpfs_max_gib": -1}, ["gotune_tmpfs_max_gib", "positive"]),
+        ({"gotune_min_free_gib": -5}, ["gotune_min_free_gib", "negative"]),
+        ({"gotune_tmpfs_min_ram_gib": "16"}, ["gotune_tmpfs_min_ram_gib", "number"]),
+        ({"gotune_tmpfs_max_gib": True}, ["gotune_tmpfs_max_gib", "true/false"]),
+        ({"gotune_gocache_tmpfs": "sometimes"}, ["gotune_gocache_tmpfs", "auto, always, never"]),
+        ({"gotune_go_version": "go1.22.3"}, ["gotune_go_version", "without the 'go' prefix"]),
+        ({"gotune_go_version": "1.22.3; reboot"}, ["gotune_go_version", "not a Go version"]),
+        ({"gotune_go_version": "latest"}, ["gotune_go_version", "not a Go version"]),
+        ({"gotune_go_sha256": "abc"}, ["gotune_go_sha256", "64"]),
+        ({"gotune_go_sha256": GOOD_SHA.upper()}, ["gotune_go_sha256", "lowercase"]),
+        ({"gotune_go_tarball": "http://example.com/go.tgz"}, ["gotune_go_tarball", "https"]),
+        (
+            {"gotune_go_tarball": "https://x.example/go$(id).tgz"},
+            ["gotune_go_tarball", "https URL"],
+        ),
+        ({"gotune_go_tarball": "/nonexistent/go.tgz"}, ["gotune_go_tarball", "no such file"]),
+        ({"gotune_go_version": "1.22.3"}, ["gotune_go_tarball", "required"]),
+        ({"gotune_go_source": "snap"}, ["gotune_go_source", "tarball, distro"]),
+        ({"gotune_snapshot_minutes": 0}, ["gotune_snapshot_minutes", "positive"]),
+    ],
+)
+def test_malformed_setting_is_refused_naming_key_and_host(data: dict, words: list[str]) -> None:
+    with pytest.raises(GotuneError) as err:
+        validate_host_data(data, "dev-07")
+    message = str(err.value)
+    assert "dev-07" in message
+    assert "\n" not in message
+    for word in words:
+        assert word in message

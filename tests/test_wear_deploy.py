@@ -1,0 +1,79 @@
+"""What the wear deploy writes: the check's command line from settings, and the
+systemd units and cron line it renders (the sandbox test covers the cron path live;
+sandbox hosts have no systemd, so the units are checked as rendered text here).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import jinja2
+import pytest
+
+from deploys.wear import TEMPLATES, check_command, cron_minute
+from gotune.errors import GotuneError
+from gotune.settings import validate_host_data
+
+
+def render(name: str, **values: object) -> str:
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    return env.from_string((TEMPLATES / name).read_text()).render(**values)
+
+
+def test_command_carries_the_settings() -> None:
+    settings = validate_host_data(
+        {"gotune_wear_warn_percent": 70, "gotune_wear_critical_percent": 85,
+         "gotune_mirror_write_budget_gib": 0.5, "gotune_wear_media_errors_critical": 0},
+        "sbx1",
+    )  # fmt: skip
+    argv = shlex.split(check_command("/usr/bin/python3", settings))
+    assert argv[:5] == ["/usr/bin/python3", "/opt/gotune/gotune.pyz", "wear", "--record",
+                        "--state-dir"]  # fmt: skip
+    flags = dict(zip(argv[4::2], argv[5::2], strict=True))
+    assert flags["--warn-percent"] == "70" and flags["--critical-percent"] == "85"
+    assert flags["--write-budget"] == str(512 << 20)
+    assert flags["--media-errors-critical"] == "0"
+    assert flags["--textfile-dir"] == "/var/lib/prometheus/node-exporter"
+
+
+def test_no_textfile_dir_means_no_metrics_flag() -> None:
+    settings = validate_host_data({"gotune_wear_textfile_dir": ""}, "h")
+    assert "--textfile-dir" not in check_command("/usr/bin/python3", settings)
+
+
+def test_warn_above_critical_is_refused_before_anything_is_written() -> None:
+    settings = validate_host_data(
+        {"gotune_wear_warn_percent": 95, "gotune_wear_critical_percent": 90}, "h"
+    )
+    with pytest.raises(GotuneError, match="host h: wear settings"):
+        check_command("/usr/bin/python3", settings)
+
+
+def test_hostile_textfile_dir_is_refused_by_settings() -> None:
+    with pytest.raises(GotuneError, match="gotune_wear_textfile_dir"):
+        validate_host_data({"gotune_wear_textfile_dir": "/tmp/x; rm -rf / %"}, "h")
+
+
+def test_units_and_cron_line_render() -> None:
+    cmd = check_command("/usr/bin/python3", validate_host_data({}, "h"))
+    service = render("wear-check.service.j2", command=cmd)
+    assert f"ExecStart={cmd}\n" in service and "Type=oneshot" in service
+    timer = render("wear-check.timer.j2", schedule="hourly", random_delay="10min")
+    assert "OnCalendar=hourly" in timer and "Persistent=true" in timer
+    assert "WantedBy=timers.target" in timer
+    cron = render("wear-cron.j2", minute=cron_minute("sbx1"), command=cmd)
+    line = cron.splitlines()[-1]
+    assert re.match(r"^([0-9]|[1-5][0-9]) \* \* \* \* root /usr/bin/python3 ", line)
+    assert "%" not in line  # cron would turn it into a newline
+
+
+def test_cron_minute_is_stable_and_spread() -> None:
+    assert cron_minute("web1") == cron_minute("web1")
+    assert len({cron_minute(f"host{i}") for i in range(40)}) > 15
+
+
+def test_templates_are_where_the_deploy_looks() -> None:
+    names = {p.name for p in Path(TEMPLATES).glob("wear-*.j2")}
+    assert names == {"wear-check.service.j2", "wear-check.timer.j2", "wear-cron.j2"}
