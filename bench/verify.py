@@ -11,7 +11,7 @@ Each setup runs ``gotune verify --json`` twice (the first run also warms the
 verify caches; the second is the steady state apply sees) and prints the
 benchmark figures of the second run, plus the wall time of both.
 
-    .venv/bin/python bench/verify.py [--thorough] [--runs N]
+    .venv/bin/python bench/verify.py [--thorough] [--runs N] [--report DIR]
 """
 
 from __future__ import annotations
@@ -72,11 +72,13 @@ def figures(host: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def setup(name: str, inventory: Path, host: SandboxHost, extra: list[str]) -> dict[str, Any]:
+def setup(name: str, inventory: Path, host: SandboxHost, extra: list[str],
+          report: str | None) -> dict[str, Any]:
     walls = []
     result: dict[str, Any] = {}
-    for _ in range(2):
-        wall, result = verify(inventory, extra)
+    for i in range(2):
+        last = ["--report", str(Path(report) / name)] if report and i == 1 else []
+        wall, result = verify(inventory, extra + last)
         walls.append(round(wall, 1))
     h = result["hosts"][host.name]
     return {"setup": name, "verdict": h["verdict"], "verify_wall_s": walls,
@@ -88,6 +90,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--thorough", action="store_true")
     parser.add_argument("--runs", type=int)
+    parser.add_argument("--report", metavar="DIR", help="write each setup's HTML report here")
     args = parser.parse_args()
     extra = (["--thorough"] if args.thorough else []) + (
         ["--runs", str(args.runs)] if args.runs else [])
@@ -103,12 +106,12 @@ def main() -> None:
                                  text=True, cwd=REPO, timeout=600)
         if applied.returncode != 0:
             raise SystemExit(f"apply failed: {applied.stderr.strip()[-300:]}")
-        report["setups"].append(setup("after-apply", sbx.inventory, host, extra))
+        report["setups"].append(setup("after-apply", sbx.inventory, host, extra, args.report))
         sh(host, f"mkdir -p {TMPFS} && mount -t tmpfs -o size={TMPFS_SIZE},mode=0700 tmpfs "
                  f"{TMPFS} && mkdir {TMPFS}/go-build {TMPFS}/tmp && chown -R alice: {TMPFS}")
         sh(host, "su - alice -c " + shlex.quote(
             f"go env -w GOCACHE={TMPFS}/go-build GOTMPDIR={TMPFS}/tmp"))
-        report["setups"].append(setup("tmpfs", sbx.inventory, host, extra))
+        report["setups"].append(setup("tmpfs", sbx.inventory, host, extra, args.report))
     print(json.dumps(report, indent=2))
 
 

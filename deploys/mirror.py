@@ -10,6 +10,13 @@ The agent (``/opt/gotune/gotune.pyz``) runs ``gotune mirror serve`` as the
   that restarts the mirror after a failure and drops privileges with ``setpriv``;
   cron starts it at boot. Deleting the script (``gotune undo``) stops it.
 
+From the laptop deploy (``deploys/tune.py``) the cache directory and the NUMA
+binding come from the plan (``gotune/plan/mirror.py``): the cache beside the
+developers' GOMODCACHE, and on a multi-node machine serving a LAN the mirror's
+python3 runs through a numactl wrapper (``/opt/gotune/numa/python3``) that falls
+back to running unbound. Run alone, the cache is ``gotune_mirror_cache_dir`` or
+``/var/cache/gotune/mirror``.
+
 Loopback by default; a non-loopback ``gotune_mirror_listen`` needs
 ``gotune_mirror_allow`` (the mirror answers 403 to other clients). Every file and
 unit is recorded for ``gotune undo``. The developer's GOPROXY for this mirror is
@@ -28,16 +35,18 @@ from typing import Any
 
 from pyinfra import host
 from pyinfra.api import FactBase, StringCommand, deploy, operation
-from pyinfra.facts.files import Directory, File
+from pyinfra.facts.files import Directory, File, FileContents
 from pyinfra.facts.server import Which
 from pyinfra.operations import files, server, systemd
 
 from deploys.agent import AGENT_DIR, install_agent, python3_path
 from gotune.agent import AGENT_PATH
 from gotune.errors import GotuneError
+from gotune.plan.mirror import DEFAULT_CACHE_DIR
 from gotune.settings import Settings, validate_host_data
 from gotune.wear.state import DEFAULT_WEAR_STATE
 from operations import state
+from operations.numa import wrapper_script
 from operations.render import render
 
 q = shlex.quote
@@ -49,6 +58,9 @@ SUPERVISOR = f"{AGENT_DIR}/gotune-mirror-supervise"
 PIDFILE = "/run/gotune-mirror.pid"
 LOGFILE = "/var/log/gotune-mirror.log"
 CRON_FILE = "/etc/cron.d/gotune-mirror"
+# The NUMA wrapper that runs the agent's python3 on the NIC-local node (multi-node hosts).
+NUMA_BIN_DIR = f"{AGENT_DIR}/numa"
+NUMA_WRAPPER = f"{NUMA_BIN_DIR}/python3"
 GIB = 1 << 30
 
 
@@ -72,6 +84,21 @@ class MirrorSupervisor(FactBase[int]):
         return int(text) if text.isdigit() else None
 
 
+def installed_cache_dir() -> str | None:
+    """The ``--cache-dir`` of the mirror gotune installed on the current host, or None."""
+    for path in (UNIT_FILE, SUPERVISOR):
+        for line in host.get_fact(FileContents, path=path) or []:
+            if " mirror serve " not in line:
+                continue
+            try:
+                argv = shlex.split(line.removeprefix("ExecStart="))
+            except ValueError:
+                return None
+            if "--cache-dir" in argv[:-1]:
+                return argv[argv.index("--cache-dir") + 1]
+    return None
+
+
 def check_exposure(settings: Settings) -> None:
     """A mirror on a non-loopback address must have an allowlist."""
     addr = ipaddress.ip_address(settings["gotune_mirror_listen"])
@@ -82,12 +109,17 @@ def check_exposure(settings: Settings) -> None:
         )
 
 
-def serve_argv(python: str, settings: Settings) -> list[str]:
-    """The service's command line."""
+def serve_argv(python: str, settings: Settings, cache_dir: str | None = None) -> list[str]:
+    """The service's command line.
+
+    + python: the interpreter (or the NUMA wrapper standing in for it)
+    + cache_dir: the plan's cache directory (default: the setting, else ``DEFAULT_CACHE_DIR``)
+    """
+    cache_dir = cache_dir or settings["gotune_mirror_cache_dir"] or DEFAULT_CACHE_DIR
     argv = [
         python, AGENT_PATH, "mirror", "serve",
         "--listen", f"{settings['gotune_mirror_listen']}:{settings['gotune_mirror_port']}",
-        "--cache-dir", settings["gotune_mirror_cache_dir"],
+        "--cache-dir", cache_dir,
         "--upstream", settings["gotune_mirror_upstream"],
         "--max-cache-size", str(int(float(settings["gotune_mirror_max_cache_gib"]) * GIB)),
         "--wear-state", str(DEFAULT_WEAR_STATE),
@@ -126,16 +158,25 @@ def record_unit(unit: str) -> Generator[Any, None, None]:
 
 
 @operation()
-def record_created(path: str) -> Generator[Any, None, None]:
+def record_created(path: str, ancestors: bool = True) -> Generator[Any, None, None]:
     """
     Record a directory gotune is about to create, so ``gotune undo`` removes it.
 
     + path: the directory (recorded only if it does not exist yet)
+    + ancestors: record its highest missing ancestor instead (``mkdir -p`` creates
+      them all, and undo removes that one with everything below it)
     """
     if host.get_fact(Directory, path=path) is not None:
         host.noop(f"{path} exists (recorded when gotune created it, if it did)")
         return
-    yield state.record_created_cmd(path)
+    top = path
+    while (
+        ancestors
+        and top.count("/") > 1
+        and host.get_fact(Directory, path=top.rsplit("/", 1)[0]) is None
+    ):
+        top = top.rsplit("/", 1)[0]
+    yield state.record_created_cmd(top)
 
 
 @operation()
@@ -159,13 +200,25 @@ def supervised(script: str, restart: bool = False) -> Generator[Any, None, None]
 
 
 @deploy("gotune module mirror")
-def install_mirror() -> None:
-    """Install the agent and run the mirror as a service (or remove nothing when disabled)."""
+def install_mirror(
+    cache_dir: str | None = None,
+    numactl_args: list[str] | None = None,
+    nodes: list[int] | None = None,
+    numa_reason: str = "",
+) -> None:
+    """Install the agent and run the mirror as a service (or remove nothing when disabled).
+
+    + cache_dir: the plan's cache directory (default: the setting, else ``DEFAULT_CACHE_DIR``)
+    + numactl_args: the plan's binding (``numa.mirror``); empty: the mirror runs unbound
+    + nodes: the nodes ``numactl_args`` names (the wrapper checks they are online)
+    + numa_reason: the plan's reason, kept as a comment in the wrapper
+    """
     settings = validate_host_data(host.data.dict(), host.name)
     if not settings["gotune_mirror_enabled"]:
         host.noop("gotune_mirror_enabled is false: no mirror on this host")
         return
     check_exposure(settings)
+    record_created(name=f"Record {AGENT_DIR} for undo", path=AGENT_DIR)
     install_agent()
     server.user(  # noqa: S604 - shell= is the account's login shell, not a subprocess flag
         name=f"System user {MIRROR_USER}",
@@ -175,7 +228,7 @@ def install_mirror() -> None:
         home="/nonexistent",
         create_home=False,
     )
-    cache_dir = settings["gotune_mirror_cache_dir"]
+    cache_dir = cache_dir or settings["gotune_mirror_cache_dir"] or DEFAULT_CACHE_DIR
     record_created(name=f"Record {cache_dir} for undo", path=cache_dir)
     files.directory(
         name=f"Mirror cache {cache_dir}",
@@ -185,7 +238,25 @@ def install_mirror() -> None:
         mode="755",
     )
     python = python3_path() or "/usr/bin/python3"
-    command = " ".join(q(a) for a in serve_argv(python, settings))
+    if numactl_args:
+        # Falls back to the plain python3 when numactl is missing or the binding fails.
+        state.file(
+            name=f"NUMA wrapper for the mirror (numactl {' '.join(numactl_args)})",
+            path=NUMA_WRAPPER,
+            content=wrapper_script(
+                "python3",
+                numactl_args,
+                nodes or [],
+                numa_reason,
+                recorded=python,
+                bin_dir=NUMA_BIN_DIR,
+            ),
+            mode=0o755,
+        )
+        python = NUMA_WRAPPER
+    else:
+        files.file(name="No NUMA wrapper for the mirror", path=NUMA_WRAPPER, present=False)
+    command = " ".join(q(a) for a in serve_argv(python, settings, cache_dir))
     common = {"user": MIRROR_USER, "command": command}
     if host.get_fact(Directory, path="/run/systemd/system"):
         unit = state.file(

@@ -3,7 +3,9 @@
 ``plan_current_host`` runs inside pyinfra's host context (plain ``pyinfra``
 or ``gotune apply``): it validates the host's settings, gathers the Machine
 fact once per developer user and makes the pure plan. ``tune`` turns the plan
-into gotune's operations. Results per host are kept in ``RUNS`` for the CLI.
+into gotune's operations, then installs the SSD wear check and the module
+mirror when the settings ask for them (``services``; the developers' GOPROXY
+then points at the mirror first). Results per host are kept in ``RUNS`` for the CLI.
 """
 
 from __future__ import annotations
@@ -12,18 +14,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pyinfra import host
+from pyinfra.facts.files import FileContents
 from pyinfra.facts.server import Users, Which
 
+from deploys.mirror import developer_goproxy, install_mirror, installed_cache_dir
+from deploys.wear import install_wear
 from facts.gotune_state import ShellExports
 from facts.model import Facts
 from facts.numa_measured import NumaMeasured
 from gotune.errors import GotuneError
 from gotune.plan import Plan, make_plan
-from gotune.plan.caches import ROOT_FS_BASE, TMPFS_ROOT
+from gotune.plan.caches import ROOT_FS_BASE, TMPFS_ROOT, gotune_base_of
 from gotune.settings import Settings, validate_host_data
 from operations import caches, goenv, numa, toolchain
 
 GOTUNE_VAR_CACHE = "/var/cache/gotune"
+# What `go env GOPROXY` says when nothing sets it.
+GO_DEFAULT_GOPROXY = "https://proxy.golang.org,direct"
 
 
 @dataclass
@@ -49,7 +56,28 @@ def gather(settings: Settings) -> tuple[Facts, dict[str, Facts]]:
     if not settings.users:
         return host.get_fact(Machine), {}
     per_user = {u: host.get_fact(Machine, user=u) for u in settings.users}
+    for uf in per_user.values():
+        if uf.go is None and uf.user.home:
+            uf.go = goenv_without_go(uf.user.home)
     return next(iter(per_user.values())), per_user
+
+
+def goenv_without_go(home: str) -> dict[str, str] | None:
+    """The user's GOENV settings when no ``go`` could run ``go env`` (Go is not installed yet).
+
+    Without this, an apply that installs Go would miss a GOMODCACHE the user set
+    with ``go env -w`` and only see it on the next run.
+    """
+    path = f"{home}/.config/go/env"
+    lines = host.get_fact(FileContents, path=path)
+    if lines is None:
+        return None
+    found = {"GOENV": path}
+    for line in lines:
+        key, sep, value = line.partition("=")
+        if sep and key.strip() in goenv.MANAGED_KEYS and value.strip():
+            found[key.strip()] = value.strip()
+    return found
 
 
 def plan_current_host() -> HostPlan:
@@ -57,6 +85,10 @@ def plan_current_host() -> HostPlan:
     settings = validate_host_data(host.data.dict(), host.name)
     facts, users = gather(settings)
     plan = make_plan(facts, settings, users, host.get_fact(NumaMeasured))
+    mirror = plan.find("mirror")
+    if mirror is not None:
+        mirror.current = installed_cache_dir()
+        mirror.change = mirror.current != mirror.value
     for user, uf in users.items():
         if uf.user.home:
             for line in host.get_fact(ShellExports, home=uf.user.home):
@@ -68,12 +100,11 @@ def plan_current_host() -> HostPlan:
     return hp
 
 
-def _gotune_dirs(path: str) -> list[str]:
-    """The root-owned gotune directories above a cache path (``<mount>/gotune`` ...)."""
-    if path.startswith(ROOT_FS_BASE + "/"):
+def _gotune_dirs(base: str) -> list[str]:
+    """The root-owned gotune directories above a user's gotune base (``<mount>/gotune`` ...)."""
+    if base.startswith(ROOT_FS_BASE + "/"):
         return [GOTUNE_VAR_CACHE, ROOT_FS_BASE]
-    head = path.split("/gotune/", 1)[0]
-    return [f"{head}/gotune"]
+    return [base.rsplit("/", 1)[0]]
 
 
 def _home_parents(path: str, home: str) -> list[str]:
@@ -84,10 +115,6 @@ def _home_parents(path: str, home: str) -> list[str]:
         out.append(parent)
         parent = parent.rsplit("/", 1)[0]
     return list(reversed(out))
-
-
-def _is_gotune_base(path: str) -> bool:
-    return "/gotune/" in path and not path.startswith(TMPFS_ROOT)
 
 
 def tune(hp: HostPlan) -> None:
@@ -103,13 +130,35 @@ def tune(hp: HostPlan) -> None:
                 tarball=settings["gotune_go_tarball"],
                 sha256=settings["gotune_go_sha256"],
             )
-    if not plan.users:
+    if plan.users:
+        accounts: dict[str, Any] = host.get_fact(Users)
+        has_cron = bool(
+            host.get_fact(Which, command="cron") or host.get_fact(Which, command="crond")
+        )
+        for user in plan.users:
+            _tune_user(hp, user, accounts[user], has_cron)
+        numa.apply_numa(plan.decisions, plan.users[0], systemd=hp.facts.platform.systemd)
+    services(hp)
+
+
+def services(hp: HostPlan) -> None:
+    """The SSD wear check and the module mirror, when the host's settings ask for them.
+
+    The wear check comes first: the mirror reads its state file to back off at
+    warn and critical (a missing file reads as "unknown", which caches normally).
+    """
+    if hp.settings.wear_enabled:
+        install_wear()
+    mirror = hp.plan.find("mirror")
+    if mirror is None or not mirror.value:
         return
-    accounts: dict[str, Any] = host.get_fact(Users)
-    has_cron = bool(host.get_fact(Which, command="cron") or host.get_fact(Which, command="crond"))
-    for user in plan.users:
-        _tune_user(hp, user, accounts[user], has_cron)
-    numa.apply_numa(plan.decisions, plan.users[0], systemd=hp.facts.platform.systemd)
+    bind = hp.plan.find("numa.mirror")
+    install_mirror(
+        cache_dir=mirror.value,
+        numactl_args=list(bind.details.get("numactl_args", [])) if bind else [],
+        nodes=list(bind.details.get("nodes", [])) if bind else [],
+        numa_reason=bind.reason if bind else "",
+    )
 
 
 def _tune_user(hp: HostPlan, user: str, account: dict[str, Any], has_cron: bool) -> None:
@@ -154,7 +203,7 @@ def _tune_user(hp: HostPlan, user: str, account: dict[str, Any], has_cron: bool)
             paths=[gocache.value, f"{mp}/tmp"],
         )
         snap_dir = snapshot.rsplit("/", 1)[0]
-        if _is_gotune_base(snap_dir) and not snap_dir.startswith(home + "/"):
+        if gotune_base_of(snap_dir, user):
             caches.root_dirs(name="gotune cache directories", paths=_gotune_dirs(snap_dir))
             caches.user_dirs(
                 name=f"{user}'s gotune directory", user=user, gid=gid, paths=[snap_dir], record=True
@@ -199,6 +248,16 @@ def _tune_user(hp: HostPlan, user: str, account: dict[str, Any], has_cron: bool)
         if gotmp and gotmp.change:
             values["GOTMPDIR"] = gotmp.value
 
+    if plan.find("mirror") is not None:
+        proxy = developer_goproxy(settings)
+        before = (uf.go or {}).get("GOPROXY")
+        if before and before not in (proxy, GO_DEFAULT_GOPROXY):
+            hp.notes.append(
+                f"{user}: GOPROXY {before} becomes {proxy} (the mirror's upstream is "
+                "gotune_mirror_upstream); gotune undo puts it back"
+            )
+        values["GOPROXY"] = proxy
+
     path = goenv.goenv_path(home, uf.go)
     if values and path is None:
         hp.plan.warnings.append(f"{user}: GOENV is off, so gotune cannot set {', '.join(values)}")
@@ -216,10 +275,11 @@ def _tune_user(hp: HostPlan, user: str, account: dict[str, Any], has_cron: bool)
 def _make_parent(path: str, home: str, user: str, gid: int) -> None:
     """The parent directory of a cache path, owned by the user."""
     parent = path.rsplit("/", 1)[0]
-    if _is_gotune_base(path):
-        caches.root_dirs(name="gotune cache directories", paths=_gotune_dirs(path))
+    base = gotune_base_of(path, user)
+    if base:
+        caches.root_dirs(name="gotune cache directories", paths=_gotune_dirs(base))
         caches.user_dirs(
-            name=f"{user}'s gotune directory", user=user, gid=gid, paths=[parent], record=True
+            name=f"{user}'s gotune directory", user=user, gid=gid, paths=[base], record=True
         )
     elif parent.startswith(home.rstrip("/") + "/"):
         caches.user_dirs(

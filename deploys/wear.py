@@ -5,7 +5,9 @@ starts ``gotune-wear.service`` hourly; elsewhere (WSL2 without systemd, containe
 the sandbox hosts of the tests) ``/etc/cron.d/gotune-wear`` does. Each run is
 ``python3 /opt/gotune/gotune.pyz wear --record ...``: readings appended to
 ``/var/lib/gotune/wear/history.jsonl``, the state file the mirror reads, and
-node_exporter metrics. Idempotent: a second run changes nothing.
+node_exporter metrics. Idempotent: a second run changes nothing. Units, the
+cron file, the agent and the state directory are recorded, so ``gotune undo``
+removes the check (and the metrics file it wrote).
 
     pyinfra INVENTORY deploys/wear.py
 """
@@ -14,20 +16,26 @@ from __future__ import annotations
 
 import shlex
 import zlib
+from collections.abc import Generator
 from pathlib import Path
+from typing import Any
 
 from pyinfra import host
-from pyinfra.api import deploy
+from pyinfra.api import StringCommand, deploy, operation
 from pyinfra.facts.files import Directory, File, Link
 from pyinfra.facts.server import Which
 from pyinfra.operations import files, server, systemd
 
-from deploys.agent import install_agent, python3_path
+from deploys.agent import AGENT_DIR, install_agent, python3_path
+from deploys.mirror import record_created, record_unit
 from gotune.agent import AGENT_PATH
 from gotune.errors import GotuneError
 from gotune.settings import Settings, validate_host_data
-from gotune.wear.check import DEFAULT_STATE_DIR
+from gotune.wear.check import DEFAULT_STATE_DIR, STATE_FILE
+from gotune.wear.metrics import METRICS_FILE
 from gotune.wear.status import Thresholds
+from operations import state
+from operations.render import render
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 UNIT = "gotune-wear"
@@ -82,35 +90,74 @@ def smartctl_present() -> bool:
     )
 
 
+@operation()
+def record_file(path: str) -> Generator[Any, None, None]:
+    """
+    Record a file the periodic check will write, so ``gotune undo`` puts back what was there.
+
+    + path: the file (its absence is recorded when it does not exist yet)
+    """
+    rec = f"{state.UNDO_DIR}/files/{state.hexname(path)}"
+    if host.get_fact(File, path=rec) or host.get_fact(File, path=f"{rec}.absent"):
+        host.noop(f"{path} already recorded for undo")
+        return
+    if host.get_fact(File, path=path):
+        host.noop(f"{path} exists and was not recorded before: undo leaves it")
+        return
+    yield state.record_path_cmd(path)
+
+
+@operation()
+def first_reading(command: str, state_file: str) -> Generator[Any, None, None]:
+    """
+    Run the check once when it has never run, so the mirror and ``gotune verify`` have a state.
+
+    + command: the periodic check's command line (quoted)
+    + state_file: the state file the check writes
+    """
+    if host.get_fact(File, path=state_file):
+        host.noop(f"{state_file} exists: the check has run")
+        return
+    yield StringCommand(f"{command} >/dev/null")
+
+
 @deploy("gotune SSD wear check")
 def install_wear() -> None:
     """Install the agent, smartmontools (optional) and the hourly wear check."""
     settings = validate_host_data(host.data.dict(), host.name)
+    record_created(name=f"Record {AGENT_DIR} for undo", path=AGENT_DIR)
     install_agent()
     if settings["gotune_wear_install_smartmontools"] and not smartctl_present():
         server.packages(name="Install smartmontools (smartctl)", packages=["smartmontools"])
+    # Only the state directory: /var/lib/gotune also holds the undo records themselves.
+    record_created(
+        name=f"Record {DEFAULT_STATE_DIR} for undo", path=str(DEFAULT_STATE_DIR), ancestors=False
+    )
     files.directory(name=f"Create {DEFAULT_STATE_DIR}", path=str(DEFAULT_STATE_DIR), mode="755")
     textfile = settings["gotune_wear_textfile_dir"]
     if textfile:
         files.directory(name=f"Create {textfile}", path=textfile, mode="755")
+        prom = f"{textfile}/{METRICS_FILE}"
+        record_file(name=f"Record {prom} for undo", path=prom)
     python = python3_path() or "/usr/bin/python3"
     command = check_command(python, settings)
+    first_reading(
+        name="First wear reading",
+        command=command,
+        state_file=str(DEFAULT_STATE_DIR / STATE_FILE),
+    )
     if host.get_fact(Directory, path="/run/systemd/system"):
-        service = files.template(
+        service = state.file(
             name=f"Install {UNIT}.service",
-            src=str(TEMPLATES / "wear-check.service.j2"),
-            dest=f"{SYSTEMD_DIR}/{UNIT}.service",
-            mode="644",
-            command=command,
+            path=f"{SYSTEMD_DIR}/{UNIT}.service",
+            content=render("wear-check.service.j2", command=command),
         )
-        timer = files.template(
+        timer = state.file(
             name=f"Install {UNIT}.timer",
-            src=str(TEMPLATES / "wear-check.timer.j2"),
-            dest=f"{SYSTEMD_DIR}/{UNIT}.timer",
-            mode="644",
-            schedule=SCHEDULE,
-            random_delay=RANDOM_DELAY,
+            path=f"{SYSTEMD_DIR}/{UNIT}.timer",
+            content=render("wear-check.timer.j2", schedule=SCHEDULE, random_delay=RANDOM_DELAY),
         )
+        record_unit(name=f"Record {UNIT}.timer for undo", unit=f"{UNIT}.timer")
         systemd.service(
             name=f"Enable and start {UNIT}.timer",
             service=f"{UNIT}.timer",
@@ -122,13 +169,10 @@ def install_wear() -> None:
             name=f"Remove {CRON_FILE} (systemd runs the check)", path=CRON_FILE, present=False
         )
     else:
-        files.template(
+        state.file(
             name=f"Install {CRON_FILE}",
-            src=str(TEMPLATES / "wear-cron.j2"),
-            dest=CRON_FILE,
-            mode="644",
-            minute=cron_minute(host.name),
-            command=command,
+            path=CRON_FILE,
+            content=render("wear-cron.j2", minute=cron_minute(host.name), command=command),
         )
 
 

@@ -329,6 +329,11 @@ SETTINGS: list[Setting] = [
         "gotune_wear_install_smartmontools", (bool,), True,
         "install smartmontools (apt/dnf) when smartctl is absent",
     ),
+    Setting(
+        "gotune_wear_enabled", (bool,), None,
+        "the laptop deploy installs the hourly SSD wear check "
+        "(default: when gotune_mirror_enabled, whose cache writes it guards)",
+    ),
     # The module mirror (issue #6): deploys/mirror.py.
     Setting(
         "gotune_mirror_enabled", (bool,), False,
@@ -351,8 +356,9 @@ SETTINGS: list[Setting] = [
         _goproxy_list,
     ),
     Setting(
-        "gotune_mirror_cache_dir", (str,), "/var/cache/gotune/mirror",
-        "the mirror's cache (a GOPROXY tree); put it on persistent, fast storage",
+        "gotune_mirror_cache_dir", (str,), None,
+        "the mirror's cache (a GOPROXY tree); default: <mount>/gotune/mirror on the "
+        "filesystem the plan chose for GOMODCACHE (/var/cache/gotune/mirror on /)",
         _plain_abs_path,
     ),
     Setting(
@@ -410,6 +416,12 @@ class Settings(Mapping[str, Any]):
     def gib(self, key: str) -> int:
         """A GiB setting as bytes."""
         return int(float(self._values[key]) * 1024**3)
+
+    @property
+    def wear_enabled(self) -> bool:
+        """``gotune_wear_enabled``, or when unset, whether the mirror runs (it writes to flash)."""
+        value = self._values["gotune_wear_enabled"]
+        return bool(self._values["gotune_mirror_enabled"] if value is None else value)
 
     @property
     def go_version(self) -> str | None:

@@ -234,7 +234,12 @@ def test_apply_then_second_apply_then_undo_on_a_developer_host(
 
     out = gotune("undo", str(box.inventory), "--yes", "--json")
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout)["hosts"]["sbx1"]["ok"]
+    undone = json.loads(out.stdout)["hosts"]["sbx1"]
+    assert undone["ok"]
+    assert {"/etc/fstab", "/home/dev/.config/go/env", "/usr/local/bin/go"} <= set(
+        undone["restores"]["files"]
+    )
+    assert [m["back_to"] for m in undone["restores"]["moves"]] == [OLD_GOMODCACHE]
     assert snapshot_of_files(host) == before
     assert sh(host, "cat ~/.config/go/env", user=USER) == ORIGINAL_GOENV
     assert sh(host, "cat /etc/fstab") == ORIGINAL_FSTAB
@@ -243,3 +248,18 @@ def test_apply_then_second_apply_then_undo_on_a_developer_host(
     )
     out = gotune("undo", str(box.inventory), "--yes", "--json")
     assert json.loads(out.stdout)["hosts"]["sbx1"]["changed"] == 0
+
+
+@pytest.mark.sandbox
+@pytest.mark.slow
+def test_a_problem_on_one_host_changes_nothing_on_any_host(sandbox: Any) -> None:
+    good = {"gotune_users": [USER], "gotune_gocache_tmpfs": "always", "gotune_tmpfs_max_gib": 1}
+    box = sandbox(2, data=[good, {**good, "gotune_users": ["ghost"]}])
+    for host in box.hosts:
+        host.add_user(USER)
+    out = gotune("apply", str(box.inventory), "--yes", "--json", "--no-verify")
+    assert out.returncode == 1
+    assert "sbx2" in out.stderr and "ghost" in out.stderr and out.stderr.count("\n") == 1
+    for host in box.hosts:
+        assert sh(host, "test -e /var/lib/gotune/undo || echo untouched") == "untouched\n"
+        assert sh(host, "test -e /home/dev/.config/go/env || echo untouched") == "untouched\n"

@@ -348,3 +348,48 @@ def test_four_node_server_plan_is_made_from_its_recording(recorded: Callable[[st
     d = decision(p, "GOCACHE")
     ram = f.memory.total_bytes or 0
     assert (d.medium == "tmpfs") == (ram >= 16 * GIB)
+
+
+def test_snapshot_lives_beside_the_moved_module_cache_on_every_apply() -> None:
+    disks = [
+        mount("/", "/dev/sda1", "ext4", "hdd"),
+        mount("/fast", "/dev/nvme0n1p1", "xfs", "nvme"),
+    ]
+    first = plan_for(machine(disks, ram_gib=64))
+    assert decision(first, "GOCACHE").details["snapshot"] == "/fast/gotune/dev/go-build.tar"
+    # The next apply sees the caches where the first one put them: same snapshot, no change.
+    mp = f"{TMPFS_ROOT}/dev"
+    again = machine(
+        [*disks, mount(mp, "tmpfs", "tmpfs", "tmpfs", 8)],
+        ram_gib=64,
+        go={
+            "GOMODCACHE": "/fast/gotune/dev/mod",
+            "GOCACHE": f"{mp}/go-build",
+            "GOTMPDIR": f"{mp}/tmp",
+        },
+    )
+    second = plan_for(again)
+    assert decision(second, "GOCACHE").details["snapshot"] == "/fast/gotune/dev/go-build.tar"
+    assert not any(d.change for d in second.decisions if d.user), second.to_dict()
+
+
+def test_a_user_named_gotune_keeps_caches_in_home() -> None:
+    f = machine([mount("/", "/dev/nvme0n1p2", "ext4", "nvme")], ram_gib=64, home="/home/gotune")
+    f.user.name = "gotune"
+    p = make_plan(f, validate_host_data({}, "box"))
+    gocache = p.find("GOCACHE", "gotune")
+    assert gocache is not None
+    assert gocache.details["snapshot"] == "/home/gotune/.cache/gotune/go-build.tar"
+
+
+def test_plan_cli_moves_a_wsl2_gomodcache_off_mnt_c() -> None:
+    doc = Path(__file__).parent / "fixtures" / "facts" / "wsl2-gomodcache-on-mnt-c.json"
+    out = subprocess.run(
+        [sys.executable, "-m", "gotune", "plan", "--facts", str(doc), "--json"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    (host,) = json.loads(out.stdout)["hosts"].values()
+    by_key = {d["key"]: d for d in host["decisions"]}
+    assert by_key["GOMODCACHE"]["change"]
+    assert by_key["GOMODCACHE"]["value"] == "/home/dev/go/pkg/mod"
+    assert "9p" in by_key["GOMODCACHE"]["reason"]

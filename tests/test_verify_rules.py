@@ -31,7 +31,7 @@ from gotune.verify.stats import (
     summarize,
     verdict,
 )
-from gotune.verify.target import order
+from gotune.verify.target import Bench, order
 
 N = MIN_RUNS_FOR_VERDICT
 
@@ -95,6 +95,23 @@ def test_a_benchmark_that_could_not_run_is_an_error() -> None:
     assert not benchmark_ok(r)
 
 
+def test_a_difference_counts_only_when_the_confirmation_batch_repeats_it() -> None:
+    fast, slow, mixed = [0.10] * N, [0.20] * N, [0.10, 0.21, 0.19, 0.2, 0.2]
+    assert benchmark_result(dict(bench(fast + fast, slow + slow), confirm_from=N))[
+        "verdict"] == FASTER
+    drifted = benchmark_result(dict(bench(fast + fast, slow + mixed), confirm_from=N))
+    assert drifted["verdict"] == SAME and drifted["confirm_from"] == N
+    assert drifted["tuned"]["runs"] == 2 * N  # the summary covers every run
+
+
+def test_the_runner_confirms_only_a_first_batch_that_looks_different() -> None:
+    b = Bench("go", "/nonexistent", [], "go1.27", confirm={"min_runs": N, "noise_fraction": 0.05})
+    assert b._separated({"tuned": [0.1] * N, "default": [0.2] * N}, N)
+    assert not b._separated({"tuned": [0.1] * N, "default": [0.2, 0.2, 0.2, 0.2, 0.1]}, N)
+    assert not b._separated({"tuned": [1.00] * N, "default": [1.02] * N}, N)  # inside noise
+    assert not b._separated({"tuned": [0.1] * 3, "default": [0.2] * 3}, 3)  # too few runs
+
+
 def test_runs_alternate_which_variant_goes_first() -> None:
     seq = [v for i in range(4) for v in order(["A", "B"], i)]
     assert "".join(seq) == "ABBAABBA"
@@ -141,6 +158,16 @@ def test_an_export_in_the_login_shell_that_overrides_goenv_is_caught() -> None:
     assert names_failing(checks) == ["alice: go env (login shell)"]
     causes = diagnose({"users": {"alice": rec}}, checks, [], True)
     assert [d["cause"] for d in causes] == ["env_override"]
+
+
+def test_settings_that_differ_from_the_plan_in_every_shell_are_named() -> None:
+    rec = user_rec(GOCACHE=disk("/c"))
+    plan = {"decisions": [{"key": "GOCACHE", "value": "/fast/c", "medium": "nvme",
+                           "user": "alice"}]}
+    checks = user_checks("alice", rec, plan)
+    assert "GOCACHE is '/c', planned '/fast/c'" in checks[0]["detail"]
+    causes = diagnose({"users": {"alice": rec}}, checks, [], True)
+    assert [d["cause"] for d in causes] == ["not_as_planned"]
 
 
 def test_plan_values_are_compared_and_unset_gotmpdir_means_empty() -> None:

@@ -111,6 +111,16 @@ def results(state: Any, run_error: str | None = None) -> dict[str, dict[str, Any
     return out
 
 
+def unreachable(state: Any) -> dict[str, dict[str, Any]]:
+    """Report entries for the inventory's hosts that could not be connected to."""
+    active = {h.name for h in state.activated_hosts}
+    return {
+        h.name: {"changed": 0, "ok": False, "operations": [], "error": "cannot connect"}
+        for h in state.inventory
+        if h.name not in active
+    }
+
+
 def confirm(changes: dict[str, list[str]], yes: bool) -> bool:
     """Ask y/N on a terminal; without one, --yes is required."""
     if yes or not any(changes.values()):
@@ -195,6 +205,7 @@ def run(args: argparse.Namespace) -> int:
                 "plan": hp.plan.to_dict() if hp else None,
                 "warnings": (hp.plan.warnings + hp.notes) if hp else [],
             }
+        report["hosts"].update(unreachable(state))
         if not args.json or args.dry:
             print(show(changes, RUNS), file=sys.stderr if args.json else sys.stdout)
         if args.dry:

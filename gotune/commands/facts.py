@@ -151,7 +151,7 @@ def summary(name: str, f: Facts) -> str:
     for key, place in f.storage.paths.items():
         free = f", {_gib(place.free_bytes)} free" if place.free_bytes is not None else ""
         lines.append(
-            f"  {key:<8}{place.path} on {place.mount} ({place.fstype}, {place.class_}{free})"
+            f"  {key:<7} {place.path} on {place.mount} ({place.fstype}, {place.class_}{free})"
         )
     if f.go:
         lines.append(f"  go      {f.go.get('GOVERSION', '?')} · GOROOT {f.go.get('GOROOT', '?')}")

@@ -14,12 +14,36 @@ import os
 import sys
 from typing import Any
 
-from gotune.commands.apply import confirm, execute, prepare, proposed, results, show
+from gotune.commands.apply import (
+    confirm,
+    execute,
+    prepare,
+    proposed,
+    results,
+    show,
+    unreachable,
+)
+
+# Host name -> what its undo records list, for the report.
+RECORDS: dict[str, dict[str, Any]] = {}
 
 
 def _restore() -> None:
+    from dataclasses import asdict
+
+    from pyinfra import host
+
+    from facts.gotune_state import UndoRecords
     from operations import undo
 
+    rec = host.get_fact(UndoRecords)
+    RECORDS[host.name] = {
+        "files": sorted(rec.files),
+        "moves": [
+            {"user": u, "key": k, "back_to": src, "from": dst} for u, k, src, dst in rec.moves
+        ],
+        **{k: v for k, v in asdict(rec).items() if k in ("created", "mounts", "units", "packages")},
+    }
     undo.restore(name="restore what gotune changed")
 
 
@@ -34,8 +58,12 @@ def run(args: argparse.Namespace) -> int:
         prepare(state, lambda: load_func(state, _restore))
         changes = proposed(state)
         report: dict[str, Any] = {
-            "hosts": {n: {"changed": 0, "ok": True, "operations": []} for n in changes}
+            "hosts": {
+                n: {"changed": 0, "ok": True, "operations": [], "restores": RECORDS.get(n)}
+                for n in changes
+            }
         }
+        report["hosts"].update(unreachable(state))
         if not args.json:
             print(show(changes))
         if not confirm(changes, args.yes):

@@ -2,7 +2,8 @@
 
 ``make_plan`` reads no files and runs nothing, so every rule is testable from a
 facts document alone (``gotune plan --facts FILE``). One module per subject:
-``caches`` (GOCACHE, GOMODCACHE, GOTMPDIR) and ``toolchain`` (the Go install).
+``caches`` (GOCACHE, GOMODCACHE, GOTMPDIR), ``toolchain`` (the Go install),
+``numa`` and ``mirror`` (the local module mirror's cache and node).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 from facts.model import Facts
 from gotune.plan.caches import plan_user_caches
+from gotune.plan.mirror import plan_mirror
 from gotune.plan.model import Decision, Plan
 from gotune.plan.numa import plan_numa
 from gotune.plan.toolchain import plan_toolchain
@@ -47,6 +49,7 @@ def make_plan(
         plan.warnings.extend(warnings)
     first_user = next(iter(users), None)
     plan.decisions.extend(plan_numa(first, plan.find("GOCACHE", first_user), numa_measured))
+    plan.decisions.extend(plan_mirror(first, settings, plan.find("GOMODCACHE", first_user)))
     for d in plan.decisions:
         if (
             d.key in ("GOCACHE", "GOMODCACHE")

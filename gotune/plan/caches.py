@@ -49,6 +49,19 @@ def gotune_base(mount: str, user: str) -> str:
     return f"{ROOT_FS_BASE}/{user}" if mount == "/" else f"{mount.rstrip('/')}/gotune/{user}"
 
 
+def gotune_base_of(path: str, user: str) -> str | None:
+    """The gotune-owned directory (``gotune_base``) that ``path`` is, or holds a cache in."""
+    marker = (
+        f"/gotune/{user}" if not path.startswith(ROOT_FS_BASE + "/") else f"{ROOT_FS_BASE}/{user}"
+    )
+    if path.endswith(marker):
+        return path
+    head, _, leaf = path.rpartition("/")
+    if head.endswith(marker) and leaf in ("mod", "go-build", "go-build.tar"):
+        return head
+    return None
+
+
 def tmpfs_budget(
     facts: Facts, settings: Settings, n_users: int
 ) -> tuple[int | None, str, list[str]]:
@@ -184,8 +197,8 @@ def plan_user_caches(
 
     gocache_now = go.get("GOCACHE") or f"{home}/.cache/go-build"
     size, tmpfs_why, tmpfs_used = tmpfs_budget(host, settings, n_users)
-    base = gomod.value if gomod.value and "/gotune/" in gomod.value else None
-    snapshot_dir = base.rsplit("/", 1)[0] if base else f"{home}/.cache/gotune"
+    base = gotune_base_of(gomod.value, user) if gomod.value else None
+    snapshot_dir = base or f"{home}/.cache/gotune"
     if size is not None:
         mp = tmpfs_mountpoint(user)
         want = f"{mp}/go-build"

@@ -10,13 +10,16 @@ For apply (and any other caller holding a connected pyinfra State)::
 
 ``plans`` (optional) maps host names to their ``gotune.plan.Plan`` (or its dict):
 go env is then compared with the plan's decisions; without it, with the user's
-GOENV file. Each host's result is appended to its history
+GOENV file. The ``gotune verify`` command (which ``gotune apply`` runs as a
+subprocess at its end) makes the plans itself, from fresh facts, with
+``gotune.verify.plans.current_plans``. Each host's result is appended to its history
 (``/var/lib/gotune/verify/history.jsonl`` when the runner runs as root), and the
 earlier results come back in ``history`` for the trend chart.
 
 Modules, in the order the data flows:
 
 - ``target``  — the runner, executed on the host (standard library only)
+- ``plans``   — the plan each host should match now (as apply makes it)
 - ``remote``  — sends the runner through pyinfra and reads its answer
 - ``stats``   — medians, ratio, the "no measurable difference" rule
 - ``checks``  — state checks from the observations
@@ -50,6 +53,7 @@ def run(state: Any, hosts: Iterable[Any], thorough: bool = False,
     from gotune.errors import GotuneError
     from gotune.verify.remote import record_history, run_runner
     from gotune.verify.result import history_record, host_result
+    from gotune.verify.stats import MIN_RUNS_FOR_VERDICT, NOISE_FRACTION
 
     del state  # the hosts carry their connections; kept for the apply-side call shape
     out: dict[str, Any] = {"hosts": {}}
@@ -57,7 +61,9 @@ def run(state: Any, hosts: Iterable[Any], thorough: bool = False,
         host_users = (users or {}).get(host.name)
         if host_users is None:
             host_users = _users_of(host)
-        args: dict[str, Any] = {"users": host_users, "thorough": thorough}
+        args: dict[str, Any] = {"users": host_users, "thorough": thorough,
+                                "confirm": {"min_runs": MIN_RUNS_FOR_VERDICT,
+                                            "noise_fraction": NOISE_FRACTION}}
         if runs:
             args["runs"] = runs
         if benchmarks is not None:

@@ -72,6 +72,10 @@ def expected_from_goenv(rec: dict[str, Any]) -> dict[str, str]:
     return {k: str(v) for k, v in values.items() if k in PLANNED_KEYS}
 
 
+def _shown(value: Any) -> str:
+    return "unset" if value in ("", None) else repr(value)
+
+
 def _go_env_check(user: str, rec: dict[str, Any], which: str, expected: dict[str, str],
                   source: str) -> dict[str, Any]:
     label = "login" if which == "login" else "non-login"
@@ -82,8 +86,8 @@ def _go_env_check(user: str, rec: dict[str, Any], which: str, expected: dict[str
     if not expected:
         return check(name, False, f"nothing to compare: {source} (has gotune apply run?)")
     env = shell.get("env") or {}
-    wrong = [f"{k} is {env.get(k)!r}, planned {v!r}" for k, v in sorted(expected.items())
-             if env.get(k) != v]
+    wrong = [f"{k} is {_shown(env.get(k))}, planned {_shown(v)}"
+             for k, v in sorted(expected.items()) if env.get(k) != v]
     if wrong:
         return check(name, False, "; ".join(wrong))
     shown = ", ".join(f"{k}={v or '(unset)'}" for k, v in sorted(expected.items()))

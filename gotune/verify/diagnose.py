@@ -24,7 +24,8 @@ CPUFREQ_CAP_FRACTION = 0.95
 DENIED_ERRNOS = frozenset({"EACCES", "EPERM", "EROFS"})
 
 CAUSES = ("permission_denied", "tmpfs_full", "disk_full", "network_storage", "9p_storage",
-          "rotational_storage", "cpu_frequency_capped", "go_missing", "env_override", "unknown")
+          "rotational_storage", "cpu_frequency_capped", "go_missing", "env_override",
+          "not_as_planned", "unknown")
 
 
 def _cause(cause: str, detail: str) -> dict[str, str]:
@@ -86,6 +87,11 @@ def env_causes(user: str, rec: dict[str, Any],
         out.append(_cause("env_override",
                           f"{user}'s login shell exports Go variables that override the GOENV "
                           f"file: {login['detail']}"))
+    elif (login and nonlogin and not login["ok"] and not nonlogin["ok"]
+          and (rec.get("non_login") or {}).get("ok")):
+        out.append(_cause("not_as_planned",
+                          f"{user}'s Go settings differ from the plan in every shell (changed "
+                          f"since apply, or apply has not run): {nonlogin['detail']}"))
     return out
 
 

@@ -208,7 +208,9 @@ def trend_chart(points: list[dict[str, Any]], name: str) -> str:
 
     parts = [f'<svg width="{width}" height="{height}" '
              f'role="img" aria-label="trend {_e(name)}">',
-             f'<text x="4" y="14" font-weight="bold">{_e(name)}</text>']
+             f'<text x="4" y="14" font-weight="bold">{_e(name)}</text>',
+             f'<text x="{width - right}" y="14" text-anchor="end"><tspan fill="{TUNED_COLOR}">'
+             f'tuned</tspan> <tspan fill="{DEFAULT_COLOR}">default</tspan></text>']
     for i in range(3):
         v = vmax * i / 2
         parts.append(f'<line x1="{left}" y1="{y(v):.1f}" x2="{width - right}" y2="{y(v):.1f}" '
@@ -335,8 +337,9 @@ def render(result: dict[str, Any], generated: float | None = None) -> str:
     body = [f"<h1>gotune verify — {passed} of {len(hosts)} hosts pass</h1>",
             f'<p class="muted">{when.strftime("%Y-%m-%d %H:%M UTC")}. Ratio = default median ÷ '
             f"tuned median. A difference counts only with at least {MIN_RUNS_FOR_VERDICT} runs "
-            "per variant, when the ranges of the runs do not overlap and the medians differ by "
-            f"at least {NOISE_FRACTION:.0%}; otherwise it is “no measurable difference”.</p>"]
+            "per variant, when the ranges of the runs do not overlap, the medians differ by "
+            f"at least {NOISE_FRACTION:.0%} and a second batch of runs confirms it; otherwise "
+            "it is “no measurable difference”.</p>"]
     body.append("<table><tr><th>host</th><th>verdict</th><th>failed checks</th>"
                 "<th>benchmarks</th></tr>")
     for name, h in hosts.items():

@@ -2,9 +2,11 @@
 
 The verdict rule: a tuned setup counts as faster (or slower) only when each
 variant ran at least ``MIN_RUNS_FOR_VERDICT`` times, the two variants' ranges
-do not overlap AND the medians differ by at least ``NOISE_FRACTION``. Anything
-else is "no measurable difference": with a handful of interleaved runs on a
-shared machine, overlapping ranges mean the runs cannot tell the variants apart.
+do not overlap AND the medians differ by at least ``NOISE_FRACTION`` — and, when
+that first batch shows a difference, a second batch run to confirm it shows the
+same (``replicated_verdict``). Anything else is "no measurable difference": with
+a handful of interleaved runs on a shared machine, overlapping ranges mean the
+runs cannot tell the variants apart.
 
 Standard library only: ``operations/numa.py`` ships this file to targets, where
 ``gotune/numa_measure.py`` keeps a NUMA wrapper only when this rule says "faster".
@@ -73,6 +75,21 @@ def verdict(tuned: Summary | None, default: Summary | None) -> str:
     return FASTER if r > 1.0 else SLOWER
 
 
+def replicated_verdict(tuned: list[float], default: list[float], split: int | None) -> str:
+    """The verdict over all runs, or with a confirmation batch from index ``split`` on:
+    faster/slower only when the first batch and the confirmation batch both say so.
+
+    A runner confirms a difference its first batch shows by running a second
+    batch; drift on a shared machine (another job starting halfway) can separate
+    one batch's ranges, but rarely two batches' the same way.
+    """
+    if not split:
+        return verdict(summarize(tuned), summarize(default))
+    first = verdict(summarize(tuned[:split]), summarize(default[:split]))
+    second = verdict(summarize(tuned[split:]), summarize(default[split:]))
+    return first if first == second else SAME
+
+
 def benchmark_result(raw: dict[str, Any]) -> dict[str, Any]:
     """The JSON for one benchmark from the runner's samples.
 
@@ -80,8 +97,9 @@ def benchmark_result(raw: dict[str, Any]) -> dict[str, Any]:
     on the tuned median, the figure a developer lives with.
     """
     samples = raw.get("samples") or {}
-    tuned = summarize([float(x) for x in samples.get("tuned") or []])
-    default = summarize([float(x) for x in samples.get("default") or []])
+    t_all = [float(x) for x in samples.get("tuned") or []]
+    d_all = [float(x) for x in samples.get("default") or []]
+    tuned, default = summarize(t_all), summarize(d_all)
     error = raw.get("error")
     out: dict[str, Any] = {
         "name": raw.get("name"),
@@ -89,9 +107,11 @@ def benchmark_result(raw: dict[str, Any]) -> dict[str, Any]:
         "tuned": _with_samples(tuned, samples.get("tuned")),
         "default": _with_samples(default, samples.get("default")),
         "ratio": None,
-        "verdict": ERROR if error else verdict(tuned, default),
+        "verdict": ERROR if error else replicated_verdict(t_all, d_all, raw.get("confirm_from")),
         "target_met": None,
     }
+    if raw.get("confirm_from"):
+        out["confirm_from"] = raw["confirm_from"]
     if tuned and default and not error:
         r = ratio(tuned, default)
         out["ratio"] = round(r, 3) if r is not None else None

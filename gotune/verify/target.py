@@ -406,7 +406,11 @@ class Bench:
     """The A/B benchmarks for one user; every method runs as that user."""
 
     def __init__(self, go: str, work: str, variants: list[Variant], version: str,
-                 mirror: dict[str, Any] | None = None) -> None:
+                 mirror: dict[str, Any] | None = None,
+                 confirm: dict[str, Any] | None = None) -> None:
+        # confirm: {"min_runs", "noise_fraction"} from gotune/verify/stats.py (the
+        # control side sends them, so the rule lives in one place)
+        self.confirm = confirm or {}
         self.go = go
         self.work = work
         self.variants = variants
@@ -446,6 +450,14 @@ class Bench:
                 for v in order(self.variants, i):
                     v_ctx = self._setup(name, v)
                     result["samples"][v.name].append(round(step(v, v_ctx, False), 4))
+            if self._separated(result["samples"], runs):
+                # A difference must replicate: a second batch of as many runs; the
+                # verdict stands only if both batches show it (stats.benchmark_result).
+                result["confirm_from"] = runs
+                for i in range(runs):
+                    for v in order(self.variants, i + runs):
+                        v_ctx = self._setup(name, v)
+                        result["samples"][v.name].append(round(step(v, v_ctx, False), 4))
         except (RunnerError, OSError, subprocess.TimeoutExpired) as exc:
             who = getattr(exc, "variant", None)
             msg = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
@@ -455,6 +467,17 @@ class Bench:
                 msg = f"timed out after {COMMAND_TIMEOUT_S} s"
             result["error"] = f"{who}: {msg}" if who else msg
         return result
+
+    def _separated(self, samples: dict[str, list[float]], runs: int) -> bool:
+        """Would the first batch count as a difference (ranges apart, beyond the noise)?"""
+        if not self.confirm or runs < int(self.confirm.get("min_runs", 1)):
+            return False
+        a, b = samples.get("tuned") or [], samples.get("default") or []
+        if not a or not b:
+            return False
+        ma, mb = sorted(a)[len(a) // 2], sorted(b)[len(b) // 2]
+        apart = max(a) < min(b) or max(b) < min(a)
+        return apart and ma > 0 and abs(mb / ma - 1.0) >= float(self.confirm["noise_fraction"])
 
     def _setup(self, name: str, v: Variant) -> dict[str, str]:
         try:
@@ -597,6 +620,12 @@ def user_side(args: dict[str, Any], user_home: str, login: dict[str, str],
     """Everything that must run with the user's uid: path checks and benchmarks."""
     mounts = read_mounts()
     result: dict[str, Any] = {"paths": {}, "benchmarks": [], "bench_error": None}
+    # Read with the user's rights: GOENV and the mirror's cache_dir are the user's to name.
+    result["goenv_file"] = read_goenv_file(login, user_home)
+    mirror = mirror_probe(str(args.get("goproxy") or ""))
+    if mirror is not None:
+        result["mirror"] = mirror
+        args = dict(args, mirror_bench=mirror_bench_args(mirror))
     tuned_env = dict(login)
     if go is None:
         result["bench_error"] = "go not found on the user's login PATH"
@@ -615,7 +644,7 @@ def user_side(args: dict[str, Any], user_home: str, login: dict[str, str],
     result["default_paths"] = {"GOCACHE": place(default_cache, mounts) | {"path": default_cache}}
     chosen = args.get("benchmarks")
     names = list(DEFAULT_SET if chosen is None else chosen)
-    if chosen is None and "mirror_bench" in args:
+    if chosen is None and args.get("mirror_bench"):
         names.append(MIRROR_BENCH)
     if args.get("thorough"):
         names += [n for n in THOROUGH_EXTRA if n not in names]
@@ -630,7 +659,7 @@ def user_side(args: dict[str, Any], user_home: str, login: dict[str, str],
         return result
     variants = [Variant("tuned", tuned_env, tuned_vals["GOCACHE"]),
                 Variant("default", default_env(login), default_cache)]
-    bench = Bench(go, work, variants, version, args.get("mirror_bench"))
+    bench = Bench(go, work, variants, version, args.get("mirror_bench"), args.get("confirm"))
     runs_override = args.get("runs")
     for name in names:
         if name not in BENCHMARKS:
@@ -826,13 +855,8 @@ def measure(args: dict[str, Any]) -> dict[str, Any]:
         rec["login"] = shell_go_env(user, True, None, keys)
         go = rec["login"].get("path") if rec["login"].get("ok") else None
         rec["non_login"] = shell_go_env(user, False, go, keys)
-        rec["goenv_file"] = read_goenv_file(login, user.home)
         side_args = dict(args)
-        goproxy = str(rec["login"].get("env", {}).get("GOPROXY", ""))
-        mirror = mirror_probe(goproxy)
-        if mirror is not None:
-            rec["mirror"] = mirror
-            side_args["mirror_bench"] = mirror_bench_args(mirror)
+        side_args["goproxy"] = str(rec["login"].get("env", {}).get("GOPROXY", ""))
         if index > 0:  # benchmarks once per host, for the first developer user
             side_args["benchmarks"] = []
             side_args["thorough"] = False
