@@ -7,7 +7,16 @@ from typing import Any, Protocol
 
 import pytest
 
+from tests.recorded import RecordedTrees
 from tests.sandbox import Sandbox, missing_requirement
+
+
+@pytest.fixture(scope="session")
+def recorded_trees() -> Iterator[RecordedTrees]:
+    """The recorded machines of tests/fixtures/hwloc, unpacked and parsed once a session."""
+    trees = RecordedTrees()
+    yield trees
+    trees.close()
 
 
 class SandboxFactory(Protocol):

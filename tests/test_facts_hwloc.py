@@ -8,23 +8,17 @@ are unpacked and lstopo run once per session; the collector runs with the real
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import tempfile
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from facts.collect import collect_local
-from facts.machine import parse_output
 from facts.model import Facts
+from tests.recorded import NAMES, RecordedTrees
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "hwloc"
-TARBALLS = sorted(FIXTURES.glob("*.tar.bz2"))
 LSTOPO = shutil.which("lstopo-no-graphics")
 
 
@@ -47,43 +41,26 @@ def _bits(mask: str | None) -> set[int]:
 
 
 @pytest.fixture(scope="session")
-def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Recorded]]:
-    # A tmpfs when there is one: thousands of small files unpack there in seconds.
-    shm = Path("/dev/shm")
-    base = (
-        Path(tempfile.mkdtemp(prefix="gotune-facts-hwloc-", dir=shm))
-        if os.access(shm, os.W_OK)
-        else tmp_path_factory.mktemp("hwloc")
-    )
+def recorded(recorded_trees: RecordedTrees) -> dict[str, Recorded]:
     out: dict[str, Recorded] = {}
-    try:
-        for tarball in TARBALLS:
-            name = tarball.name.removesuffix(".tar.bz2")
-            dest = base / name
-            dest.mkdir()
-            subprocess.run(["tar", "-xjf", str(tarball), "-C", str(dest)], check=True, timeout=120)
-            (root,) = [p for p in dest.iterdir() if p.is_dir()]
-            xml = None
-            if LSTOPO:
-                run = subprocess.run(
-                    [LSTOPO, "--if", "fsroot", "--input", str(root), "--of", "xml", "--disallowed"],
-                    capture_output=True,
-                    text=True,
-                    timeout=60,
-                    check=True,
-                )
-                xml = ET.fromstring(run.stdout)
-            out[name] = Recorded(name, root, parse_output(collect_local(str(root))), xml)
-        yield out
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+    for name in NAMES:
+        root = recorded_trees.root(name)
+        xml = None
+        if LSTOPO:
+            run = subprocess.run(
+                [LSTOPO, "--if", "fsroot", "--input", str(root), "--of", "xml", "--disallowed"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+            )
+            xml = ET.fromstring(run.stdout)
+        out[name] = Recorded(name, root, recorded_trees.facts(name), xml)
+    return out
 
 
 def _objects(xml: ET.Element, kind: str) -> list[ET.Element]:
     return [o for o in xml.iter("object") if o.get("type") == kind]
-
-
-NAMES = [t.name.removesuffix(".tar.bz2") for t in TARBALLS]
 
 
 def test_every_recorded_tree_is_covered() -> None:

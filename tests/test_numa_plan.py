@@ -8,21 +8,15 @@ memory tier), it sets that one fact on the parsed machine and says so.
 from __future__ import annotations
 
 import copy
-import os
 import re
-import shutil
-import subprocess
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from facts.collect import collect_local
-from facts.machine import parse_output
 from facts.model import BlockDevice, Facts, PathPlacement
 from gotune.plan.model import Decision
 from gotune.plan.numa import mirror_decision, plan_numa, topology
+from tests.recorded import RecordedTrees
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "hwloc"
 
@@ -53,38 +47,9 @@ SINGLE_NODE = [
 ]
 
 
-@pytest.fixture(scope="module")
-def machines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Facts]]:
-    # GNU tar into a tmpfs: thousands of small files unpack in seconds (tarfile takes a minute).
-    shm = Path("/dev/shm")
-    base = (
-        Path(tempfile.mkdtemp(prefix="gotune-numa-hwloc-", dir=shm))
-        if os.access(shm, os.W_OK)
-        else tmp_path_factory.mktemp("hwloc")
-    )
-    out: dict[str, Facts] = {}
-    try:
-        for name in MULTI_NODE + SINGLE_NODE:
-            dest = base / name
-            dest.mkdir()
-            subprocess.run(
-                [
-                    "tar",
-                    "--no-same-owner",
-                    "-xjf",
-                    str(FIXTURES / f"{name}.tar.bz2"),
-                    "-C",
-                    str(dest),
-                ],
-                check=True,
-                timeout=120,
-            )
-            (root,) = [p for p in dest.iterdir() if p.is_dir()]
-            out[name] = parse_output(collect_local(str(root)))
-            shutil.rmtree(dest)
-        yield out
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+@pytest.fixture
+def machines(recorded_trees: RecordedTrees) -> dict[str, Facts]:
+    return {name: recorded_trees.facts(name) for name in MULTI_NODE + SINGLE_NODE}
 
 
 def test_every_fixture_is_classified() -> None:

@@ -14,6 +14,7 @@ from facts.model import BlockDevice, Facts, Memory, Mount, PathPlacement, Platfo
 from gotune.plan import Decision, Plan, make_plan
 from gotune.plan.caches import MIN_TMPFS_BYTES, TMPFS_ROOT
 from gotune.settings import validate_host_data
+from tests.recorded import RecordedTrees
 
 GIB = 1024**3
 
@@ -303,28 +304,12 @@ def test_plan_command_refuses_a_broken_facts_file(tmp_path: Path) -> None:
 
 # --- recorded machines (tests/fixtures/hwloc), parsed by the facts collector ------------------
 
-FIXTURES = Path(__file__).parent / "fixtures" / "hwloc"
-
-
-@pytest.fixture(scope="module")
-def recorded(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Facts]:
-    import tarfile
-
-    from facts.collect import collect_local
-    from facts.machine import parse_output
-
-    cache: dict[str, Facts] = {}
-
+@pytest.fixture
+def recorded(recorded_trees: RecordedTrees) -> Callable[[str], Facts]:
     def load(name: str) -> Facts:
-        if name not in cache:
-            dest = tmp_path_factory.mktemp(name)
-            with tarfile.open(FIXTURES / f"{name}.tar.bz2") as tar:
-                tar.extractall(dest, filter="data")
-            root = next(p for p in dest.iterdir() if p.is_dir())
-            facts = parse_output(collect_local(str(root)))
-            facts.user = User(name="dev", uid=1000, home="/home/dev", shell="/bin/bash")
-            cache[name] = facts
-        return cache[name]
+        facts = recorded_trees.facts(name)
+        facts.user = User(name="dev", uid=1000, home="/home/dev", shell="/bin/bash")
+        return facts
 
     return load
 
