@@ -16,10 +16,16 @@ Framing, from the inside out:
   a header; multi-line content ends with a trailer ``|@@end RC`` holding the
   exit status, printed after one extra newline so a missing final newline
   survives;
-* the whole stream goes through ``sed -n l`` in the C locale, which prints
-  every byte that is not printable ASCII (NUL, UTF-8, control bytes) as an
-  octal escape and ends each line with ``$``. The output is plain ASCII lines,
-  which is what pyinfra's connectors hand to ``process()``.
+* the whole stream goes through one ``sed`` in the C locale, which does both:
+  the shell prints headers and banners behind a random marker made per
+  command (``MARKER_BYTES``), which sed strips, and every other line (content,
+  which no file can make start with a marker it cannot know) gets its ``|``;
+  then ``l`` prints every byte that is not printable ASCII (NUL, UTF-8,
+  control bytes) as an octal escape and ends each line with ``$``. The output
+  is plain ASCII lines, which is what pyinfra's connectors hand to
+  ``process()``. So no process is started per file just to frame it; link
+  targets and statvfs figures are read in one go, and when such a batch
+  cannot be trusted (a failure, a line too many) each item is read alone.
 
 The command interpolates nothing but the root prefix and the user name, both
 ``shlex.quote``d; every file name it meets is only ever a quoted argument.
@@ -28,6 +34,7 @@ The command interpolates nothing but the root prefix and the user name, both
 from __future__ import annotations
 
 import re
+import secrets
 import shlex
 import subprocess
 from collections.abc import Iterable
@@ -38,6 +45,9 @@ from dataclasses import dataclass, field
 # enough that a hung NFS server cannot stall a fleet run.
 TOOL_TIMEOUT_S = 20
 STATVFS_TIMEOUT_S = 5
+# Random bytes of the per-command header marker (see ``c`` in SCRIPT): 128 bits,
+# so no file read on the target can carry it by chance or by guess.
+MARKER_BYTES = 16
 
 # A user name gotune will pass to su: POSIX portable names (plus a trailing $
 # for Samba machine accounts). Anything else is refused before it reaches a shell.
@@ -48,36 +58,98 @@ SCRIPT = r"""
 LC_ALL=C; export LC_ALL
 NL='
 '
-hdr() { printf '@@%s %d:%s\n' "$1" "${#2}" "$2"; }
-v() { for f in "$@"; do
+AWK=; command -v awk >/dev/null 2>&1 && AWK=1
+# Every line the final sed sees is content, which it prefixes with "|", unless
+# it starts with this command's random marker __M__, which it strips: headers
+# and banners. No file can know the marker, so no content can pass as a header.
+mk() { s=$1  # each line of $1 (a name may hold newlines) behind the marker
+  while :; do case $s in
+    *"$NL"*) printf '__M__%s\n' "${s%%"$NL"*}"; s=${s#*"$NL"};;
+    *) printf '__M__%s\n' "$s"; return 0;;
+  esac; done; }
+hdr() { case $2 in
+  *"$NL"*) mk "@@$1 ${#2}:$2";;
+  *) printf '__M__@@%s %d:%s\n' "$1" "${#2}" "$2";;
+esac; }
+vp() { r=${1#"$R"}; case $r in  # one printf, one write, in the common case
+  *"$NL"*) hdr V "$r"; printf '%s\n' "$x";;
+  *) printf '__M__@@V %d:%s\n%s\n' "${#r}" "$r" "$x";;
+esac; }
+v() { for f in "$@"; do shift
   [ -f "$f" ] || continue  # a regular file: a FIFO or device in a tree would block
   x=; IFS= read -r x < "$f"
-  # dash reads byte by byte, which sysfs binary attributes (cpulist) answer with
-  # nothing: an empty answer is read again with cat.
-  [ -n "$x" ] || { x=$(cat -- "$f"; echo .); x=${x%%"$NL"*}; x=${x%.}; }
-  r=${f#"$R"}; printf '@@V %d:%s\n|%s\n' "${#r}" "$r" "$x"
+  if [ -n "$x" ]; then vp "$f"; else set -- "$@" "$f"; fi
+done
+[ $# -gt 0 ] && vr "$@"; return 0; }
+# As v, but what read found empty waits in $D (one path a line) for vf, so
+# that one awk reads it for all CPUs.
+vd() { for f in "$@"; do
+  [ -f "$f" ] || continue
+  x=; IFS= read -r x < "$f"
+  if [ -n "$x" ]; then vp "$f"
+  else case $f in *"$NL"*) vr "$f";; *) D=$D$f$NL;; esac; fi
 done; }
+vf() { [ -n "$D" ] || return 0
+  set -f; ifs=$IFS; IFS=$NL; set -- $D; IFS=$ifs; set +f; D=; vr "$@"; }
+vc() { x=$(cat -- "$1"; echo .); x=${x%%"$NL"*}; x=${x%.}; vp "$1"; }
+# dash reads byte by byte, which sysfs binary attributes (cpulist) answer with
+# nothing: what read found empty is read again, the first lines of all by one
+# awk. mawk stops at a file it cannot read: that one goes to cat alone, and
+# when awk read nothing at all, so do the rest.
+vr() { [ -n "$AWK" ] || { for f in "$@"; do vc "$f"; done; return 0; }
+  while [ $# -gt 1 ]; do
+    o=$(awk 'BEGIN { for (i = 1; i < ARGC; i++) {
+      l = ""; getline l < ARGV[i]; print l; close(ARGV[i]) } }' "$@" </dev/null 2>/dev/null
+      printf '%d.' "$?")
+    k=0
+    while case $o in *"$NL"*) true;; *) false;; esac; do
+      [ $# -gt 0 ] || break
+      x=${o%%"$NL"*}; o=${o#*"$NL"}; vp "$1"; shift; k=1
+    done
+    [ "$o" = 0. ] && return 0
+    [ $# -gt 0 ] && { vc "$1"; shift; }
+    [ $k = 0 ] && break
+  done
+  for f in "$@"; do vc "$f"; done; }
+lc() { n=0; t=$1  # n: how many newlines $1 holds
+  while case $t in *"$NL"*) true;; *) false;; esac; do t=${t#*"$NL"}; n=$((n+1)); done; }
 c() { for f in "$@"; do
   [ -f "$f" ] || continue
   r=${f#"$R"}; hdr C "$r"
-  { cat -- "$f"; printf '\n@@end %d\n' "$?"; } | sed 's/^/|/'
+  cat -- "$f"; printf '\n@@end %d\n' "$?"
 done; }
-l() { for f in "$@"; do
-  [ -L "$f" ] || continue
-  r=${f#"$R"}; hdr L "$r"
-  { readlink -- "$f"; printf '\n@@end %d\n' "$?"; } | sed 's/^/|/'
-done; }
+l1() { r=${1#"$R"}; hdr L "$r"; readlink -- "$1"; printf '\n@@end %d\n' "$?"; }
+# Symlink targets, all by one readlink; trusted only when every link answered
+# with exactly one line, else each link alone.
+l() { for f in "$@"; do shift; [ -L "$f" ] && set -- "$@" "$f"; done
+  [ $# -gt 0 ] || return 0
+  [ $# = 1 ] && { l1 "$1"; return 0; }
+  o=$(readlink -- "$@" </dev/null 2>/dev/null; printf '%d.' "$?")
+  lc "$o"
+  if [ "${o##*"$NL"}" = 0. ] && [ $n = $# ]; then
+    for f in "$@"; do r=${f#"$R"}; hdr L "$r"
+      printf '%s\n\n@@end 0\n' "${o%%"$NL"*}"; o=${o#*"$NL"}; done
+  else for f in "$@"; do l1 "$f"; done; fi; }
 vb() { for f in "$@"; do shift
     [ -f "$f" ] && { set -- "$@" "$f"; r=${f#"$R"}; hdr N "$r"; }
   done
   [ $# -gt 0 ] || return 0
-  hdr B ""; { cat -- "$@"; printf '\n@@end %d\n' "$?"; } | sed 's/^/|/'; }
+  hdr B ""; cat -- "$@"; printf '\n@@end %d\n' "$?"; }
 e() { for f in "$@"; do
   if [ -e "$f" ] || [ -L "$f" ]; then r=${f#"$R"}; hdr E "$r"; fi
 done; }
-x() { n=$1; shift; hdr X "$n"
-  { "$@" </dev/null 2>/dev/null; printf '\n@@end %d\n' "$?"; } | sed 's/^/|/'; }
+x() { n=$1; shift; hdr X "$n"; "$@" </dev/null 2>/dev/null; printf '\n@@end %d\n' "$?"; }
 tm() { if command -v timeout >/dev/null 2>&1; then timeout "$@"; else shift; "$@"; fi; }
+ST='%S %b %f %a'
+# statvfs of every mount by one stat; if it fails or times out (one hung
+# mount), each mount alone, so the others are still seen.
+sv() { [ $# -gt 0 ] || return 0
+  o=$(tm __S__ stat -f -c "$ST" -- "$@" </dev/null 2>/dev/null; printf '%d.' "$?")
+  lc "$o"
+  if [ $# -gt 1 ] && [ "${o##*"$NL"}" = 0. ] && [ $n = $# ]; then
+    for f in "$@"; do hdr X "statvfs $f"
+      printf '%s\n\n@@end 0\n' "${o%%"$NL"*}"; o=${o#*"$NL"}; done
+  else for f in "$@"; do x "statvfs $f" tm __S__ stat -f -c "$ST" -- "$f"; done; fi; }
 walk() { wb=$1; wp=$2; shift 2  # a cgroup and each parent: the tightest limit wins
   case $wp in *..*) return;; esac
   while :; do
@@ -85,8 +157,8 @@ walk() { wb=$1; wp=$2; shift 2  # a cgroup and each parent: the tightest limit w
     [ -z "$wp" ] && break; [ "$wp" = / ] && break
     wp=${wp%/*}
   done; }
-printf '@@gotune 1\n'
-[ -z "$R" ] && printf '@@live 1\n'
+printf '__M__@@gotune 1\n'
+[ -z "$R" ] && printf '__M__@@live 1\n'
 c "$R/proc/cpuinfo" "$R/proc/meminfo" "$R/proc/self/status" "$R/proc/self/mountinfo" \
   "$R/proc/mounts" "$R/proc/self/cgroup" "$R/proc/self/cpuset" "$R/etc/os-release" \
   "$R/usr/lib/os-release" "$R/run/udev/data/+dmi:id" "$R/proc/1/environ" "$R/proc/version"
@@ -94,11 +166,13 @@ v "$R/sys/devices/system/cpu/online" "$R/sys/devices/system/cpu/present" \
   "$R/sys/devices/system/cpu/possible" "$R/sys/devices/cpu_core/cpus" \
   "$R/sys/devices/cpu_atom/cpus" "$R/proc/sys/kernel/osrelease" \
   "$R/proc/sys/kernel/hostname" "$R/etc/hostname" "$R/run/systemd/container"
+D=
 for d in "$R"/sys/devices/system/cpu/cpu[0-9]*; do
   e "$d"
-  v "$d/online" "$d/topology/physical_package_id" "$d/topology/core_id" "$d/topology/die_id" \
+  vd "$d/online" "$d/topology/physical_package_id" "$d/topology/core_id" "$d/topology/die_id" \
     "$d/cpufreq/cpuinfo_max_freq" "$d/cpufreq/base_frequency" "$d/cpu_capacity"
 done
+vf
 # Which threads share a core: binary attributes, so one cat for all CPUs.
 for n in thread_siblings_list thread_siblings core_cpus_list core_cpus; do
   set -- "$R"/sys/devices/system/cpu/cpu[0-9]*/topology/$n
@@ -110,9 +184,14 @@ for n in package_cpus_list core_siblings_list package_cpus core_siblings; do
 done
 v "$R/sys/devices/system/node/online" "$R/sys/devices/system/node/possible" \
   "$R/sys/devices/system/node/has_cpu" "$R/sys/devices/system/node/has_memory"
+set --
 for d in "$R"/sys/devices/system/node/node[0-9]*; do
-  e "$d"; v "$d/cpulist" "$d/cpumap" "$d/distance"; c "$d/meminfo"
+  e "$d"; set -- "$@" "$d/cpulist" "$d/cpumap" "$d/distance"
 done
+v "$@"
+set --
+for d in "$R"/sys/devices/system/node/node[0-9]*; do set -- "$@" "$d/meminfo"; done
+c "$@"
 for d in "$R"/sys/devices/virtual/memory_tiering/memory_tier[0-9]*; do
   e "$d"; v "$d/nodelist" "$d/nodes"
 done
@@ -122,22 +201,37 @@ for d in "$R"/sys/devices/system/edac/mc/mc[0-9]*/dimm[0-9]* \
 done
 set -- "$R"/sys/class/block/* "$R"/sys/class/block/.[!.]* "$R"/sys/class/block/..?*
 { [ -e "$1" ] || [ -L "$1" ]; } || set -- "$R"/sys/block/* "$R"/sys/block/.[!.]* "$R"/sys/block/..?*
+n=$#
 for d in "$@"; do
   [ -e "$d" ] || [ -L "$d" ] || continue
-  l "$d"; v "$d/dev"; e "$d/partition"
+  x=; v "$d/dev"; mm=$x; e "$d/partition"
   [ -e "$d/partition" ] && continue
   v "$d/size" "$d/queue/rotational" "$d/removable" "$d/device/model" "$d/device/vendor" \
     "$d/device/type" "$d/device/numa_node" "$d/device/device/numa_node" "$d/dm/name"
-  l "$d/device/driver"
-  mm=$(v "$d/dev"); mm=${mm##*|}
-  case $mm in *[!0-9:]*|'') ;; *) c "$R/run/udev/data/b$mm";; esac
+  case $mm in *[!0-9:]*|'') ;; *) set -- "$@" "$R/run/udev/data/b$mm";; esac
   e "$d"/slaves/*
 done
+shift $n; c "$@"  # the udev records of the disks
+# The links of the block devices (and their drivers), then of the NICs: one list.
+set -- "$R"/sys/class/block/* "$R"/sys/class/block/.[!.]* "$R"/sys/class/block/..?*
+{ [ -e "$1" ] || [ -L "$1" ]; } || set -- "$R"/sys/block/* "$R"/sys/block/.[!.]* "$R"/sys/block/..?*
+n=$#
+for d in "$@"; do
+  [ -e "$d" ] || [ -L "$d" ] || continue
+  set -- "$@" "$d"; [ -e "$d/partition" ] || set -- "$@" "$d/device/driver"
+done
+shift $n
 for d in "$R"/sys/class/net/* "$R"/sys/class/net/.[!.]* "$R"/sys/class/net/..?*; do
   [ -e "$d" ] || [ -L "$d" ] || continue
-  l "$d" "$d/device/driver"
-  v "$d/operstate" "$d/speed" "$d/carrier" "$d/device/numa_node" "$d/type"
+  set -- "$@" "$d" "$d/device/driver"
 done
+l "$@"
+set --
+for d in "$R"/sys/class/net/* "$R"/sys/class/net/.[!.]* "$R"/sys/class/net/..?*; do
+  [ -e "$d" ] || [ -L "$d" ] || continue
+  set -- "$@" "$d/operstate" "$d/speed" "$d/carrier" "$d/device/numa_node" "$d/type"
+done
+v "$@"
 v "$R/sys/class/dmi/id/sys_vendor" "$R/sys/class/dmi/id/product_name" \
   "$R/sys/class/dmi/id/board_vendor" "$R/sys/class/dmi/id/bios_vendor" \
   "$R/sys/class/dmi/id/product_version" "$R/sys/hypervisor/type"
@@ -159,12 +253,14 @@ if [ -f "$R/proc/self/cgroup" ]; then
 fi
 if [ -z "$R" ]; then
   x uname uname -m
-  x id id -u
-  if [ "$(id -u)" = 0 ] && command -v dmidecode >/dev/null 2>&1; then
+  o=$(id -u </dev/null 2>/dev/null; printf '\n@@end %d' "$?"); uid=${o%%"$NL"*}
+  hdr X id; printf '%s\n' "$o"
+  if [ "$uid" = 0 ] && command -v dmidecode >/dev/null 2>&1; then
     x dmidecode tm __T__ dmidecode -t 17
   fi
   command -v systemd-detect-virt >/dev/null 2>&1 && x detect-virt tm __T__ systemd-detect-virt
   if [ -r /proc/self/mountinfo ]; then
+    set --
     while IFS=' ' read -r _i _p _m _r mp rest; do
       fs=${rest#* - }; fs=${fs%% *}
       case $fs in
@@ -173,13 +269,15 @@ if [ -z "$R" ]; then
         devpts|devtmpfs|mqueue|debugfs|tracefs|securityfs|pstore|bpf|configfs) continue;;
         fusectl|binfmt_misc|nsfs|efivarfs|rpc_pipefs|hugetlbfs|squashfs|selinuxfs) continue;;
       esac
-      p=$mp
-      case $p in *\\*)
-        p=$(printf '%s\n' "$mp" | sed 's/\\\([0-7][0-7][0-7]\)/\\0\1/g')
-        p=$(printf '%b.' "$p"); p=${p%.};;
+      case $mp in
+        *\\*)  # octal escapes: decoded for stat, the record keeps the raw name
+          p=$(printf '%s\n' "$mp" | sed 's/\\\([0-7][0-7][0-7]\)/\\0\1/g')
+          p=$(printf '%b.' "$p"); p=${p%.}
+          x "statvfs $mp" tm __S__ stat -f -c "$ST" -- "$p";;
+        *) set -- "$@" "$mp";;
       esac
-      x "statvfs $mp" tm __S__ stat -f -c '%S %b %f %a' -- "$p"
     done < /proc/self/mountinfo
+    sv "$@"
   fi
   if [ -n "$U" ]; then
     if command -v getent >/dev/null 2>&1; then x passwd tm __S__ getent passwd -- "$U"
@@ -195,14 +293,14 @@ printf "XDG_CACHE_HOME=%s\nGOPATH=%s\nGOCACHE=%s\nGOMODCACHE=%s\n" \
   "$XDG_CACHE_HOME" "$GOPATH" "$GOCACHE" "$GOMODCACHE"'
     if [ "$(tm __S__ id -un)" = "$U" ]; then
       x goenv tm __T__ sh -lc "$GS"
-    elif [ "$(id -u)" = 0 ]; then
+    elif [ "$uid" = 0 ]; then
       if command -v runuser >/dev/null 2>&1; then
         x goenv tm __T__ runuser -l "$U" -s /bin/sh -c "$GS"
       else
         x goenv tm __T__ su -l -s /bin/sh -c "$GS" "$U"
       fi
     else
-      printf '@@skip goenv not-root\n'
+      printf '__M__@@skip goenv not-root\n'
     fi
   fi
 fi
@@ -220,12 +318,20 @@ def build_command(sysroot: str = "/", user: str | None = None) -> str:
     root = sysroot.rstrip("/")
     if sysroot and not sysroot.startswith("/"):
         raise ValueError(f"sysroot must be an absolute path: {sysroot!r}")
-    body = SCRIPT.replace("__T__", str(TOOL_TIMEOUT_S)).replace("__S__", str(STATVFS_TIMEOUT_S))
+    marker = "@" + secrets.token_hex(MARKER_BYTES)
+    body = (
+        SCRIPT.replace("__T__", str(TOOL_TIMEOUT_S))
+        .replace("__S__", str(STATVFS_TIMEOUT_S))
+        .replace("__M__", marker)
+    )
     prelude = f"R={shlex.quote(root)}; U={shlex.quote(user or '')}"
-    # sed is the encoder: without it nothing is printed but one marker line.
+    # sed is the framer and encoder: content lines get "|", marked lines lose
+    # the marker, every line is escaped by `l`. Without sed nothing is printed
+    # but one marker line.
+    encode = f"-e '/^{marker}/!s/^/|/' -e 's/^{marker}//' -e l"
     return (
         "if command -v sed >/dev/null 2>&1; then "
-        f"( {prelude}\n{body}\n) 2>/dev/null | LC_ALL=C sed -n l; "
+        f"( {prelude}\n{body}\n) 2>/dev/null | LC_ALL=C sed -n {encode}; "
         "else echo '@@gotune:no-sed'; fi"
     )
 

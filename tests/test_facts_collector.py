@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from facts.collect import build_command, collect_local, decode_sed_l, split_records
+from facts import collect
+from facts.collect import Dump, build_command, collect_local, decode_sed_l, split_records
 from facts.machine import parse_output
 
 HOSTILE_NAMES = [
@@ -219,3 +221,88 @@ def test_cgroup_limits_are_read_along_the_process_cgroup_path(tmp_path: Path) ->
     platform = parse_output(collect_local(str(tmp_path))).platform
     assert platform.cgroup_cpu_limit == 1.5
     assert platform.cgroup_memory_limit_bytes == 1 << 30
+
+
+def _dump(root: Path | str) -> Dump:
+    return split_records(decode_sed_l(collect_local(str(root))))
+
+
+@pytest.mark.parametrize("odd_target", [None, "../../bus/x\ny"])
+def test_symlink_targets_round_trip_whether_read_together_or_alone(
+    tmp_path: Path, odd_target: str | None
+) -> None:
+    # One readlink reads all links; a target holding a newline makes its lines
+    # untrustworthy, and then every link is read alone. Both give the same map.
+    targets = ["../../devices/virtual/net/lo", "-rf", "it's $(touch PWNED)", "a b"]
+    if odd_target is not None:
+        targets.append(odd_target)
+    for i, target in enumerate(targets):
+        net = tmp_path / "sys/class/net" / f"if{i}"
+        _write(net / "operstate", "up\n")
+        (net / "device").mkdir()
+        os.symlink(target, net / "device/driver")
+    links = _dump(tmp_path).links
+    assert links == {
+        f"/sys/class/net/if{i}/device/driver": target for i, target in enumerate(targets)
+    }
+    assert not list(tmp_path.rglob("PWNED"))
+
+
+def test_whole_files_keep_every_byte_next_to_forged_headers_and_markers(tmp_path: Path) -> None:
+    # The contents of all whole files go through one sed; headers carry a random
+    # marker. Content that imitates headers, markers or trailers stays content,
+    # and a name holding a newline (its own sed) keeps its bytes too.
+    forged = b"@@C 3:abc\n@" + b"0" * 32 + b"@@C 1:x\n|@@end 0\n@@end 1\n\x00\xff\n@tail no newline"
+    contents = {"node0": b"", "node1\nevil": forged, "node2 x": forged + b"\n", "node3": b"\n\n"}
+    for name, data in contents.items():
+        _write(tmp_path / "sys/devices/system/node" / name / "meminfo", data)
+    _write(tmp_path / "proc/cpuinfo", forged)
+    files = _dump(tmp_path).files
+    assert files["/proc/cpuinfo"] == forged
+    for name, data in contents.items():
+        assert files[f"/sys/devices/system/node/{name}/meminfo"] == data
+
+
+def test_each_command_carries_its_own_header_marker() -> None:
+    first, second = build_command("/", None), build_command("/", None)
+    assert first != second
+    marks = {m for cmd in (first, second) for m in re.findall(r"@[0-9a-f]{32}", cmd)}
+    assert len(marks) == 2
+    out = "\n".join(collect_local("/tmp/no-such-root-for-gotune", None))
+    assert "@@gotune 1" in out and not re.search(r"@[0-9a-f]{32}", out)
+
+
+def test_one_hung_mount_does_not_hide_the_statvfs_of_the_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A hung NFS server cannot exist here: a `stat` first on PATH stands in for
+    # it, sleeping whenever it is asked about "/", and passing on otherwise.
+    fake = tmp_path / "bin/stat"
+    _write(
+        fake, '#!/bin/sh\nfor a; do [ "$a" = / ] && exec sleep 30; done\nexec /usr/bin/stat "$@"\n'
+    )
+    fake.chmod(0o755)
+    mounts = {k for k in _dump("/").commands if k.startswith("statvfs ")}
+    if len(mounts - {"statvfs /"}) < 1:
+        pytest.skip("this machine has one local mount: nothing to hide")
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    monkeypatch.setattr(collect, "STATVFS_TIMEOUT_S", 1)
+    commands = _dump("/").commands
+    stats = {k: v for k, v in commands.items() if k.startswith("statvfs ")}
+    assert set(stats) == mounts
+    assert stats.pop("statvfs /")[1] == 124  # timed out
+    assert all(status == 0 and len(out.split()) == 4 for out, status in stats.values())
+
+
+def test_attribute_files_read_as_empty_are_read_again_for_every_cpu(tmp_path: Path) -> None:
+    # What the shell's read finds empty (sysfs binary attributes) is read again
+    # for all CPUs at once; each file still gets its own first line.
+    online = {"cpu0": b"1\n", "cpu1": b"", "cpu2": b"\n1\n", "cpu3": b"0", "cpu4\nodd": b""}
+    for name, data in online.items():
+        _write(tmp_path / "sys/devices/system/cpu" / name / "online", data)
+        _write(tmp_path / "sys/devices/system/cpu" / name / "topology/core_id", b"")
+    values = _dump(tmp_path).values
+    want = {"cpu0": "1", "cpu1": "", "cpu2": "", "cpu3": "0", "cpu4\nodd": ""}
+    for name, first in want.items():
+        assert values[f"/sys/devices/system/cpu/{name}/online"] == first
+        assert values[f"/sys/devices/system/cpu/{name}/topology/core_id"] == ""
