@@ -50,7 +50,14 @@ from types import TracebackType
 from typing import Any
 
 from tests.recorded import unpack
-from tests.sandbox_mounts import SSH_DIR_INSIDE, SSHD, sshd_config, start_script
+from tests.sandbox_mounts import (
+    FRESH_TMPFS,
+    REPO,
+    SSH_DIR_INSIDE,
+    SSHD,
+    sshd_config,
+    start_script,
+)
 from tests.sandbox_state import (
     POLL_INTERVAL,
     PROFILE_CACHE_PREFIX,
@@ -243,6 +250,13 @@ class SandboxHost:
     def upper(self) -> Path:
         """The host's writable layer on this machine: what it changed, and nothing else."""
         return self.dir / "upper"
+
+    def written(self, inside: str) -> Path:
+        """Where a file the host wrote at absolute path ``inside`` lies on this machine."""
+        path = Path(inside)
+        if path.is_relative_to(REPO) and any(REPO.is_relative_to(t) for t in FRESH_TMPFS):
+            return self.dir / "repo-upper" / path.relative_to(REPO)  # see start_script
+        return self.upper / path.relative_to("/")
 
     @property
     def root(self) -> Path:

@@ -67,6 +67,11 @@ def real_dir(path: Path) -> bool:
     return path.is_dir() and not path.is_symlink()
 
 
+# Mounted fresh in every host: whatever the machine had there is hidden.
+FRESH_TMPFS = (Path("/tmp"), Path("/run"), Path("/dev/shm"))
+REPO = Path(__file__).resolve().parent.parent
+
+
 def start_script(host_dir: Path, hostname: str, tree: Path | None) -> str:
     """The shell script run inside the new namespace: mounts, hostname, exec sshd.
 
@@ -120,6 +125,15 @@ def start_script(host_dir: Path, hostname: str, tree: Path | None) -> str:
         # sshd's privilege separation directory.
         f"mkdir -p {q(root + '/run/sshd')}",
     ]
+    # A checkout under /tmp (CI may clone there) would vanish behind the tmpfs: lay
+    # it back as its own overlay, so hosts see it and still cannot change it.
+    if any(REPO.is_relative_to(hidden) for hidden in FRESH_TMPFS):
+        repo_upper, repo_work = host_dir / "repo-upper", host_dir / "repo-work"
+        lines += [
+            f"mkdir -p {q(str(repo_upper))} {q(str(repo_work))} {q(root + str(REPO))}",
+            f"mount -t overlay overlay -o lowerdir={q(str(REPO))},upperdir={q(str(repo_upper))},"
+            f"workdir={q(str(repo_work))} {q(root + str(REPO))}",
+        ]
     if tree is not None and real_dir(tree / "run" / "udev"):
         lines += [f"mkdir -p {q(root + '/run/udev')}", overlay(tree / "run" / "udev", "/run/udev")]
     lines += [
