@@ -2,9 +2,11 @@
 
 An immutable artefact (.info/.mod/.zip of a canonical version) is served from
 the cache, or fetched once (singleflight: concurrent requests for the same
-artefact wait for one upstream fetch), validated, committed atomically and then
-served from disk. When caching is not allowed (wear, a file bigger than the whole
-cache), each request is relayed from upstream on its own, uncached.
+artefact wait for one upstream fetch) and validated; clients get it at once
+(small artefacts from memory, larger ones from their temp file) while the commit
+thread writes, fsyncs and renames it into the cache. When caching is not allowed
+(wear, a file bigger than the whole cache), each request is relayed from upstream
+on its own, uncached.
 
 ``list`` and ``@latest`` are revalidated after ``list_ttl`` seconds and served
 stale when every upstream fails; offline, ``list`` is the cache's own list.
@@ -13,6 +15,7 @@ stale when every upstream fails; offline, ``list`` is the cache's own list.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import threading
@@ -26,7 +29,14 @@ from typing import Generic, TypeVar
 from gotune.mirror.limits import TokenBucket
 from gotune.mirror.metrics import Metrics
 from gotune.mirror.modpath import Request
-from gotune.mirror.store import MAX_SIZE, InvalidArtefact, Store, validate
+from gotune.mirror.store import (
+    MAX_SIZE,
+    MEMORY_FILL_MAX,
+    InvalidArtefact,
+    Store,
+    validate,
+    validate_data,
+)
 from gotune.mirror.upstream import Body, Entry, NotFound, Upstream, UpstreamFailed
 from gotune.mirror.wearguard import WearGuard
 
@@ -108,6 +118,13 @@ class Answer:
     stale: bool = False
 
 
+def stored_answer(ctype: str, found: Path | bytes, hit: bool = False) -> Answer:
+    """An answer for a stored artefact: its file, or its bytes while not yet committed."""
+    if isinstance(found, bytes):
+        return Answer(ctype, data=found, hit=hit)
+    return Answer(ctype, path=found, hit=hit)
+
+
 class NotCacheable(Exception):
     """The artefact may not be cached now (reason in the message); relay it."""
 
@@ -140,7 +157,7 @@ class Mirror:
             [] if config.offline else config.upstreams,
             config.timeout, self.metrics, byte_bucket, request_bucket,
         )
-        self._flight: SingleFlight[Path] = SingleFlight()
+        self._flight: SingleFlight[Path | bytes] = SingleFlight()
         self._meta_flight: SingleFlight[bytes] = SingleFlight()
         self._meta_mem: dict[str, tuple[bytes, float]] = {}
         self._meta_lock = threading.Lock()
@@ -166,17 +183,17 @@ class Mirror:
         may_write, _ = self.guard.may_write()
         if req.kind == "info" and may_write:
             self._prefetch_zip(req)
-        path = self.store.lookup(req, may_write)
-        if path is not None:
+        found = self.store.lookup(req, may_write)
+        if found is not None:
             self.metrics.inc("cache_hits_total", kind=req.kind)
-            return Answer(ctype, path=path, hit=True)
+            return stored_answer(ctype, found, hit=True)
         self.metrics.inc("cache_misses_total", kind=req.kind)
         if self.config.offline:
             raise NotFound(f"{req.module}@{req.version} {req.kind} is not cached (offline)")
         if may_write:
             try:
-                path, _ = self._flight.do(req.key(), lambda: self.fill(req))
-                return Answer(ctype, path=path)
+                filled, _ = self._flight.do(req.key(), lambda: self.fill(req))
+                return stored_answer(ctype, filled)
             except NotCacheable as exc:
                 self.metrics.inc("not_cached_total", reason=str(exc).split(":", 1)[0])
         else:
@@ -226,13 +243,18 @@ class Mirror:
             raise UpstreamFailed(f"{body.source}: {body.length} bytes is over Go's limit")
         return body
 
-    def fill(self, req: Request) -> Path:
-        """Fetch one artefact from upstream into the cache (the singleflight leader)."""
+    def fill(self, req: Request) -> Path | bytes:
+        """Fetch one artefact from upstream into the cache (the singleflight leader).
+
+        Returns what to serve until the commit thread has it on disk: the validated
+        bytes (small artefacts, fetched into memory) or the validated temp file.
+        """
         existing = self.store.current(req)
         if existing is not None:  # another flight stored it just before we started
             return existing
         body = self._open_checked(req)
         tmp: Path | None = None
+        reserved = 0
         try:
             if body.length is not None:
                 ok, why = self.guard.may_write(body.length)
@@ -240,6 +262,22 @@ class Mirror:
                     raise NotCacheable(why)
                 if not self.store.fits(body.length):
                     raise NotCacheable(f"size: {body.length} bytes exceeds --max-cache-size")
+                if body.length <= MEMORY_FILL_MAX and self.store.reserve(body.length):
+                    reserved = body.length
+                    data = self._read_all(req, body)
+                    try:
+                        validate_data(req, data)
+                    except InvalidArtefact as exc:
+                        self.metrics.inc("invalid_upstream_total")
+                        raise UpstreamFailed(f"{body.source}: {exc}") from None
+                    # The commit thread writes, fsyncs and renames; served from memory now.
+                    self.guard.count_write(len(data))
+                    data = self.store.publish_data(
+                        req, data, functools.partial(self.guard.record_write, counted=len(data)),
+                        reserved,
+                    )
+                    reserved = 0
+                    return data
             fd, tmp = self.store.open_tmp(req)
             limit = MAX_SIZE[req.kind]
             with os.fdopen(fd, "wb") as fh:
@@ -256,25 +294,35 @@ class Mirror:
             if not self.store.fits(size):
                 raise NotCacheable(f"size: {size} bytes exceeds --max-cache-size")
             # fsync + rename happen on the commit thread; the client is served now.
-            served = self.store.publish(req, tmp, self.guard.record_write)
+            self.guard.count_write(size)
+            served = self.store.publish(
+                req, tmp, functools.partial(self.guard.record_write, counted=size)
+            )
             tmp = None
             return served
         finally:
             body.close()
+            if reserved:
+                self.store.release(reserved)
             if tmp is not None:
                 with contextlib.suppress(FileNotFoundError):
                     tmp.unlink()
+
+    @staticmethod
+    def _read_all(req: Request, body: Body) -> bytes:
+        """The whole body in memory; UpstreamFailed past Go's size limit for the kind."""
+        chunks = []
+        while chunk := body.read():
+            chunks.append(chunk)
+            if body.received > MAX_SIZE[req.kind]:
+                raise UpstreamFailed(f"{body.source}: answer too large")
+        return b"".join(chunks)
 
     def _fetch_small(self, req: Request) -> bytes:
         """Read a small upstream answer (version queries, list, @latest) into memory."""
         body = self.upstream.open(req.upstream_path())
         try:
-            chunks = []
-            while chunk := body.read():
-                chunks.append(chunk)
-                if body.received > MAX_SIZE[req.kind]:
-                    raise UpstreamFailed(f"{body.source}: answer too large")
-            return b"".join(chunks)
+            return self._read_all(req, body)
         finally:
             body.close()
 

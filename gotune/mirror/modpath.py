@@ -129,6 +129,8 @@ def check_version(path: str, version: str) -> None:
 
 def escape(s: str) -> str:
     """The ``!x`` case encoding: upper-case letters become ``!`` + lower case."""
+    if s.isascii() and "!" not in s and s.lower() == s:
+        return s  # nothing to encode (the usual case): skip the per-character loop
     out = []
     for ch in s:
         if ch == "!" or not ch.isascii():

@@ -20,7 +20,7 @@ import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
 
-from gotune.mirror.core import Answer, Mirror
+from gotune.mirror.core import Answer, Mirror, stored_answer
 from gotune.mirror.limits import TokenBucket
 from gotune.mirror.modpath import InvalidPath, decode_url_path, parse_request
 from gotune.mirror.upstream import NotFound, UpstreamFailed
@@ -174,8 +174,15 @@ class Handler(BaseHTTPRequestHandler):
         if answer.path is not None:
             try:
                 return self._file(answer, send_body), req.kind
-            except FileNotFoundError:  # evicted between lookup and open: ask again
-                answer = self.server.mirror.get(req)
+            except FileNotFoundError:
+                # The temp file was committed (renamed) between lookup and open: serve
+                # the stored file without counting a second request. Evicted: ask again.
+                found = self.server.mirror.store.current(req)
+                answer = (
+                    stored_answer(answer.content_type, found, answer.hit)
+                    if found is not None
+                    else self.server.mirror.get(req)
+                )
                 if answer.path is not None:
                     return self._file(answer, send_body), req.kind
         if answer.data is not None:

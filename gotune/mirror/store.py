@@ -22,6 +22,7 @@ access first, until the artefacts fit under --max-cache-size.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import queue
@@ -50,6 +51,17 @@ MAX_SIZE = {"zip": MAX_ZIP_SIZE, "mod": MAX_GO_MOD_SIZE, "info": MAX_INFO_SIZE,
 # Refresh a hit file's on-disk atime at most hourly (as Go's build cache does with
 # mtime): LRU survives restarts without turning every hit into a metadata write.
 TOUCH_INTERVAL = 3600.0
+# Artefacts up to this size are fetched into memory, served from there and written
+# by the commit thread: creating the temp file (a new inode, ~0.7 ms of kernel time
+# on a busy ext4) and its directories then stays off the request path.
+MEMORY_FILL_MAX = 1 << 20
+# At most this many bytes of fetched, not yet committed artefacts stay in memory;
+# beyond it (the disk is falling behind) fills write their temp file themselves.
+PENDING_MEMORY_MAX = 64 << 20
+# Nice value of the commit thread: its file creations and fsyncs cost the kernel
+# about a millisecond per artefact, work that can wait while clients and upstream
+# fetches want the CPU (served from memory meanwhile; nothing is visible until renamed).
+COMMIT_NICE = 10
 TMP_PREFIX = ".tmp-"
 META_DIR = ".gotune"
 
@@ -87,28 +99,46 @@ def write_atomic(path: Path, data: bytes) -> None:
 def validate(req: Request, path: Path) -> None:
     """Raise InvalidArtefact unless the fetched file is a complete, valid artefact."""
     size = path.stat().st_size
+    _check_size(req, size)
+    if req.kind == "zip":
+        _validate_zip(req, path, size)
+    else:
+        _validate_small(req, path.read_bytes())
+
+
+def validate_data(req: Request, data: bytes) -> None:
+    """Like validate(), for an artefact fetched into memory."""
+    _check_size(req, len(data))
+    if req.kind == "zip":
+        _validate_zip(req, io.BytesIO(data), len(data))
+    else:
+        _validate_small(req, data)
+
+
+def _check_size(req: Request, size: int) -> None:
     if size > MAX_SIZE[req.kind]:
         raise InvalidArtefact(f"{req.kind} is {size} bytes, over Go's limit")
+
+
+def _validate_small(req: Request, data: bytes) -> None:
     if req.kind == "info":
         try:
-            info = json.loads(path.read_bytes())
+            info = json.loads(data)
         except ValueError as exc:
             raise InvalidArtefact(f".info is not JSON: {exc}") from None
         if not isinstance(info, dict) or info.get("Version") != req.version:
             raise InvalidArtefact(f".info does not describe {req.version}")
     elif req.kind == "mod":
         try:
-            path.read_bytes().decode("utf-8")
+            data.decode("utf-8")
         except UnicodeDecodeError:
             raise InvalidArtefact("go.mod is not UTF-8") from None
-    elif req.kind == "zip":
-        _validate_zip(req, path, size)
 
 
-def _validate_zip(req: Request, path: Path, size: int) -> None:
+def _validate_zip(req: Request, source: Path | io.BytesIO, size: int) -> None:
     prefix = f"{req.module}@{req.version}/"
     try:
-        with zipfile.ZipFile(path) as zf:
+        with zipfile.ZipFile(source) as zf:
             infos = zf.infolist()
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         raise InvalidArtefact(f"zip does not open: {exc}") from None
@@ -124,6 +154,16 @@ def _validate_zip(req: Request, path: Path, size: int) -> None:
         total += info.file_size
     if total > MAX_UNZIPPED_SIZE:
         raise InvalidArtefact(f"zip unpacks to {total} bytes, over Go's limit")
+
+
+@dataclass
+class _Commit:
+    """One queued commit: a validated temp file, or bytes the commit thread writes."""
+
+    req: Request
+    source: Path | bytes
+    on_write: Callable[[int], None]
+    reserved: int = 0  # bytes of the in-memory budget held until committed
 
 
 @dataclass
@@ -144,10 +184,12 @@ class Store:
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
         self._index: dict[tuple[str, str], _Version] = {}
-        # Validated temp files waiting for fsync + rename, by final path: served from
-        # the temp file meanwhile, so clients never wait for the disk flush.
-        self._pending: dict[Path, Path] = {}
-        self._queue: queue.Queue[tuple[Request, Path, Callable[[int], None]]] = queue.Queue()
+        # Validated artefacts waiting for fsync + rename, by final path: a temp file or
+        # the bytes themselves, served from there meanwhile, so clients never wait
+        # for the disk.
+        self._pending: dict[Path, Path | bytes] = {}
+        self._pending_bytes = 0
+        self._queue: queue.Queue[_Commit] = queue.Queue()
         self._committer: threading.Thread | None = None
         self.total_bytes = 0
         self.removed_tmp = 0
@@ -203,24 +245,39 @@ class Store:
         self.metrics.set("cache_bytes", float(self.total_bytes))
 
     # -- lookups -----------------------------------------------------------------------
-    def current(self, req: Request) -> Path | None:
-        """The committed file, else a validated temp file awaiting commit, else None."""
+    def current(self, req: Request) -> Path | bytes | None:
+        """The committed file, else a validated artefact awaiting commit (its temp
+        file or its bytes), else None."""
         path = self.path_for(req)
+        with self._lock:
+            pending = self._pending.get(path)
+        if isinstance(pending, bytes):
+            return pending
+        # The commit thread renames before it drops the pending entry, so one stat
+        # after the pending check cannot miss an artefact committed meanwhile.
         if path.is_file():
             return path
-        with self._lock:
-            tmp = self._pending.get(path)
-        if tmp is not None and tmp.is_file():
-            return tmp
-        return path if path.is_file() else None  # committed while we looked
+        return self._pending_file(path, pending)
 
-    def lookup(self, req: Request, may_write: bool) -> Path | None:
-        """The cached file for an immutable artefact, or None; records the access."""
+    @staticmethod
+    def _pending_file(path: Path, pending: Path | None) -> Path | None:
+        """The pending temp file while it is there, else the file it was renamed to."""
+        if pending is not None and pending.is_file():
+            return pending
+        return path if pending is not None and path.is_file() else None
+
+    def lookup(self, req: Request, may_write: bool) -> Path | bytes | None:
+        """The cached artefact (its file, or its bytes while the commit is pending),
+        or None; records the access."""
         path = self.path_for(req)
+        with self._lock:
+            pending = self._pending.get(path)
+        if isinstance(pending, bytes):
+            return pending
         try:
             st = path.stat()
         except (FileNotFoundError, NotADirectoryError):
-            return self.current(req)
+            return self._pending_file(path, pending)
         now = time.time()
         key = (req.escaped_module, req.escaped_version)
         touch = False
@@ -262,29 +319,76 @@ class Store:
 
     def publish(self, req: Request, tmp: Path, on_write: Callable[[int], None]) -> Path:
         """Queue a validated temp file for commit; returns the path to serve it from now."""
+        self._enqueue(_Commit(req, tmp, on_write))
+        return tmp
+
+    def reserve(self, size: int) -> bool:
+        """Take ``size`` bytes of the in-memory budget for a fill; False when spent."""
         with self._lock:
-            self._pending[self.path_for(req)] = tmp
+            if self._pending_bytes + size > PENDING_MEMORY_MAX:
+                return False
+            self._pending_bytes += size
+            return True
+
+    def release(self, size: int) -> None:
+        """Give back a reservation that publish_data() did not take over."""
+        with self._lock:
+            self._pending_bytes -= size
+
+    def publish_data(
+        self, req: Request, data: bytes, on_write: Callable[[int], None], reserved: int
+    ) -> bytes:
+        """Queue a validated artefact held in memory for writing and commit; it is served
+        from memory until then. Takes over ``reserved`` bytes of the budget."""
+        self._enqueue(_Commit(req, data, on_write, reserved))
+        return data
+
+    def _enqueue(self, item: _Commit) -> None:
+        with self._lock:
+            self._pending[self.path_for(item.req)] = item.source
             if self._committer is None:
                 self._committer = threading.Thread(
                     target=self._commit_loop, name="mirror-commit", daemon=True
                 )
                 self._committer.start()
-        self._queue.put((req, tmp, on_write))
-        return tmp
+        self._queue.put(item)
 
     def _commit_loop(self) -> None:
+        with contextlib.suppress(OSError, AttributeError):  # not Linux, or not allowed
+            # On Linux, PRIO_PROCESS with a thread id sets that thread's nice value only.
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), COMMIT_NICE)
         while True:
-            req, tmp, on_write = self._queue.get()
+            item = self._queue.get()
+            tmp: Path | None = None
             try:
-                self.commit(req, tmp, on_write)
+                if isinstance(item.source, Path):
+                    tmp = item.source
+                else:
+                    tmp = self._write_tmp(item.req, item.source)
+                self.commit(item.req, tmp, item.on_write)
             except OSError as exc:
-                print(f"gotune mirror: cannot commit {tmp}: {exc}", file=sys.stderr)
-                with contextlib.suppress(FileNotFoundError):
-                    tmp.unlink()
+                print(f"gotune mirror: cannot commit {self.path_for(item.req)}: {exc}",
+                      file=sys.stderr)
+                if tmp is not None:
+                    with contextlib.suppress(FileNotFoundError):
+                        tmp.unlink()
             finally:
                 with self._lock:
-                    self._pending.pop(self.path_for(req), None)
+                    self._pending.pop(self.path_for(item.req), None)
+                    self._pending_bytes -= item.reserved
                 self._queue.task_done()
+
+    def _write_tmp(self, req: Request, data: bytes) -> Path:
+        """Write ``data`` to a new temp file beside the artefact (commit() fsyncs it)."""
+        fd, tmp = self.open_tmp(req)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            raise
+        return tmp
 
     def drain(self) -> None:
         """Wait until every queued artefact is committed (sync, shutdown, tests)."""

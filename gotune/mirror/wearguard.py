@@ -110,11 +110,22 @@ class WearGuard:
         self.metrics.set("caching_enabled", 1.0 if ok else 0.0)
         return ok, why
 
-    def record_write(self, n: int) -> None:
-        """Count bytes written today and persist the ledger (skipped at critical)."""
+    def count_write(self, n: int) -> None:
+        """Count ``n`` bytes as written today before the commit thread writes them, so
+        the budget and /healthz see them at once; record_write() persists the ledger.
+        Should that commit fail, the bytes stay counted: the budget errs towards less."""
         with self._lock:
             self._written_today()
             self._written += n
+            written = self._written
+        self.metrics.set("daily_written_bytes", float(written))
+
+    def record_write(self, n: int, counted: int = 0) -> None:
+        """Count bytes written today (``counted`` of the ``n`` were already counted by
+        count_write()) and persist the ledger (skipped at critical)."""
+        with self._lock:
+            self._written_today()
+            self._written += n - counted
             day, written = self._day, self._written
         self.metrics.set("daily_written_bytes", float(written))
         if self._state.status in ("warn",):
