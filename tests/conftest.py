@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -9,6 +10,18 @@ import pytest
 
 from tests.recorded import RecordedTrees
 from tests.sandbox import Sandbox, missing_requirement
+
+
+@pytest.fixture(autouse=True)
+def no_gevent_patching_in_the_test_process() -> Iterator[None]:
+    """Importing pyinfra's CLI package gevent-patches the whole process (threads,
+    sockets, locks). Halfway through a session that breaks threaded tests (the
+    mirror) and Python's import locks, so tests run gotune's pyinfra paths in a
+    child process; this fails the test that forgets."""
+    already = "pyinfra_cli" in sys.modules
+    yield
+    if not already and "pyinfra_cli" in sys.modules:
+        pytest.fail("pyinfra_cli was imported in the pytest process; run it in a subprocess")
 
 
 @pytest.fixture(scope="session")
