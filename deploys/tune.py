@@ -15,7 +15,7 @@ from typing import Any
 
 from pyinfra import host
 from pyinfra.facts.files import FileContents
-from pyinfra.facts.server import Users, Which
+from pyinfra.facts.server import User, Users, Which
 
 from deploys.mirror import developer_goproxy, install_mirror, installed_cache_dir
 from deploys.wear import install_wear
@@ -119,6 +119,14 @@ def _home_parents(path: str, home: str) -> list[str]:
 
 def tune(hp: HostPlan) -> None:
     """Add the operations that make the current host match its plan."""
+    # Toolchain, mounts and units need root; found out now, before any host
+    # changes, rather than by an operation failing halfway through.
+    who = host.get_fact(User)
+    if who != "root":
+        raise GotuneError(
+            f"{host.name}: apply needs root there (connected as {who}): "
+            "run it with sudo, or give the host _sudo=True"
+        )
     settings, plan = hp.settings, hp.plan
     if settings.go_version:
         if settings["gotune_go_source"] == "distro":

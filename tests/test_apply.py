@@ -263,3 +263,17 @@ def test_a_problem_on_one_host_changes_nothing_on_any_host(sandbox: Any) -> None
     for host in box.hosts:
         assert sh(host, "test -e /var/lib/gotune/undo || echo untouched") == "untouched\n"
         assert sh(host, "test -e /home/dev/.config/go/env || echo untouched") == "untouched\n"
+
+
+def test_apply_without_root_on_a_host_stops_before_any_change(sandbox: Any) -> None:
+    good = {"gotune_users": [USER], "gotune_gocache_tmpfs": "always", "gotune_tmpfs_max_gib": 1}
+    box = sandbox(2, data=[good, {**good, "ssh_user": USER}])
+    for host in box.hosts:
+        host.add_user(USER)
+    out = gotune("apply", str(box.inventory), "--yes", "--json", "--no-verify")
+    assert out.returncode == 1
+    assert f"sbx2: apply needs root there (connected as {USER})" in out.stderr
+    assert out.stderr.count("\n") == 1
+    for host in box.hosts:  # neither the root host nor the user's host was touched
+        assert sh(host, "test -e /var/lib/gotune/undo || echo untouched") == "untouched\n"
+        assert sh(host, "test -e /home/dev/.config/go/env || echo untouched") == "untouched\n"
