@@ -166,18 +166,7 @@ def test_apply_then_second_apply_then_undo_on_a_developer_host(
         )
         == want
     )
-    assert f"go{version}" in sh(host, "go version", user=USER)
-    assert sh(host, "go env GOROOT", user=USER) == f"/usr/local/go-{version}\n"
-    # The module cache moved home across filesystems, read-only files and all.
-    assert plan["GOMODCACHE"]["change"] and plan["GOMODCACHE"]["current"] == OLD_GOMODCACHE
-    assert (
-        sh(
-            host,
-            f"test ! -e {OLD_GOMODCACHE} && cat ~/go/pkg/mod/example.com/m@v1.0.0/go.mod",
-            user=USER,
-        )
-        == "module example.com/m\n"
-    )
+    assert_go_installed_and_gomodcache_moved(host, version, plan)
     sh(
         host,
         "mkdir -p ~/hello && cd ~/hello && printf 'module hello\\n' > go.mod && "
@@ -218,18 +207,7 @@ def test_apply_then_second_apply_then_undo_on_a_developer_host(
     wrong = with_data(box, tmp_path, "wrong", gotune_go_version="1.99.0", gotune_go_sha256="0" * 64)
     out = gotune("apply", wrong, "--yes", "--json", "--no-verify")
     assert out.returncode == 1 and "checksum mismatch" in out.stderr
-    assert f"go{version}" in sh(host, "go version", user=USER)
-    assert sh(host, "go env GOROOT", user=USER) == f"/usr/local/go-{version}\n"
-    # The module cache moved home across filesystems, read-only files and all.
-    assert plan["GOMODCACHE"]["change"] and plan["GOMODCACHE"]["current"] == OLD_GOMODCACHE
-    assert (
-        sh(
-            host,
-            f"test ! -e {OLD_GOMODCACHE} && cat ~/go/pkg/mod/example.com/m@v1.0.0/go.mod",
-            user=USER,
-        )
-        == "module example.com/m\n"
-    )
+    assert_go_installed_and_gomodcache_moved(host, version, plan)
     assert sh(host, "readlink /usr/local/go") == f"go-{version}\n"
 
     out = gotune("undo", str(box.inventory), "--yes", "--json")
@@ -252,6 +230,21 @@ def test_apply_then_second_apply_then_undo_on_a_developer_host(
 
 @pytest.mark.sandbox
 @pytest.mark.slow
+def assert_go_installed_and_gomodcache_moved(host: Any, version: str, plan: dict[str, Any]) -> None:
+    assert f"go{version}" in sh(host, "go version", user=USER)
+    assert sh(host, "go env GOROOT", user=USER) == f"/usr/local/go-{version}\n"
+    # The module cache moved home across filesystems, read-only files and all.
+    assert plan["GOMODCACHE"]["change"] and plan["GOMODCACHE"]["current"] == OLD_GOMODCACHE
+    assert (
+        sh(
+            host,
+            f"test ! -e {OLD_GOMODCACHE} && cat ~/go/pkg/mod/example.com/m@v1.0.0/go.mod",
+            user=USER,
+        )
+        == "module example.com/m\n"
+    )
+
+
 def test_a_problem_on_one_host_changes_nothing_on_any_host(sandbox: Any) -> None:
     good = {"gotune_users": [USER], "gotune_gocache_tmpfs": "always", "gotune_tmpfs_max_gib": 1}
     box = sandbox(2, data=[good, {**good, "gotune_users": ["ghost"]}])

@@ -157,6 +157,21 @@ def execute(state: Any) -> str | None:
     return None
 
 
+def confirm_and_execute(
+    state: Any, changes: dict[str, list[str]], yes: bool, report: dict[str, Any]
+) -> bool:
+    """Ask, then run the prepared operations and merge each host's result into
+    ``report["hosts"]``; False (nothing changed) when the user says no."""
+    if not confirm(changes, yes):
+        print("gotune: nothing changed", file=sys.stderr)
+        return False
+    if any(changes.values()):
+        stopped = execute(state)
+        for name, result in results(state, stopped).items():
+            report["hosts"].setdefault(name, {}).update(result)
+    return True
+
+
 def run_verify(inventory: str | None, skip: bool) -> dict[str, Any]:
     """Run ``gotune verify --json`` when it exists and was not skipped."""
     from gotune.cli import NOT_YET
@@ -213,16 +228,11 @@ def run(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps(report, indent=2))
             return 0
-        if not confirm(changes, args.yes):
-            print("gotune: nothing changed", file=sys.stderr)
+        if not confirm_and_execute(state, changes, args.yes, report):
             return 1
-        if any(changes.values()):
-            stopped = execute(state)
-            for name, result in results(state, stopped).items():
-                report["hosts"].setdefault(name, {}).update(result)
-                hp = RUNS.get(name)
-                if hp:
-                    report["hosts"][name]["warnings"] = hp.plan.warnings + hp.notes
+        for name, hp in RUNS.items():
+            if name in report["hosts"]:
+                report["hosts"][name]["warnings"] = hp.plan.warnings + hp.notes
     ok = all(h.get("ok") for h in report["hosts"].values())
     report["verify"] = run_verify(args.inventory, args.no_verify or not ok)
     if args.json:

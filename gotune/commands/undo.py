@@ -11,18 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from typing import Any
 
-from gotune.commands.apply import (
-    confirm,
-    execute,
-    prepare,
-    proposed,
-    results,
-    show,
-    unreachable,
-)
+from gotune.commands.apply import confirm_and_execute, prepare, proposed, show, unreachable
 
 # Host name -> what its undo records list, for the report.
 RECORDS: dict[str, dict[str, Any]] = {}
@@ -66,13 +57,8 @@ def run(args: argparse.Namespace) -> int:
         report["hosts"].update(unreachable(state))
         if not args.json:
             print(show(changes))
-        if not confirm(changes, args.yes):
-            print("gotune: nothing changed", file=sys.stderr)
+        if not confirm_and_execute(state, changes, args.yes, report):
             return 1
-        if any(changes.values()):
-            stopped = execute(state)
-            for name, result in results(state, stopped).items():
-                report["hosts"].setdefault(name, {}).update(result)
     ok = all(h.get("ok") for h in report["hosts"].values())
     if args.json:
         print(json.dumps(report, indent=2))

@@ -713,25 +713,29 @@ def mirror_probe(goproxy: str) -> dict[str, Any] | None:
         return None
     url = first.rstrip("/")
     probe: dict[str, Any] = {"url": url}
-    try:
-        with urllib.request.urlopen(f"{url}/healthz", timeout=MIRROR_TIMEOUT_S) as resp:  # noqa: S310
-            probe["healthz_status"] = resp.status
-            probe["healthz"] = resp.read(4000).decode(errors="replace")
-    except OSError as exc:
-        probe["error"] = str(getattr(exc, "reason", exc))
+    if not _http_get(f"{url}/healthz", 4000, probe, "healthz_status", "healthz", "error"):
         return probe
     with contextlib.suppress(ValueError, AttributeError):
         cache_dir = json.loads(probe["healthz"]).get("cache_dir")
         found = cached_version(str(cache_dir)) if cache_dir else None
         if found is not None:
             probe["module"] = found
-            try:
-                with urllib.request.urlopen(f"{url}/{found}", timeout=MIRROR_TIMEOUT_S) as r:  # noqa: S310
-                    probe["module_status"] = r.status
-                    probe["module_body"] = r.read(500).decode(errors="replace")
-            except OSError as exc:
-                probe["module_error"] = str(getattr(exc, "reason", exc))
+            _http_get(f"{url}/{found}", 500, probe, "module_status", "module_body", "module_error")
     return probe
+
+
+def _http_get(url: str, limit: int, into: dict[str, Any], status: str, body: str,
+              error: str) -> bool:
+    """GET ``url`` into ``into[status]``/``into[body]`` (first ``limit`` bytes), or
+    ``into[error]``; True when it answered."""
+    try:
+        with urllib.request.urlopen(url, timeout=MIRROR_TIMEOUT_S) as resp:  # noqa: S310
+            into[status] = resp.status
+            into[body] = resp.read(limit).decode(errors="replace")
+    except OSError as exc:
+        into[error] = str(getattr(exc, "reason", exc))
+        return False
+    return True
 
 
 # How many directory entries the runner looks at to find one cached module.
