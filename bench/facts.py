@@ -41,8 +41,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from facts.collect import build_command  # noqa: E402
-from facts.machine import Machine  # noqa: E402
+from gotune.facts.collect import build_command  # noqa: E402
+from gotune.facts.machine import Machine  # noqa: E402
 from gotune.inventory import connected  # noqa: E402
 from tests.sandbox import Sandbox, SandboxHost  # noqa: E402
 

@@ -30,8 +30,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from gotune.numa_measure import measure  # noqa: E402
-from operations.numa import wrapper_script  # noqa: E402
+from gotune.agent.numa_measure import measure  # noqa: E402
+from gotune.operations.numa import wrapper_script  # noqa: E402
 
 DEFAULT_PAIRS = 9
 WORKLOADS = {"go version": ["version"], "go list std (warm)": ["list", "std"]}

@@ -18,7 +18,7 @@ from pyinfra.facts.files import File, Link
 from pyinfra.facts.server import Which
 from pyinfra.operations import files, server
 
-from gotune.agent import AGENT_PATH, build_bytes
+from gotune.zipapp import AGENT_PATH, build_bytes
 
 AGENT_DIR = "/opt/gotune"
 
@@ -64,5 +64,5 @@ def install_agent() -> None:
 
 
 # `pyinfra INVENTORY deploys/agent.py` executes this file (not as an import).
-if __name__ != "deploys.agent":
+if __name__ != "gotune.deploys.agent":
     install_agent()

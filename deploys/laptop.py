@@ -7,6 +7,6 @@ prepares every host before it changes any, so a bad setting on one host stops
 the run before anything changes anywhere.
 """
 
-from deploys.tune import plan_current_host, tune
+from gotune.deploys.tune import plan_current_host, tune
 
 tune(plan_current_host())

@@ -39,15 +39,15 @@ from pyinfra.facts.files import Directory, File, FileContents
 from pyinfra.facts.server import Which
 from pyinfra.operations import files, server, systemd
 
-from deploys.agent import AGENT_DIR, install_agent, python3_path
-from gotune.agent import AGENT_PATH
+from gotune.agent.wear.state import DEFAULT_WEAR_STATE
+from gotune.deploys.agent import AGENT_DIR, install_agent, python3_path
 from gotune.errors import GotuneError
+from gotune.operations import state
+from gotune.operations.numa import wrapper_script
+from gotune.operations.render import render
 from gotune.plan.mirror import DEFAULT_CACHE_DIR
 from gotune.settings import Settings, validate_host_data
-from gotune.wear.state import DEFAULT_WEAR_STATE
-from operations import state
-from operations.numa import wrapper_script
-from operations.render import render
+from gotune.zipapp import AGENT_PATH
 
 q = shlex.quote
 
@@ -291,5 +291,5 @@ def install_mirror(
 
 
 # `pyinfra INVENTORY deploys/mirror.py` executes this file (not as an import).
-if __name__ != "deploys.mirror":
+if __name__ != "gotune.deploys.mirror":
     install_mirror()

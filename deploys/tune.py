@@ -17,16 +17,16 @@ from pyinfra import host
 from pyinfra.facts.files import FileContents
 from pyinfra.facts.server import User, Users, Which
 
-from deploys.mirror import developer_goproxy, install_mirror, installed_cache_dir
-from deploys.wear import install_wear
-from facts.gotune_state import ShellExports
-from facts.model import Facts
-from facts.numa_measured import NumaMeasured
+from gotune.deploys.mirror import developer_goproxy, install_mirror, installed_cache_dir
+from gotune.deploys.wear import install_wear
 from gotune.errors import GotuneError
+from gotune.facts.gotune_state import ShellExports
+from gotune.facts.model import Facts
+from gotune.facts.numa_measured import NumaMeasured
+from gotune.operations import caches, goenv, numa, toolchain
 from gotune.plan import Plan, make_plan
 from gotune.plan.caches import ROOT_FS_BASE, TMPFS_ROOT, gotune_base_of
 from gotune.settings import Settings, validate_host_data
-from operations import caches, goenv, numa, toolchain
 
 GOTUNE_VAR_CACHE = "/var/cache/gotune"
 # What `go env GOPROXY` says when nothing sets it.
@@ -47,7 +47,7 @@ RUNS: dict[str, HostPlan] = {}
 
 def gather(settings: Settings) -> tuple[Facts, dict[str, Facts]]:
     """The host's facts, and each developer user's (one Machine round trip per user)."""
-    from facts.machine import Machine
+    from gotune.facts.machine import Machine
 
     known = host.get_fact(Users) or {}
     for user in settings.users:

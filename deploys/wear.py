@@ -26,16 +26,16 @@ from pyinfra.facts.files import Directory, File, Link
 from pyinfra.facts.server import Which
 from pyinfra.operations import files, server, systemd
 
-from deploys.agent import AGENT_DIR, install_agent, python3_path
-from deploys.mirror import record_created, record_unit
-from gotune.agent import AGENT_PATH
+from gotune.agent.wear.check import DEFAULT_STATE_DIR, STATE_FILE
+from gotune.agent.wear.metrics import METRICS_FILE
+from gotune.agent.wear.status import Thresholds
+from gotune.deploys.agent import AGENT_DIR, install_agent, python3_path
+from gotune.deploys.mirror import record_created, record_unit
 from gotune.errors import GotuneError
+from gotune.operations import state
+from gotune.operations.render import render
 from gotune.settings import Settings, validate_host_data
-from gotune.wear.check import DEFAULT_STATE_DIR, STATE_FILE
-from gotune.wear.metrics import METRICS_FILE
-from gotune.wear.status import Thresholds
-from operations import state
-from operations.render import render
+from gotune.zipapp import AGENT_PATH
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 UNIT = "gotune-wear"
@@ -177,5 +177,5 @@ def install_wear() -> None:
 
 
 # `pyinfra INVENTORY deploys/wear.py` executes this file (not as an import).
-if __name__ != "deploys.wear":
+if __name__ != "gotune.deploys.wear":
     install_wear()

@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from facts.collect import Dump
-from facts.model import Cpu, CpuKind
-from facts.sysfs import parse_cpulist, parse_cpumask, parse_int
+from gotune.facts.collect import Dump
+from gotune.facts.model import Cpu, CpuKind
+from gotune.facts.sysfs import parse_cpulist, parse_cpumask, parse_int
 
 CPU_SYS = "/sys/devices/system/cpu"
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import posixpath
 
-from facts.collect import Dump
-from facts.model import Facts, User
-from facts.storage import place
-from facts.sysfs import key_values, parse_int
+from gotune.facts.collect import Dump
+from gotune.facts.model import Facts, User
+from gotune.facts.storage import place
+from gotune.facts.sysfs import key_values, parse_int
 
 VARS_MARKER = "\n@@vars\n"
 

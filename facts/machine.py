@@ -2,7 +2,7 @@
 
 Use it from a deploy::
 
-    from facts.machine import Machine
+    from gotune.facts.machine import Machine
     facts = host.get_fact(Machine, user="dev")   # facts.model.Facts
     facts.cpu.kinds, facts.numa.nodes, facts.storage.paths["gocache"].class_
 
@@ -15,15 +15,15 @@ from collections.abc import Iterable
 
 from pyinfra.api import FactBase
 
-from facts.collect import build_command, decode_sed_l, split_records
-from facts.cpu import parse_cpu
-from facts.go import apply_user_and_go
-from facts.memory import parse_memory
-from facts.model import Facts
-from facts.nics import parse_nics
-from facts.numa import parse_numa
-from facts.platform import parse_platform
-from facts.storage import parse_devices, parse_mounts
+from gotune.facts.collect import build_command, decode_sed_l, split_records
+from gotune.facts.cpu import parse_cpu
+from gotune.facts.go import apply_user_and_go
+from gotune.facts.memory import parse_memory
+from gotune.facts.model import Facts
+from gotune.facts.nics import parse_nics
+from gotune.facts.numa import parse_numa
+from gotune.facts.platform import parse_platform
+from gotune.facts.storage import parse_devices, parse_mounts
 
 # Inputs whose absence says nothing: PID 1's environment is root-only (and
 # hidden in some sandboxes); the container markers it may hold are also found elsewhere.

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import re
 
-from facts.collect import Dump
-from facts.model import Memory, MemoryModule
-from facts.sysfs import key_values, meminfo_bytes, parse_int
+from gotune.facts.collect import Dump
+from gotune.facts.model import Memory, MemoryModule
+from gotune.facts.sysfs import key_values, meminfo_bytes, parse_int
 
 EDAC_SYS = "/sys/devices/system/edac/mc"
 

@@ -7,9 +7,9 @@ device/driver and device/numa_node of the hardware behind it.
 
 from __future__ import annotations
 
-from facts.collect import Dump
-from facts.model import Nic
-from facts.sysfs import parse_int
+from gotune.facts.collect import Dump
+from gotune.facts.model import Nic
+from gotune.facts.sysfs import parse_int
 
 NET_CLASS = "/sys/class/net"
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import re
 
-from facts.collect import Dump
-from facts.model import Numa, NumaNode
-from facts.sysfs import meminfo_bytes, parse_cpulist, parse_cpumask, parse_int
+from gotune.facts.collect import Dump
+from gotune.facts.model import Numa, NumaNode
+from gotune.facts.sysfs import meminfo_bytes, parse_cpulist, parse_cpumask, parse_int
 
 NODE_SYS = "/sys/devices/system/node"
 TIER_SYS = "/sys/devices/virtual/memory_tiering"

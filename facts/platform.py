@@ -14,9 +14,9 @@ import shlex
 
 from distro import NORMALIZED_OS_ID
 
-from facts.collect import Dump
-from facts.model import Platform
-from facts.sysfs import parse_int
+from gotune.facts.collect import Dump
+from gotune.facts.model import Platform
+from gotune.facts.sysfs import parse_int
 
 # A cgroup v1 memory limit at or above this is "no limit" (the kernel reports
 # PAGE_COUNTER_MAX rounded to pages, 9223372036854771712, for unlimited).

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 
-from facts.collect import Dump
-from facts.model import NETWORK_FSTYPES, STORAGE_CLASSES, BlockDevice, Mount, PathPlacement
-from facts.sysfs import parse_int
+from gotune.facts.collect import Dump
+from gotune.facts.model import NETWORK_FSTYPES, STORAGE_CLASSES, BlockDevice, Mount, PathPlacement
+from gotune.facts.sysfs import parse_int
 
 BLOCK_CLASS = "/sys/class/block"
 BLOCK_SYS = "/sys/block"

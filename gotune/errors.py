@@ -17,8 +17,3 @@ class UsageError(GotuneError):
 
     exit_code = 2
 
-
-class NotAvailable(GotuneError):
-    """A command whose issue has not landed yet: say so, never fake a result."""
-
-    exit_code = 3

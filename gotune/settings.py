@@ -170,7 +170,7 @@ _GOPROXY_RE = re.compile(r"^[A-Za-z0-9.:/_~%+-]+([,|][A-Za-z0-9.:/_~%+-]+)*$")
 
 
 def _goproxy_list(value: Any) -> str | None:
-    from gotune.mirror.upstream import parse_url_list
+    from gotune.agent.mirror.upstream import parse_url_list
 
     if not _GOPROXY_RE.match(value):
         return f"{value!r} is not a GOPROXY list of plain URLs"
@@ -182,7 +182,7 @@ def _goproxy_list(value: Any) -> str | None:
 
 
 def _mirror_size(value: Any) -> str | None:
-    from gotune.mirror.limits import parse_size
+    from gotune.agent.mirror.limits import parse_size
 
     try:
         parse_size(value)

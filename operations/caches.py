@@ -18,9 +18,9 @@ from pyinfra.facts.files import Directory, File
 from pyinfra.facts.server import Mounts
 from pyinfra.facts.systemd import SystemdEnabled
 
-from operations.render import render
-from operations.state import UNDO_DIR, file_lines, hexname, record_cmd
-from operations.state import file as state_file
+from gotune.operations.render import render
+from gotune.operations.state import UNDO_DIR, file_lines, hexname, record_cmd
+from gotune.operations.state import file as state_file
 
 q = shlex.quote
 

@@ -14,8 +14,8 @@ from typing import Any
 from pyinfra import host
 from pyinfra.api import OperationError, operation
 
-from operations.state import file as state_file
-from operations.state import file_lines
+from gotune.operations.state import file as state_file
+from gotune.operations.state import file_lines
 
 # The keys gotune manages in GOENV.
 MANAGED_KEYS = ("GOCACHE", "GOMODCACHE", "GOTMPDIR")

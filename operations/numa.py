@@ -33,12 +33,12 @@ from pyinfra.api import OperationError, StringCommand, operation
 from pyinfra.facts.files import Directory, File
 from pyinfra.facts.server import Which
 
-from facts.numa_measured import NumaMeasured
+from gotune.facts.numa_measured import NumaMeasured
+from gotune.operations.render import render
+from gotune.operations.state import file as state_file
+from gotune.operations.state import hexname, record_cmd, record_path_cmd
 from gotune.plan.model import Decision
 from gotune.plan.numa import MEASURED_PATH, WRAPPER_DIR
-from operations.render import render
-from operations.state import file as state_file
-from operations.state import hexname, record_cmd, record_path_cmd
 
 q = shlex.quote
 
@@ -48,10 +48,10 @@ PROFILE_SNIPPET = "/etc/profile.d/zz-gotune-numa.sh"
 # systemd's user manager reads it for every service of the session, desktop apps included.
 ENVIRONMENT_D = "/etc/environment.d/60-gotune-numa.conf"
 MEASURE_SCRIPT = "/usr/local/lib/gotune/numa_measure.py"
-MEASURE_SOURCE = Path(__file__).resolve().parent.parent / "gotune" / "numa_measure.py"
+MEASURE_SOURCE = Path(__file__).resolve().parent.parent / "gotune" / "agent" / "numa_measure.py"
 # verify's A/B rule, beside the script under the name it imports on the target.
 STATS_SCRIPT = "/usr/local/lib/gotune/gotune_ab_stats.py"
-STATS_SOURCE = Path(__file__).resolve().parent.parent / "gotune" / "verify" / "stats.py"
+STATS_SOURCE = Path(__file__).resolve().parent.parent / "gotune" / "agent" / "stats.py"
 # What each tool runs while it is measured. `go build std` is a real build of ~300
 # packages that is a cache lookup after the warm-up pair (0.4 s on 2 cores); gopls
 # `check` loads and type-checks a package from the standard library.

@@ -21,10 +21,10 @@ from pyinfra.facts.files import File
 from pyinfra.facts.server import Which
 from pyinfra.operations import files, server
 
-from operations.render import render
-from operations.state import file as state_file
-from operations.state import link as state_link
-from operations.state import record_cmd, record_created_cmd
+from gotune.operations.render import render
+from gotune.operations.state import file as state_file
+from gotune.operations.state import link as state_link
+from gotune.operations.state import record_cmd, record_created_cmd
 
 q = shlex.quote
 

@@ -16,9 +16,9 @@ from pyinfra import host
 from pyinfra.api import StringCommand, operation
 from pyinfra.facts.server import Which
 
-from facts.gotune_state import UNDO_DIR, UndoRecords
-from operations.caches import move_cmd
-from operations.state import hexname, make_parents_cmd
+from gotune.facts.gotune_state import UNDO_DIR, UndoRecords
+from gotune.operations.caches import move_cmd
+from gotune.operations.state import hexname, make_parents_cmd
 
 q = shlex.quote
 

@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote
 
-from gotune.mirror.modpath import escape, version_sort_key
+from gotune.agent.mirror.modpath import escape, version_sort_key
 
 
 @dataclass

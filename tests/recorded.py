@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from facts.model import Facts
+from gotune.facts.model import Facts
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "hwloc"
 NAMES = sorted(p.name.removesuffix(".tar.bz2") for p in FIXTURES.glob("*.tar.bz2"))
@@ -60,8 +60,8 @@ class RecordedTrees:
     def facts(self, name: str) -> Facts:
         """A fresh copy of the machine's facts, as the real collector and parser read them."""
         if name not in self._facts:
-            from facts.collect import collect_local
-            from facts.machine import parse_output
+            from gotune.facts.collect import collect_local
+            from gotune.facts.machine import parse_output
 
             self._facts[name] = parse_output(collect_local(str(self.root(name))))
         return copy.deepcopy(self._facts[name])

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from operations.caches import (
+from gotune.operations.caches import (
     TRIM_ABOVE_PERCENT,
     TRIM_TO_PERCENT,
     fstab_line,
@@ -18,8 +18,8 @@ from operations.caches import (
     systemd_escape_path,
     tmpfs_options,
 )
-from operations.goenv import goenv_path, updated
-from operations.render import render
+from gotune.operations.goenv import goenv_path, updated
+from gotune.operations.render import render
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chown, unshare -m)")
 

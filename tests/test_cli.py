@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gotune.cli import NOT_YET, build_parser, main
+from gotune.cli import build_parser
 
 
 def gotune(*args: str) -> subprocess.CompletedProcess[str]:
@@ -72,17 +72,6 @@ def test_broken_inventory_is_one_line_without_traceback(
     assert expected in out.stderr
     assert "Traceback" not in out.stderr
     assert expected in json.loads(out.stdout)["error"]
-
-
-def test_a_command_not_landed_refuses_instead_of_faking(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Every command has landed; the refusal path stays for the next one.
-    monkeypatch.setitem(NOT_YET, "wear", "SSD wear monitoring (issue #7)")
-    assert main(["wear", "--json"]) == 3
-    captured = capsys.readouterr()
-    assert "wear: not available yet" in captured.err
-    assert "not available yet" in json.loads(captured.out)["error"]
 
 
 def test_parser_declares_the_contract_flags() -> None:

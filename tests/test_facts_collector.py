@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from facts import collect
-from facts.collect import Dump, build_command, collect_local, decode_sed_l, split_records
-from facts.machine import parse_output
+from gotune.facts import collect
+from gotune.facts.collect import Dump, build_command, collect_local, decode_sed_l, split_records
+from gotune.facts.machine import parse_output
 
 HOSTILE_NAMES = [
     "eth 0",

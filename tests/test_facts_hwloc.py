@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from facts.model import Facts
+from gotune.facts.model import Facts
 from tests.recorded import NAMES, RecordedTrees
 
 LSTOPO = shutil.which("lstopo-no-graphics")

@@ -10,17 +10,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from facts.collect import SCRIPT, Dump, build_command, decode_sed_l, split_records
-from facts.cpu import cpu_kinds, x86_64_level
-from facts.go import default_gocache, default_gomodcache, parse_goenv
-from facts.machine import parse_output
-from facts.memory import parse_dmidecode, parse_memory, parse_udev_memory
-from facts.model import NETWORK_FSTYPES, Facts
-from facts.nics import parse_nics
-from facts.numa import parse_numa
-from facts.platform import cgroup_limits, distro_id, parse_os_release, virtualization
-from facts.storage import classify, parse_devices, parse_mounts, place
-from facts.sysfs import parse_cpulist, parse_cpumask
+from gotune.facts.collect import SCRIPT, Dump, build_command, decode_sed_l, split_records
+from gotune.facts.cpu import cpu_kinds, x86_64_level
+from gotune.facts.go import default_gocache, default_gomodcache, parse_goenv
+from gotune.facts.machine import parse_output
+from gotune.facts.memory import parse_dmidecode, parse_memory, parse_udev_memory
+from gotune.facts.model import NETWORK_FSTYPES, Facts
+from gotune.facts.nics import parse_nics
+from gotune.facts.numa import parse_numa
+from gotune.facts.platform import cgroup_limits, distro_id, parse_os_release, virtualization
+from gotune.facts.storage import classify, parse_devices, parse_mounts, place
+from gotune.facts.sysfs import parse_cpulist, parse_cpumask
 
 
 def sed_l(data: bytes) -> list[str]:

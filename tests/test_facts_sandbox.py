@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from facts.collect import collect_local
-from facts.machine import parse_output
+from gotune.facts.collect import collect_local
+from gotune.facts.machine import parse_output
 from tests.conftest import SandboxFactory
 
 REPO = Path(__file__).resolve().parent.parent
@@ -98,7 +98,7 @@ def test_go_absent_is_null_with_default_paths(sandbox: SandboxFactory) -> None:
 
 COUNT_COMMANDS = """
 import json, sys
-from facts.machine import Machine
+from gotune.facts.machine import Machine
 from gotune.inventory import connected
 
 commands = {}

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from deploys.mirror import developer_goproxy, serve_argv
+from gotune.deploys.mirror import developer_goproxy, serve_argv
+from gotune.operations.render import render
 from gotune.settings import validate_host_data
-from operations.render import render
 from tests.conftest import SandboxFactory
 from tests.goproxy_tree import StaticUpstream, build_tree, standard_modules
 

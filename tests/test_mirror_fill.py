@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-import gotune.mirror.store as store_module
-from gotune.mirror.core import Config, Mirror
-from gotune.mirror.modpath import parse_request
-from gotune.mirror.store import Store
-from gotune.mirror.upstream import UpstreamFailed, parse_url_list
+import gotune.agent.mirror.store as store_module
+from gotune.agent.mirror.core import Config, Mirror
+from gotune.agent.mirror.modpath import parse_request
+from gotune.agent.mirror.store import Store
+from gotune.agent.mirror.upstream import UpstreamFailed, parse_url_list
 from tests.goproxy_tree import StaticUpstream, build_tree, go_module
 
 MOD = "/example.com/fill/@v/v1.0.0.mod"

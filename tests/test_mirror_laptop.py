@@ -23,12 +23,12 @@ from typing import Any
 
 import pytest
 
-from deploys.mirror import SUPERVISOR, developer_goproxy, serve_argv
-from facts.model import Facts, Nic, Numa, NumaNode
+from gotune.deploys.mirror import SUPERVISOR, developer_goproxy, serve_argv
+from gotune.facts.model import Facts, Nic, Numa, NumaNode
+from gotune.operations.numa import wrapper_script
 from gotune.plan import make_plan
 from gotune.plan.mirror import DEFAULT_CACHE_DIR
 from gotune.settings import validate_host_data
-from operations.numa import wrapper_script
 from tests.conftest import SandboxFactory
 from tests.goproxy_tree import StaticUpstream, build_tree, standard_modules
 from tests.sandbox import SandboxHost

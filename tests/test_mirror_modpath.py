@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gotune.mirror.limits import TokenBucket, parse_rate, parse_size
-from gotune.mirror.modpath import (
+from gotune.agent.mirror.limits import TokenBucket, parse_rate, parse_size
+from gotune.agent.mirror.modpath import (
     InvalidPath,
     check_path,
     check_version,
@@ -16,7 +16,7 @@ from gotune.mirror.modpath import (
     unescape,
     version_sort_key,
 )
-from gotune.mirror.upstream import parse_url_list
+from gotune.agent.mirror.upstream import parse_url_list
 
 
 @pytest.mark.parametrize(

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from gotune.mirror.core import Config, Mirror
-from gotune.mirror.metrics import parse_text
-from gotune.mirror.server import MirrorServer
-from gotune.mirror.upstream import parse_url_list
+from gotune.agent.mirror.core import Config, Mirror
+from gotune.agent.mirror.metrics import parse_text
+from gotune.agent.mirror.server import MirrorServer
+from gotune.agent.mirror.upstream import parse_url_list
 from tests.goproxy_tree import Fault, StaticUpstream, build_tree, go_module, standard_modules
 
 LIB = "/example.com/!big!corp/!lib/@v"

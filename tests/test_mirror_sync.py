@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gotune.mirror.sync import SourceError, Wanted, read_sources
+from gotune.agent.mirror.sync import SourceError, Wanted, read_sources
 
 GO_MOD = """module example.com/app // the app
 

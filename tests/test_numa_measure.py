@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from facts.numa_measured import parse_measured
-from gotune import numa_measure
-from gotune.numa_measure import main, read_record, verdict
-from gotune.verify.stats import MIN_RUNS_FOR_VERDICT, NOISE_FRACTION
+from gotune.agent import numa_measure
+from gotune.agent.numa_measure import main, read_record, verdict
+from gotune.agent.stats import MIN_RUNS_FOR_VERDICT, NOISE_FRACTION
+from gotune.facts.numa_measured import parse_measured
 
 
 def test_clear_gain_is_kept() -> None:
@@ -153,7 +153,7 @@ def test_measure_script_runs_alone_on_a_target(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from gotune.verify import stats
+    from gotune.agent import stats
 
     shutil.copy(numa_measure.__file__, tmp_path / "numa_measure.py")
     shutil.copy(stats.__file__, tmp_path / "gotune_ab_stats.py")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from facts.model import BlockDevice, Facts, PathPlacement
+from gotune.facts.model import BlockDevice, Facts, PathPlacement
 from gotune.plan.model import Decision
 from gotune.plan.numa import mirror_decision, plan_numa, topology
 from tests.recorded import RecordedTrees

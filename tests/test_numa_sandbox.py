@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from gotune.operations.numa import ENVIRONMENT_D, PROFILE_SNIPPET, wrapper_script
 from gotune.plan.numa import MEASURED_PATH, WRAPPER_DIR
-from operations.numa import ENVIRONMENT_D, PROFILE_SNIPPET, wrapper_script
 from tests.conftest import SandboxFactory
 from tests.sandbox import Sandbox, SandboxHost
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from gotune.operations.numa import profile_snippet, wrapper_script
 from gotune.plan.numa import WRAPPER_DIR
-from operations.numa import profile_snippet, wrapper_script
 
 NUMACTL = shutil.which("numactl")
 needs_numactl = pytest.mark.skipif(NUMACTL is None, reason="numactl is not installed")

@@ -10,7 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from facts.model import BlockDevice, Facts, Memory, Mount, PathPlacement, Platform, Storage, User
+from gotune.facts.model import (
+    BlockDevice,
+    Facts,
+    Memory,
+    Mount,
+    PathPlacement,
+    Platform,
+    Storage,
+    User,
+)
 from gotune.plan import Decision, Plan, make_plan
 from gotune.plan.caches import MIN_TMPFS_BYTES, TMPFS_ROOT
 from gotune.settings import validate_host_data

@@ -16,12 +16,7 @@ from typing import Any
 
 import pytest
 
-from gotune.verify import html as report_html
-from gotune.verify import table
-from gotune.verify.checks import expected_from_plan, user_checks, wear_check
-from gotune.verify.diagnose import diagnose
-from gotune.verify.result import history_record, host_result
-from gotune.verify.stats import (
+from gotune.agent.stats import (
     FASTER,
     MIN_RUNS_FOR_VERDICT,
     SAME,
@@ -31,7 +26,12 @@ from gotune.verify.stats import (
     summarize,
     verdict,
 )
-from gotune.verify.target import Bench, order
+from gotune.agent.verify.runner import Bench, order
+from gotune.verify import html as report_html
+from gotune.verify import table
+from gotune.verify.checks import expected_from_plan, user_checks, wear_check
+from gotune.verify.diagnose import diagnose
+from gotune.verify.result import history_record, host_result
 
 N = MIN_RUNS_FOR_VERDICT
 

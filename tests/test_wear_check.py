@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
+from gotune.agent.wear import history
+from gotune.agent.wear.history import Reading
+from gotune.agent.wear.metrics import escape_label, render
+from gotune.agent.wear.state import WearState, read_wear_state, write_wear_state
 from gotune.cli import main
-from gotune.wear import history
-from gotune.wear.history import Reading
-from gotune.wear.metrics import escape_label, render
-from gotune.wear.state import WearState, read_wear_state, write_wear_state
 
 CORPUS = Path(__file__).resolve().parent / "fixtures" / "smartctl"
 NVME = CORPUS / "SAMSUNG_MZVL21T0HCLR-00B00_24.json"

@@ -12,7 +12,7 @@ from pathlib import Path
 import jinja2
 import pytest
 
-from deploys.wear import TEMPLATES, check_command, cron_minute
+from gotune.deploys.wear import TEMPLATES, check_command, cron_minute
 from gotune.errors import GotuneError
 from gotune.settings import validate_host_data
 

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from gotune.agent.wear import probe as probe_mod
+from gotune.agent.wear.emmc import band_to_percent, parse_life_time
+from gotune.agent.wear.probe import probe, sysfs_drives
+from gotune.agent.wear.status import Thresholds, classify
 from gotune.cli import main
-from gotune.wear import probe as probe_mod
-from gotune.wear.emmc import band_to_percent, parse_life_time
-from gotune.wear.probe import probe, sysfs_drives
-from gotune.wear.status import Thresholds, classify
 
 CORPUS = Path(__file__).resolve().parent / "fixtures" / "smartctl"
 
@@ -228,7 +228,7 @@ def test_cli_refuses_warn_above_critical(capsys: pytest.CaptureFixture[str]) -> 
 
 def test_wear_runs_without_pyinfra_on_a_target(tmp_path: Path) -> None:
     # The system python3 has no pyinfra: the zipapp's wear command must not need it.
-    from gotune.agent import build
+    from gotune.zipapp import build
 
     pyz = tmp_path / "gotune.pyz"
     build(pyz)

@@ -17,11 +17,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gotune.wear.probe import read_smartctl
-from gotune.wear.record import KINDS, DeviceWear
-from gotune.wear.smart import parse_smartctl
-from gotune.wear.state import STATUSES
-from gotune.wear.status import Thresholds, classify
+from gotune.agent.wear.probe import read_smartctl
+from gotune.agent.wear.record import KINDS, DeviceWear
+from gotune.agent.wear.smart import parse_smartctl
+from gotune.agent.wear.state import STATUSES
+from gotune.agent.wear.status import Thresholds, classify
 
 CORPUS = Path(__file__).resolve().parent / "fixtures" / "smartctl"
 FILES = sorted(CORPUS.glob("*.json"))

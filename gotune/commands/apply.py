@@ -174,12 +174,8 @@ def confirm_and_execute(
 
 def run_verify(inventory: str | None, skip: bool) -> dict[str, Any]:
     """Run ``gotune verify --json`` when it exists and was not skipped."""
-    from gotune.cli import NOT_YET
-
     if skip:
         return {"skipped": "--no-verify"}
-    if not (Path(__file__).parent / "verify.py").is_file() or "verify" in NOT_YET:
-        return {"skipped": "gotune verify is not available yet"}
     argv = [sys.executable, "-m", "gotune", "verify", "--json"]
     if inventory:
         argv.insert(4, inventory)
@@ -199,7 +195,7 @@ def run_verify(inventory: str | None, skip: bool) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     from pyinfra_cli.util import load_deploy_file
 
-    from deploys.tune import RUNS
+    from gotune.deploys.tune import RUNS
     from gotune.inventory import connected, load_inventory
     from gotune.settings import validate_inventory
 

@@ -14,8 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from facts.model import Facts
 from gotune.errors import GotuneError
+from gotune.facts.model import Facts
 
 # The developer user when nothing names one: root owns what gotune finds over SSH.
 FALLBACK_USER = "root"
@@ -48,8 +48,8 @@ def run(args: argparse.Namespace) -> int:
 
 def facts_from_sysroot(sysroot: str) -> Facts:
     """Facts of a recorded /sys + /proc tree, read by the collector with this machine's sh."""
-    from facts.collect import collect_local
-    from facts.machine import parse_output
+    from gotune.facts.collect import collect_local
+    from gotune.facts.machine import parse_output
 
     root = Path(sysroot)
     if not root.is_dir():
@@ -75,7 +75,7 @@ def developer_user(host: Any) -> str:
 
 def facts_from_inventory(spec: str | None) -> tuple[dict[str, Facts], list[str]]:
     """Facts of every host of an inventory, fetched in parallel; and the unreachable hosts."""
-    from facts.machine import Machine
+    from gotune.facts.machine import Machine
     from gotune.inventory import connected
 
     with connected(spec) as state:

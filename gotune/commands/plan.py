@@ -13,8 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from facts.model import Facts
 from gotune.errors import GotuneError
+from gotune.facts.model import Facts
 from gotune.plan import Plan, make_plan
 from gotune.settings import validate_host_data
 
@@ -57,7 +57,7 @@ def plans_from_file(path: str, inventory_data: dict[str, Any] | None = None) -> 
 def plans_live(spec: str | None) -> dict[str, Plan]:
     from pyinfra.api.exceptions import PyinfraError
 
-    from deploys.tune import RUNS, plan_current_host
+    from gotune.deploys.tune import RUNS, plan_current_host
     from gotune.inventory import connected, load_inventory
     from gotune.settings import validate_inventory
 

@@ -24,8 +24,8 @@ def _restore() -> None:
 
     from pyinfra import host
 
-    from facts.gotune_state import UndoRecords
-    from operations import undo
+    from gotune.facts.gotune_state import UndoRecords
+    from gotune.operations import undo
 
     rec = host.get_fact(UndoRecords)
     RECORDS[host.name] = {

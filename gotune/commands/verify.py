@@ -11,8 +11,8 @@ import argparse
 import json
 from typing import Any
 
+from gotune.agent.verify.runner import BENCHMARKS
 from gotune.errors import GotuneError, UsageError
-from gotune.verify.target import BENCHMARKS
 
 # --runs above this would keep a host busy for many minutes per benchmark.
 MAX_RUNS = 50

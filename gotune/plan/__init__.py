@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from facts.model import Facts
+from gotune.facts.model import Facts
 from gotune.plan.caches import plan_user_caches
 from gotune.plan.mirror import plan_mirror
 from gotune.plan.model import Decision, Plan

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from facts.model import Facts
+from gotune.facts.model import Facts
 from gotune.plan.model import Decision
 from gotune.plan.storage import (
     GIB,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from facts.model import Facts
+from gotune.facts.model import Facts
 from gotune.plan.model import Decision
 from gotune.plan.numa import mirror_decision
 from gotune.plan.storage import SAFE_PATH, place_of, unsuitable

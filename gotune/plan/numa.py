@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from facts.model import Facts, NumaNode
+from gotune.facts.model import Facts, NumaNode
 from gotune.plan.model import Decision
 
 # Host-wide, root-owned, before the real tools on PATH (profile.d and environment.d).

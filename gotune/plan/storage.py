@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from facts.model import NETWORK_FSTYPES, Facts, Mount
+from gotune.facts.model import NETWORK_FSTYPES, Facts, Mount
 
 GIB = 1024**3
 

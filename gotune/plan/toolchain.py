@@ -6,7 +6,7 @@ with ``/usr/local/go`` a symlink switched atomically (``operations/toolchain.py`
 
 from __future__ import annotations
 
-from facts.model import Facts
+from gotune.facts.model import Facts
 from gotune.plan.model import Decision
 from gotune.settings import Settings
 

@@ -50,10 +50,10 @@ def run(state: Any, hosts: Iterable[Any], thorough: bool = False,
     + record: append each result to the host's history
     + users: host name -> developer users; default: the host's ``gotune_users`` setting
     """
+    from gotune.agent.stats import MIN_RUNS_FOR_VERDICT, NOISE_FRACTION
     from gotune.errors import GotuneError
     from gotune.verify.remote import record_history, run_runner
     from gotune.verify.result import history_record, host_result
-    from gotune.verify.stats import MIN_RUNS_FOR_VERDICT, NOISE_FRACTION
 
     del state  # the hosts carry their connections; kept for the apply-side call shape
     out: dict[str, Any] = {"hosts": {}}

@@ -1,6 +1,6 @@
 """State checks: does the host look, to the developer user, the way the plan says.
 
-Pure functions from the runner's observations (``gotune.verify.target``) to
+Pure functions from the runner's observations (``gotune.agent.verify.runner``) to
 ``{"name", "ok", "detail"}`` entries. What is expected comes from the plan when
 the caller has one (``expected_from_plan``), otherwise from the user's GOENV
 file — the file gotune apply writes, so it holds the plan's values.
@@ -12,7 +12,7 @@ import re
 import time
 from typing import Any
 
-from facts.model import NETWORK_FSTYPES, STORAGE_CLASSES
+from gotune.facts.model import NETWORK_FSTYPES, STORAGE_CLASSES
 
 # Keys of `go env` whose values gotune plans; the others are compared only when planned.
 PLANNED_KEYS = ("GOCACHE", "GOMODCACHE", "GOTMPDIR", "GOPROXY", "GOFLAGS")

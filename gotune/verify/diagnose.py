@@ -101,7 +101,7 @@ def diagnose(raw: dict[str, Any], checks: list[dict[str, Any]],
 
     + raw: the runner's observations for the host (``users``, ``cpufreq``)
     + checks: the state checks
-    + benchmarks: the benchmark results (``gotune.verify.stats.benchmark_result``)
+    + benchmarks: the benchmark results (``gotune.agent.stats.benchmark_result``)
     + failed: whether any check or benchmark failed
     """
     if not failed:

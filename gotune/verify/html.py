@@ -22,7 +22,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from gotune.verify.stats import FASTER, MIN_RUNS_FOR_VERDICT, NOISE_FRACTION, SAME, SLOWER
+from gotune.agent.stats import FASTER, MIN_RUNS_FOR_VERDICT, NOISE_FRACTION, SAME, SLOWER
 
 REPORT_NAME = "gotune-verify.html"
 TUNED_COLOR = "#1f77b4"

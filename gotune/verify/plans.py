@@ -20,7 +20,7 @@ def current_plans(hosts: Iterable[Any]) -> tuple[dict[str, Any], dict[str, str]]
     """(host name -> Plan, host name -> why no plan) for connected pyinfra hosts."""
     from pyinfra.context import ctx_host
 
-    from deploys.tune import plan_current_host
+    from gotune.deploys.tune import plan_current_host
 
     plans: dict[str, Any] = {}
     problems: dict[str, str] = {}

@@ -13,10 +13,10 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from gotune.agent.verify.runner import MARKER
 from gotune.errors import GotuneError
-from gotune.verify.target import MARKER
 
-RUNNER = Path(__file__).with_name("target.py")
+RUNNER = Path(__file__).resolve().parent.parent / "agent" / "verify" / "runner.py"
 # The default set takes about a minute once the verify caches are warm; the first
 # run on a host also warms them (a cold cmd/go build per variant), --thorough adds
 # cold builds: allow for a slow machine before calling the host stuck.

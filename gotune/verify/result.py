@@ -15,15 +15,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from gotune.agent.stats import benchmark_ok, benchmark_result
 from gotune.verify.checks import check, user_checks, wear_check
 from gotune.verify.diagnose import diagnose
-from gotune.verify.stats import benchmark_ok, benchmark_result
 
 
 def host_result(raw: dict[str, Any], plan: Any = None) -> dict[str, Any]:
     """Checks, benchmark statistics, verdict and diagnosis for one host.
 
-    + raw: what ``gotune.verify.target`` printed for the host
+    + raw: what ``gotune.agent.verify.runner`` printed for the host
     + plan: the host's ``gotune.plan.Plan`` (or its dict); None compares with the GOENV file
     """
     checks: list[dict[str, Any]] = []

@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generic, TypeVar
 
-from gotune.mirror.limits import TokenBucket
-from gotune.mirror.metrics import Metrics
-from gotune.mirror.modpath import Request
-from gotune.mirror.store import (
+from gotune.agent.mirror.limits import TokenBucket
+from gotune.agent.mirror.metrics import Metrics
+from gotune.agent.mirror.modpath import Request
+from gotune.agent.mirror.store import (
     MAX_SIZE,
     MEMORY_FILL_MAX,
     InvalidArtefact,
@@ -37,8 +37,8 @@ from gotune.mirror.store import (
     validate,
     validate_data,
 )
-from gotune.mirror.upstream import Body, Entry, NotFound, Upstream, UpstreamFailed
-from gotune.mirror.wearguard import WearGuard
+from gotune.agent.mirror.upstream import Body, Entry, NotFound, Upstream, UpstreamFailed
+from gotune.agent.mirror.wearguard import WearGuard
 
 # How long a list/@latest answer is fresh: a new tag shows up within a minute,
 # while the many list lookups of one build are answered locally.

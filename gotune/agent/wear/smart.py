@@ -10,7 +10,7 @@ import math
 import re
 from typing import Any
 
-from gotune.wear.record import DeviceWear
+from gotune.agent.wear.record import DeviceWear
 
 # NVMe "data units" are thousands of 512-byte units (NVMe base spec, SMART log bytes 48-63).
 NVME_DATA_UNIT_BYTES = 512_000

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gotune.wear.emmc import read_emmc
-from gotune.wear.record import DeviceWear
-from gotune.wear.smart import parse_smartctl
+from gotune.agent.wear.emmc import read_emmc
+from gotune.agent.wear.record import DeviceWear
+from gotune.agent.wear.smart import parse_smartctl
 
 # A drive waking from standby answers in ~10 s; 30 s leaves room for that while a
 # hung USB bridge still cannot stall the periodic check for long.

@@ -7,7 +7,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from gotune.mirror.metrics import PREFIX, parse_text
+from gotune.agent.mirror.metrics import PREFIX, parse_text
 
 # A mirror on loopback answers in milliseconds; 5 s covers a busy LAN one.
 STATUS_TIMEOUT = 5.0

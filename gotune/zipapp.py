@@ -1,8 +1,10 @@
-"""Build the gotune agent: the ``gotune`` package as one zipapp for target hosts.
+"""Build the gotune agent: ``gotune.agent`` as one zipapp for target hosts.
 
-Target-side services (the wear check, the mirror) use only the standard library,
-so a host needs nothing but ``python3``: the deploy uploads ``gotune.pyz`` and runs
-``python3 /opt/gotune/gotune.pyz wear ...``. No pip, no venv on the target.
+Everything that runs on a target lives in ``gotune.agent`` and uses only the
+standard library, so a host needs nothing but ``python3``: the deploy uploads
+``gotune.pyz`` and runs ``python3 /opt/gotune/gotune.pyz wear ...``. No pip, no
+venv on the target. The archive holds ``gotune/__init__.py``, ``gotune/errors.py``
+and ``gotune/agent/`` only.
 
 The archive is byte-for-byte reproducible (sorted entries, fixed timestamps and
 modes, no bytecode), so uploading it again is a no-op for ``files.put``.
@@ -29,24 +31,22 @@ FILE_MODE = 0o644
 MAIN = '''"""python3 gotune.pyz ... is the gotune command."""
 import sys
 
-from gotune.cli import main
+from gotune.agent.cli import main
 
 sys.exit(main())
 '''
 
 
+# The modules outside gotune/agent/ that the agent imports (standard library only).
+SHARED_MODULES = ("__init__.py", "errors.py")
+
+
 def package_files(root: Path | None = None) -> list[tuple[str, bytes]]:
-    """(archive name, content) of every source file of the gotune package, sorted."""
-    pkg = Path(gotune.__file__).resolve().parent if root is None else root
-    out = []
-    for path in sorted(pkg.rglob("*")):
-        if "__pycache__" in path.parts or not path.is_file():
-            continue
-        if path.suffix not in (".py", ".typed"):
-            continue
-        rel = path.relative_to(pkg.parent).as_posix()
-        out.append((rel, path.read_bytes()))
-    return out
+    """(archive name, content) of every agent source file, sorted."""
+    pkg = Path(gotune.__file__).parent if root is None else root
+    paths = [pkg / name for name in SHARED_MODULES]
+    paths += [p for p in (pkg / "agent").rglob("*.py") if "__pycache__" not in p.parts]
+    return sorted((p.relative_to(pkg.parent).as_posix(), p.read_bytes()) for p in paths)
 
 
 def _zip_bytes(files: list[tuple[str, bytes]]) -> bytes:

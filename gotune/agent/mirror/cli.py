@@ -8,11 +8,11 @@ import json
 import sys
 from pathlib import Path
 
+from gotune.agent.mirror.core import Config, Mirror
+from gotune.agent.mirror.limits import parse_rate, parse_size
+from gotune.agent.mirror.upstream import Entry, parse_url_list
+from gotune.agent.wear.state import DEFAULT_WEAR_STATE
 from gotune.errors import GotuneError, UsageError
-from gotune.mirror.core import Config, Mirror
-from gotune.mirror.limits import parse_rate, parse_size
-from gotune.mirror.upstream import Entry, parse_url_list
-from gotune.wear.state import DEFAULT_WEAR_STATE
 
 
 def _size(value: str | None, flag: str) -> int | None:
@@ -86,7 +86,7 @@ def _allow(text: str | None) -> list[ipaddress.IPv4Network | ipaddress.IPv6Netwo
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from gotune.mirror.server import MirrorServer, parse_listen, run_forever
+    from gotune.agent.mirror.server import MirrorServer, parse_listen, run_forever
 
     try:
         listen = parse_listen(args.listen)
@@ -119,7 +119,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _sync(args: argparse.Namespace) -> int:
-    from gotune.mirror.sync import Progress, SourceError, read_sources, sync
+    from gotune.agent.mirror.sync import Progress, SourceError, read_sources, sync
 
     try:
         wanted = read_sources(Path(p) for p in args.sources)
@@ -142,7 +142,7 @@ def _sync(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from gotune.mirror.status import Unreachable, format_status, read_status
+    from gotune.agent.mirror.status import Unreachable, format_status, read_status
 
     try:
         status = read_status(args.url)

@@ -36,8 +36,8 @@ from collections.abc import Sequence
 from typing import Any
 
 try:  # in the checkout
-    from gotune.verify.stats import FASTER, MIN_RUNS_FOR_VERDICT, NOISE_FRACTION, summarize
-    from gotune.verify.stats import verdict as ab_verdict
+    from gotune.agent.stats import FASTER, MIN_RUNS_FOR_VERDICT, NOISE_FRACTION, summarize
+    from gotune.agent.stats import verdict as ab_verdict
 except ImportError:  # on the target: the copy uploaded beside this file
     from gotune_ab_stats import (  # type: ignore[import-not-found,no-redef]
         FASTER,

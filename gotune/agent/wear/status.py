@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gotune.wear.record import DeviceWear
+from gotune.agent.wear.record import DeviceWear
 
 # Warn at 80% of rated endurance: vendors rate TBW with margin, but the last fifth
 # is when spare blocks retire fastest; at a developer's typical write rate 80%

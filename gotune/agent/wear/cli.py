@@ -12,11 +12,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+from gotune.agent.wear import check, history
+from gotune.agent.wear.probe import probe, read_recorded
+from gotune.agent.wear.record import DeviceWear
+from gotune.agent.wear.status import Thresholds, classify
 from gotune.errors import GotuneError, UsageError
-from gotune.wear import check, history
-from gotune.wear.probe import probe, read_recorded
-from gotune.wear.record import DeviceWear
-from gotune.wear.status import Thresholds, classify
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?B?)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
-from gotune.mirror.limits import TokenBucket
-from gotune.mirror.metrics import Metrics
+from gotune.agent.mirror.limits import TokenBucket
+from gotune.agent.mirror.metrics import Metrics
 
 # Read size for upstream bodies: large enough for few syscalls, small enough that
 # a rate limit is applied smoothly.

@@ -18,9 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gotune.mirror.metrics import Metrics
-from gotune.mirror.store import load_ledger, write_atomic
-from gotune.wear.state import STATUSES, WearState, read_wear_state
+from gotune.agent.mirror.metrics import Metrics
+from gotune.agent.mirror.store import load_ledger, write_atomic
+from gotune.agent.wear.state import STATUSES, WearState, read_wear_state
 
 # The state file is stat()ed at most this often: the wear check runs hourly or
 # daily, so a second's delay is nothing, and hot request paths skip the syscall.

@@ -20,10 +20,10 @@ import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
 
-from gotune.mirror.core import Answer, Mirror, stored_answer
-from gotune.mirror.limits import TokenBucket
-from gotune.mirror.modpath import InvalidPath, decode_url_path, parse_request
-from gotune.mirror.upstream import NotFound, UpstreamFailed
+from gotune.agent.mirror.core import Answer, Mirror, stored_answer
+from gotune.agent.mirror.limits import TokenBucket
+from gotune.agent.mirror.modpath import InvalidPath, decode_url_path, parse_request
+from gotune.agent.mirror.upstream import NotFound, UpstreamFailed
 
 # sendfile chunk while a per-client limit applies (small enough to pace smoothly).
 PACED_CHUNK = 64 * 1024

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from gotune.wear.state import STATUSES, WearState, write_atomic
+from gotune.agent.wear.state import STATUSES, WearState, write_atomic
 
 METRICS_FILE = "gotune_wear.prom"
 

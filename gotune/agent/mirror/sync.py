@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from gotune.mirror.core import Mirror, NotCacheable
-from gotune.mirror.modpath import InvalidPath, Request, check_path, check_version
-from gotune.mirror.upstream import NotFound, UpstreamFailed
+from gotune.agent.mirror.core import Mirror, NotCacheable
+from gotune.agent.mirror.modpath import InvalidPath, Request, check_path, check_version
+from gotune.agent.mirror.upstream import NotFound, UpstreamFailed
 
 # Parallel fetches: a few overlap upstream latency; more would only contend for
 # the rate limit and the disk.

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gotune.wear.record import DeviceWear
+from gotune.agent.wear.record import DeviceWear
 
 # life_time band 0x0B: the estimated life is exceeded; report it as 100% used.
 LIFE_EXCEEDED = 0x0B

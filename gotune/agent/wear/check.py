@@ -16,9 +16,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from gotune.wear import history, metrics
-from gotune.wear.record import DeviceWear
-from gotune.wear.state import WearState, worst_status, write_wear_state
+from gotune.agent.wear import history, metrics
+from gotune.agent.wear.record import DeviceWear
+from gotune.agent.wear.state import WearState, worst_status, write_wear_state
 
 DEFAULT_STATE_DIR = Path("/var/lib/gotune/wear")
 HISTORY_FILE = "history.jsonl"

@@ -35,8 +35,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gotune.mirror.metrics import Metrics
-from gotune.mirror.modpath import KINDS, InvalidPath, Request, unescape, version_sort_key
+from gotune.agent.mirror.metrics import Metrics
+from gotune.agent.mirror.modpath import KINDS, InvalidPath, Request, unescape, version_sort_key
 
 # Go's limits for module files (cmd/go, golang.org/x/mod/zip): zip files and their
 # uncompressed contents at most 500 MiB, go.mod at most 16 MiB.

@@ -1,0 +1,129 @@
+"""The agent's command line: what ``python3 /opt/gotune/gotune.pyz ...`` runs on a target.
+
+``mirror`` and ``wear`` are declared here once; the ``gotune`` command
+(``gotune.cli``) adds the same parsers, so a flag means the same on the control
+machine and in a unit file on a host. Standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from gotune import __version__
+from gotune.errors import GotuneError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports errors as one ``gotune: ...`` line and exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"gotune: {message} (see '{self.prog} --help')\n")
+
+
+# The commands declared here (``gotune.cli`` hands them back to ``run``).
+COMMANDS = ("mirror", "wear")
+
+
+def json_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print JSON (the stable interface)")
+
+
+def _mirror_common_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--timeout", metavar="SECONDS", help="upstream timeout (default 30)")
+    p.add_argument("--wear-state", metavar="FILE",
+                   help="wear state file (default /var/lib/gotune/wear/state.json)")
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Add ``mirror`` and ``wear`` to a subparsers object (the agent's or gotune's)."""
+    p = sub.add_parser("mirror", help="the local Go module proxy mirror")
+    msub = p.add_subparsers(dest="mirror_command", metavar="ACTION", parser_class=Parser)
+    msub.required = True
+    m = msub.add_parser("serve", help="serve a GOPROXY from a local cache")
+    m.add_argument("--listen", default="127.0.0.1:3000", metavar="ADDR:PORT")
+    m.add_argument("--cache-dir", required=True, metavar="DIR")
+    m.add_argument("--upstream", default="https://proxy.golang.org,direct", metavar="URL_LIST")
+    m.add_argument("--limit-rate", metavar="BYTES", help="upstream bytes/s (512K, 8M)")
+    m.add_argument("--limit-requests", metavar="N", help="upstream requests per second")
+    m.add_argument("--max-cache-size", metavar="BYTES", help="evict least recently used above")
+    m.add_argument("--offline", action="store_true", help="serve only what is cached")
+    _mirror_common_args(m)
+    m.add_argument("--list-ttl", type=float, metavar="SECONDS",
+                   help="revalidate list/@latest after this long (default 60)")
+    m.add_argument("--client-limit-rate", metavar="BYTES", help="bytes/s served per client")
+    m.add_argument("--allow", metavar="CIDR[,CIDR]", help="only these client addresses")
+    m.add_argument("--no-prefetch", action="store_true",
+                   help="do not fetch a version's .zip ahead when its .info is asked for")
+    json_arg(m)
+    m = msub.add_parser("sync", help="prefetch modules from go.sum/go.mod/module lists")
+    m.add_argument("--cache-dir", required=True, metavar="DIR")
+    m.add_argument("--upstream", default="https://proxy.golang.org", metavar="URL_LIST")
+    m.add_argument("--from", dest="sources", nargs="+", required=True, metavar="FILE")
+    m.add_argument("--limit-rate", metavar="BYTES")
+    m.add_argument("--limit-requests", metavar="N")
+    _mirror_common_args(m)
+    m.add_argument("--jobs", type=int, default=4, metavar="N", help="parallel fetches")
+    json_arg(m)
+    m = msub.add_parser("status", help="what a running mirror reports")
+    m.add_argument("--url", default="http://127.0.0.1:3000", help="the mirror's base URL")
+    json_arg(m)
+
+    p = sub.add_parser("wear", help="SSD wear from SMART, with projections")
+    p.add_argument("--smartctl-json", nargs="+", metavar="FILE", help="read recorded output")
+    p.add_argument("--sysroot", metavar="DIR", help="read /sys below DIR (eMMC, drive list)")
+    p.add_argument("--record", action="store_true",
+                   help="the periodic check: append to the history, write state and metrics")
+    p.add_argument("--state-dir", metavar="DIR",
+                   help="history and state file (default /var/lib/gotune/wear)")
+    p.add_argument("--textfile-dir", metavar="DIR",
+                   help="node_exporter textfile collector dir for gotune_wear.prom")
+    p.add_argument("--warn-percent", type=int, metavar="N", help="warn at N%% used (default 80)")
+    p.add_argument("--critical-percent", type=int, metavar="N",
+                   help="critical at N%% used (default 90)")
+    p.add_argument("--media-errors-critical", type=int, metavar="N",
+                   help="critical at N media errors (default 1; 0: never)")
+    p.add_argument("--write-budget", metavar="BYTES",
+                   help="mirror's daily write budget at warn (default 1G)")
+    json_arg(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run an agent command parsed by a parser that ``add_commands`` filled."""
+    handler: Callable[[argparse.Namespace], int]
+    if args.command == "mirror":
+        from gotune.agent.mirror.cli import run as handler
+    elif args.command == "wear":
+        from gotune.agent.wear.cli import run as handler
+    else:
+        raise GotuneError(f"not an agent command: {args.command}")
+    return handler(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="gotune", description="gotune's agent on a target host.")
+    parser.add_argument("--version", action="version", version=f"gotune {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    sub.required = True
+    add_commands(sub)
+    return parser
+
+
+def guarded(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a command; a GotuneError is one line on stderr (and JSON with --json), no traceback."""
+    try:
+        return handler(args)
+    except GotuneError as exc:
+        if getattr(args, "json", False):
+            print(json.dumps({"error": str(exc)}))
+        print(f"gotune: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("gotune: interrupted", file=sys.stderr)
+        return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return guarded(run, build_parser().parse_args(argv))

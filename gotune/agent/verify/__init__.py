@@ -1,0 +1,1 @@
+"""The verify runner: benchmarks and state observations, executed on the target."""
