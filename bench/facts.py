@@ -126,7 +126,8 @@ def in_process(inventory: Path) -> tuple[float, list[int]]:
     """Connect and fetch the Machine fact in this process; (seconds, commands per host)."""
     start = time.perf_counter()
     counts: dict[str, int] = {}
-    with connected(str(inventory)) as state:
+    with connected(str(inventory)) as conn:
+        state = conn.state
         for host in state.activated_hosts:
             original = host.run_shell_command
 
@@ -137,7 +138,8 @@ def in_process(inventory: Path) -> tuple[float, list[int]]:
                 return _run(*args, **kw)
 
             host.run_shell_command = counting  # type: ignore[method-assign]
-        jobs = [state.pool.spawn(h.get_fact, Machine, user="root") for h in state.activated_hosts]
+        hosts = state.activated_hosts
+        jobs = [state.pool.spawn(h.get_fact, Machine, users=["root"]) for h in hosts]
         for job in jobs:
             job.join(timeout=120)
             if not job.successful():

@@ -1,12 +1,78 @@
-"""The main deploy: tune each host for Go development.
+"""The main deploy: tune a host for Go development, one component after another.
 
 Run it with ``gotune apply [INVENTORY]`` (which shows the plan and asks first) or
 with plain pyinfra: ``pyinfra inventories/fleet.py deploys/laptop.py``. Settings
 come from host and group data (``gotune_*``, see gotune/settings.py); pyinfra
 prepares every host before it changes any, so a bad setting on one host stops
 the run before anything changes anywhere.
+
+Each component is one name through every layer (``facts/<c>.py``,
+``gotune/plan/<c>.py``, ``operations/<c>.py``, ``deploys/<c>.py``, its verify checks,
+``templates/<c>-*.j2``; docs/architecture.md). ``COMPONENTS`` is their order:
+the toolchain before the caches (a new go must exist before caches move), the
+wear check before the mirror (the mirror reads its state), GOENV last (it
+carries every component's values to Go). Then the plan that was carried out is
+stored on the host for verify and rollout.
 """
 
-from gotune.deploys.tune import plan_current_host, tune
+from __future__ import annotations
 
-tune(plan_current_host())
+import json
+from typing import Any, Protocol
+
+from pyinfra import host
+from pyinfra.api import deploy
+
+from gotune.deploys.caches import deploy_caches
+from gotune.deploys.goenv import deploy_goenv
+from gotune.deploys.mirror import deploy_mirror
+from gotune.deploys.numa import deploy_numa
+from gotune.deploys.toolchain import deploy_toolchain
+from gotune.deploys.wear import deploy_wear
+from gotune.facts.state import PLAN_PATH
+from gotune.operations import state
+from gotune.plan.model import HostPlan
+
+
+class ComponentDeploy(Protocol):
+    """A component's deploy: ``deploys/<component>.py``'s ``@deploy`` function."""
+
+    def __call__(self, *, hp: HostPlan) -> Any: ...
+
+
+COMPONENTS: tuple[ComponentDeploy, ...] = (
+    deploy_toolchain,
+    deploy_caches,
+    deploy_numa,
+    deploy_wear,
+    deploy_mirror,
+    deploy_goenv,
+)
+
+
+def plan_record(hp: HostPlan) -> str:
+    """The stored plan's text: the JSON ``gotune plan --json`` prints for the host."""
+    return json.dumps(hp.plan.to_dict(), indent=1, sort_keys=True) + "\n"
+
+
+@deploy("gotune laptop")
+def tune(hp: HostPlan) -> None:
+    """Make the current host match its plan, then record the plan carried out."""
+    for component in COMPONENTS:
+        component(hp=hp)
+    # A plan with nothing to change was carried out before: its record stays as it is,
+    # so a second apply changes nothing.
+    if hp.plan.changes or hp.facts.gotune.plan is None:
+        state.file(
+            name=f"Record the plan carried out ({PLAN_PATH})", path=PLAN_PATH,
+            content=plan_record(hp), mode=0o644,
+        )  # fmt: skip
+    else:
+        host.noop(f"{PLAN_PATH}: nothing planned to change")
+
+
+# `pyinfra INVENTORY deploys/laptop.py` executes this file (not as an import).
+if __name__ != "gotune.deploys.laptop":
+    from gotune.deploys.host import current_host_plan
+
+    tune(hp=current_host_plan())

@@ -27,8 +27,9 @@ Framing, from the inside out:
   targets and statvfs figures are read in one go, and when such a batch
   cannot be trusted (a failure, a line too many) each item is read alone.
 
-The command interpolates nothing but the root prefix and the user name, both
-``shlex.quote``d; every file name it meets is only ever a quoted argument.
+The command interpolates nothing but the root prefix and the user names, all
+``shlex.quote``d (names checked against ``USER_NAME`` first); every file name it
+meets is only ever a quoted argument.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import re
 import secrets
 import shlex
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 # Seconds allowed for anything that can block on the target (go env, dmidecode,
@@ -53,7 +54,7 @@ MARKER_BYTES = 16
 # for Samba machine accounts). Anything else is refused before it reaches a shell.
 USER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?")
 
-# The shell program. $R is the root prefix ("" for a live host), $U the user.
+# The shell program. $R is the root prefix ("" for a live host), $USERS the developer users.
 SCRIPT = r"""
 LC_ALL=C; export LC_ALL
 NL='
@@ -251,6 +252,15 @@ if [ -f "$R/proc/self/cgroup" ]; then
     esac
   done < "$R/proc/self/cgroup"
 fi
+# gotune's own state: the plan apply carried out, NUMA figures, installed services, undo records.
+c "$R/var/lib/gotune/plan.json" "$R/var/lib/gotune/numa.json" \
+  "$R/etc/systemd/system/gotune-mirror.service" "$R/opt/gotune/gotune-mirror-supervise"
+e "$R/etc/systemd/system/gotune-wear.timer" "$R/etc/cron.d/gotune-wear" \
+  "$R/usr/sbin/cron" "$R/usr/sbin/crond" "$R/usr/bin/crond" "$R/sbin/crond"
+for k in files created moves mounts units packages; do
+  e "$R/var/lib/gotune/undo/$k"/*
+  case $k in created|moves|packages) v "$R/var/lib/gotune/undo/$k"/*;; esac
+done
 if [ -z "$R" ]; then
   x uname uname -m
   o=$(id -u </dev/null 2>/dev/null; printf '\n@@end %d' "$?"); uid=${o%%"$NL"*}
@@ -279,10 +289,9 @@ if [ -z "$R" ]; then
     done < /proc/self/mountinfo
     sv "$@"
   fi
-  if [ -n "$U" ]; then
-    if command -v getent >/dev/null 2>&1; then x passwd tm __S__ getent passwd -- "$U"
-    else c /etc/passwd; fi
-    GS='cd / || exit 1
+  me=$(tm __S__ id -un </dev/null 2>/dev/null)
+  command -v getent >/dev/null 2>&1 || { [ -n "$USERS" ] && c /etc/passwd; }
+  GS='cd / || exit 1
 o=$GOTOOLCHAIN
 export GOTOOLCHAIN=local
 g=$(command -v go) || g=
@@ -290,31 +299,53 @@ g=$(command -v go) || g=
 [ -n "$g" ] && "$g" env -json
 printf "\n@@vars\nGO=%s\nGOTOOLCHAIN=%s\nHOME=%s\n" "$g" "$o" "$HOME"
 printf "XDG_CACHE_HOME=%s\nGOPATH=%s\nGOCACHE=%s\nGOMODCACHE=%s\n" \
-  "$XDG_CACHE_HOME" "$GOPATH" "$GOCACHE" "$GOMODCACHE"'
-    if [ "$(tm __S__ id -un)" = "$U" ]; then
-      x goenv tm __T__ sh -lc "$GS"
+  "$XDG_CACHE_HOME" "$GOPATH" "$GOCACHE" "$GOMODCACHE"
+f=$GOENV
+[ -n "$g" ] && f=$("$g" env GOENV 2>/dev/null)
+[ -z "$f" ] && f=${XDG_CONFIG_HOME:-$HOME/.config}/go/env
+h=0; [ "$f" != off ] && [ -f "$f" ] && h=1
+printf "\n@@goenvfile %s %s\n" "$h" "$f"
+[ "$h" = 1 ] && cat -- "$f"
+printf "\n@@exports\n"
+x="^[[:space:]]*(export[[:space:]]+|set[[:space:]]+-[a-zA-Z]*x[a-zA-Z]*[[:space:]]+)?"
+x="$x(GOCACHE|GOMODCACHE|GOPROXY|GOTMPDIR|GOENV)([=[:space:]])"
+for s in .profile .bash_profile .bash_login .bashrc .zshenv .zprofile .zshrc \
+    .config/fish/config.fish /etc/environment; do
+  case $s in /*) p=$s;; *) p=$HOME/$s;; esac
+  [ -f "$p" ] && grep -nE "$x" "$p" | while IFS= read -r l; do printf "%s:%s\\n" "$p" "$l"; done
+done
+true'
+  # User names are checked in Python ([A-Za-z_][A-Za-z0-9_.-]*): no globs, no spaces.
+  for u in $USERS; do
+    command -v getent >/dev/null 2>&1 && x "passwd $u" tm __S__ getent passwd -- "$u"
+    x "group $u" tm __S__ id -gn -- "$u"
+    if [ "$me" = "$u" ]; then
+      x "goenv $u" tm __T__ sh -lc "$GS"
     elif [ "$uid" = 0 ]; then
       if command -v runuser >/dev/null 2>&1; then
-        x goenv tm __T__ runuser -l "$U" -s /bin/sh -c "$GS"
+        x "goenv $u" tm __T__ runuser -l "$u" -s /bin/sh -c "$GS"
       else
-        x goenv tm __T__ su -l -s /bin/sh -c "$GS" "$U"
+        x "goenv $u" tm __T__ su -l -s /bin/sh -c "$GS" "$u"
       fi
     else
-      printf '__M__@@skip goenv not-root\n'
+      printf '__M__@@skip goenv %s not-root\n' "$u"
     fi
-  fi
+  done
 fi
 """
 
 
-def build_command(sysroot: str = "/", user: str | None = None) -> str:
+def build_command(sysroot: str = "/", users: Sequence[str] = ()) -> str:
     """The one shell command that collects every raw input of a host.
 
     + sysroot: root prefix to read below ("/" for the live host, a recorded tree otherwise)
-    + user: the developer user whose ``go env`` and home matter (None: skip them)
+    + users: the developer users whose ``go env``, GOENV file and home matter
     """
-    if user is not None and not USER_NAME.fullmatch(user):
-        raise ValueError(f"not a valid user name: {user!r}")
+    if isinstance(users, str):
+        raise TypeError("users must be a list of user names, not a string")
+    for user in users:
+        if not USER_NAME.fullmatch(user):
+            raise ValueError(f"not a valid user name: {user!r}")
     root = sysroot.rstrip("/")
     if sysroot and not sysroot.startswith("/"):
         raise ValueError(f"sysroot must be an absolute path: {sysroot!r}")
@@ -324,7 +355,7 @@ def build_command(sysroot: str = "/", user: str | None = None) -> str:
         .replace("__S__", str(STATVFS_TIMEOUT_S))
         .replace("__M__", marker)
     )
-    prelude = f"R={shlex.quote(root)}; U={shlex.quote(user or '')}"
+    prelude = f"R={shlex.quote(root)}; USERS={shlex.quote(' '.join(users))}"
     # sed is the framer and encoder: content lines get "|", marked lines lose
     # the marker, every line is escaped by `l`. Without sed nothing is printed
     # but one marker line.
@@ -542,14 +573,16 @@ def _store(dump: Dump, tag: str, name: str, body: list[bytes]) -> None:
         dump.links[key] = content.decode("utf-8", "replace").rstrip("\n")
 
 
-def collect_local(sysroot: str = "/", user: str | None = None, timeout: float = 120) -> list[str]:
+def collect_local(
+    sysroot: str = "/", users: Sequence[str] = (), timeout: float = 120
+) -> list[str]:
     """Run the collector on this machine with /bin/sh; the output lines, as pyinfra would see them.
 
     + sysroot: root prefix (a recorded tree, or "/")
-    + user: developer user for ``go env`` (None: skip)
+    + users: developer users for ``go env`` (none: skip)
     """
     out = subprocess.run(
-        ["/bin/sh", "-c", build_command(sysroot, user)],
+        ["/bin/sh", "-c", build_command(sysroot, users)],
         capture_output=True,
         timeout=timeout,
         check=False,

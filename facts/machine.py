@@ -3,35 +3,39 @@
 Use it from a deploy::
 
     from gotune.facts.machine import Machine
-    facts = host.get_fact(Machine, user="dev")   # facts.model.Facts
-    facts.cpu.kinds, facts.numa.nodes, facts.storage.paths["gocache"].class_
+    facts = host.get_fact(Machine, users=["dev"])   # facts.model.Facts
+    facts.cpu.kinds, facts.numa.nodes, facts.users["dev"].paths["gocache"].class_
 
-or from the shell: ``pyinfra @local fact facts.machine.Machine`` (run from the checkout).
+or from the shell: ``pyinfra @local fact gotune.facts.machine.Machine users=dev``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from pyinfra.api import FactBase
 
+from gotune.facts.caches import apply_users
 from gotune.facts.collect import build_command, decode_sed_l, split_records
 from gotune.facts.cpu import parse_cpu
-from gotune.facts.go import apply_user_and_go
 from gotune.facts.memory import parse_memory
 from gotune.facts.model import Facts
 from gotune.facts.nics import parse_nics
 from gotune.facts.numa import parse_numa
 from gotune.facts.platform import parse_platform
+from gotune.facts.state import has_cron, parse_state
 from gotune.facts.storage import parse_devices, parse_mounts
+from gotune.facts.sysfs import parse_int
 
 # Inputs whose absence says nothing: PID 1's environment is root-only (and
 # hidden in some sandboxes); the container markers it may hold are also found elsewhere.
 OPTIONAL_INPUTS = frozenset({"/proc/1/environ"})
 
 
-def parse_output(lines: Iterable[str], user: str | None = None) -> Facts:
+def parse_output(lines: Iterable[str], users: Sequence[str] = ()) -> Facts:
     """Facts from the collector's output lines (as pyinfra hands them to ``process``).
+
+    + users: the developer users the collector gathered ``go env`` and GOENV for
 
     Never raises on bad input: whatever cannot be read is None and listed in ``unknown``.
     """
@@ -46,7 +50,10 @@ def parse_output(lines: Iterable[str], user: str | None = None) -> Facts:
     facts.storage.mounts = parse_mounts(dump, facts.storage.devices, facts.unknown)
     facts.nics = parse_nics(dump)
     facts.platform = parse_platform(dump, facts.cpu.arch, facts.cpu.flags, facts.unknown)
-    apply_user_and_go(dump, facts, user)
+    facts.platform.cron = has_cron(dump)
+    facts.gotune = parse_state(dump)
+    facts.connected_uid = parse_int((dump.output("id") or "").split("\n", 1)[0])
+    apply_users(dump, facts, list(users))
     for path, why in sorted(dump.errors.items()):
         if path not in OPTIONAL_INPUTS:
             facts.unknown.append(f"collector: {path}: {why}")
@@ -57,7 +64,8 @@ class Machine(FactBase[Facts]):
     """
     Hardware, platform and Go facts of a host in one command (see facts/model.py).
 
-    + user: the developer user whose ``go env``, home and caches matter (None: skip)
+    + users: the developer users whose ``go env``, GOENV file, home and caches matter
+    + user: one developer user (the same as ``users=[user]``)
     + sysroot: read files below this root (a recorded /sys+/proc tree) instead of /
 
     .. code:: python
@@ -68,13 +76,17 @@ class Machine(FactBase[Facts]):
               storage=Storage(paths={"gocache": PathPlacement(class_="nvme", ...)}), ...)
     """
 
-    def command(self, user: str | None = None, sysroot: str = "/") -> str:
-        self._user = user
-        return build_command(sysroot, user)
+    def command(
+        self, users: Sequence[str] | str = (), sysroot: str = "/", user: str | None = None
+    ) -> str:
+        # A string (from ``pyinfra @local fact ... users=dev,ops``) is a comma-separated list.
+        names = users.split(",") if isinstance(users, str) else list(users)
+        self._users = [n for n in [*names, *([user] if user else [])] if n]
+        return build_command(sysroot, self._users)
 
     @staticmethod
     def default() -> Facts:
         return Facts(unknown=["collector: did not run"])
 
     def process(self, output: list[str]) -> Facts:
-        return parse_output(output, getattr(self, "_user", None))
+        return parse_output(output, getattr(self, "_users", []))

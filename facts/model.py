@@ -149,6 +149,7 @@ class Platform:
     systemd: bool = False
     cgroup_cpu_limit: float | None = None  # CPUs (quota/period); None when unlimited
     cgroup_memory_limit_bytes: int | None = None  # None when unlimited
+    cron: bool = False  # a cron daemon is installed (runs jobs where systemd does not)
 
 
 @dataclass
@@ -159,6 +160,85 @@ class User:
     uid: int | None = None
     home: str | None = None
     shell: str | None = None
+    gid: int | None = None
+    group: str | None = None  # the primary group's name
+
+
+@dataclass
+class GoenvFile:
+    """A user's GOENV file: what ``go env -w`` writes, one ``NAME=value`` per line."""
+
+    path: str
+    exists: bool = False
+    values: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class UserFacts:
+    """Everything gotune knows about one developer user on the host."""
+
+    user: User = field(default_factory=User)
+    go: dict[str, str] | None = None  # `go env -json` in the user's login shell
+    goenv: GoenvFile | None = None  # None when GOENV=off
+    # Lines of the user's shell start-up files that export Go settings over GOENV
+    # ("/home/alice/.bashrc:12:export GOCACHE=/tmp/c").
+    exports: list[str] = field(default_factory=list)
+    # keys: "home", "gocache", "gomodcache" (when known)
+    paths: dict[str, PathPlacement] = field(default_factory=dict)
+
+
+@dataclass
+class CacheMove:
+    """A cache gotune moved (undo moves it back)."""
+
+    user: str
+    key: str  # GOMODCACHE or GOCACHE
+    src: str  # where it was
+    dst: str  # where gotune put it
+
+
+@dataclass
+class InstalledPackage:
+    tool: str  # the package manager that installed it (apt-get, dnf ...)
+    package: str
+
+
+@dataclass
+class UndoRecord:
+    """The undo directory of a host (``/var/lib/gotune/undo``; see ``operations/state.py``)."""
+
+    files: dict[str, bool] = field(default_factory=dict)  # path -> existed before (False: absent)
+    created: list[str] = field(default_factory=list)
+    moves: list[CacheMove] = field(default_factory=list)
+    mounts: list[str] = field(default_factory=list)
+    units: list[str] = field(default_factory=list)
+    packages: list[InstalledPackage] = field(default_factory=list)
+
+    def empty(self) -> bool:
+        return not (
+            self.files or self.created or self.moves or self.mounts or self.units or self.packages
+        )
+
+
+@dataclass
+class InstalledMirror:
+    """The module mirror gotune runs on the host."""
+
+    cache_dir: str | None = None  # its --cache-dir
+    runner: str = "systemd"  # "systemd" (a unit) or "supervisor" (no systemd)
+
+
+@dataclass
+class GotuneState:
+    """What gotune itself left on the host: undo records, its plan, its measurements."""
+
+    undo: UndoRecord = field(default_factory=UndoRecord)
+    # The plan the last apply carried out (/var/lib/gotune/plan.json), as stored.
+    plan: dict[str, Any] | None = None
+    # NUMA wrappers' measured figures per tool (/var/lib/gotune/numa.json "tools").
+    numa_measured: dict[str, dict[str, Any]] = field(default_factory=dict)
+    mirror: InstalledMirror | None = None
+    wear: str | None = None  # how the installed wear check runs: "systemd", "cron" or None
 
 
 @dataclass
@@ -169,9 +249,21 @@ class Facts:
     storage: Storage = field(default_factory=Storage)
     nics: list[Nic] = field(default_factory=list)
     platform: Platform = field(default_factory=Platform)
+    # The first developer user's user, go and storage.paths (as the first landing
+    # printed them); the planner reads ``users``, which holds every developer user.
     user: User = field(default_factory=User)
     go: dict[str, str] | None = None  # `go env -json` of the developer user
     unknown: list[str] = field(default_factory=list)  # "memory.modules: dmidecode needs root"
+    users: dict[str, UserFacts] = field(default_factory=dict)
+    gotune: GotuneState = field(default_factory=GotuneState)
+    connected_uid: int | None = None  # `id -u` where the collector ran: root is 0
+
+    def set_users(self, users: dict[str, UserFacts]) -> None:
+        """Set every developer user's facts; the first one also fills user, go and paths."""
+        self.users = users
+        first = next(iter(users.values()), None)
+        if first is not None:
+            self.user, self.go, self.storage.paths = first.user, first.go, dict(first.paths)
 
     def to_dict(self) -> dict[str, Any]:
         return _to_json(self)
@@ -182,8 +274,19 @@ class Facts:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Facts:
-        """Read a facts document back; missing keys take their defaults."""
-        return _from_json(cls, data)
+        """Read a facts document back; missing keys take their defaults.
+
+        A document from before ``users`` existed names one user in ``user``/``go``
+        and ``storage.paths``: that user becomes ``users``.
+        """
+        facts = _from_json(cls, data)
+        if "users" not in data and facts.user.name:
+            facts.users = {
+                facts.user.name: UserFacts(
+                    user=facts.user, go=facts.go, paths=dict(facts.storage.paths)
+                )
+            }
+        return facts
 
 
 def _to_json(value: Any) -> Any:

@@ -8,9 +8,14 @@ NUMA (no node directories) gives one node 0 holding every CPU and all memory.
 from __future__ import annotations
 
 import re
+import shlex
+from typing import Any
+
+from pyinfra.api import FactBase
 
 from gotune.facts.collect import Dump
 from gotune.facts.model import Numa, NumaNode
+from gotune.facts.state import NUMA_RECORD, parse_measured
 from gotune.facts.sysfs import meminfo_bytes, parse_cpulist, parse_cpumask, parse_int
 
 NODE_SYS = "/sys/devices/system/node"
@@ -83,3 +88,25 @@ def _tiers(dump: Dump, nodes: list[NumaNode]) -> None:
         for node_id in listed or []:
             if node_id in by_id:
                 by_id[node_id].tier = int(m.group(1))
+
+
+class NumaMeasured(FactBase[dict[str, dict[str, Any]]]):
+    """
+    The NUMA wrappers' measured figures per tool (``/var/lib/gotune/numa.json``),
+    ``{}`` when nothing was measured. The planner reads the same record from the
+    collector (``facts.gotune.numa_measured``); operations read it here at run time.
+
+    .. code:: python
+
+        {"go": {"numactl_args": ["--interleave=0,1"], "plain_median_s": 0.41,
+                "wrapped_median_s": 0.42, "gain": -0.02, "threshold": 0.03,
+                "keep": False, "pairs": 7, "wrapper_sha256": "9f2c...", ...}}
+    """
+
+    default = dict
+
+    def command(self, path: str = NUMA_RECORD) -> str:
+        return f"! test -f {shlex.quote(path)} || cat {shlex.quote(path)}"
+
+    def process(self, output: list[str]) -> dict[str, dict[str, Any]]:
+        return parse_measured("\n".join(output))

@@ -9,19 +9,22 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pyinfra.api import Config, Inventory, State
 from pyinfra.api.connect import connect_all, disconnect_all
 from pyinfra.api.exceptions import PyinfraError
-from pyinfra.context import ctx_config, ctx_inventory, ctx_state
+from pyinfra.api.state import BaseStateCallback
+from pyinfra.context import ctx_config, ctx_host, ctx_inventory, ctx_state
 
 from gotune.errors import GotuneError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_INVENTORY = REPO_ROOT / "inventories" / "local.py"
+T = TypeVar("T")
 
 
 def default_inventory() -> str:
@@ -88,27 +91,104 @@ def make_state(inventory: Inventory, **config: Any) -> State:
     return state
 
 
+class _ConnectErrors(BaseStateCallback):
+    """Keeps why each host could not be connected to (pyinfra only logs it)."""
+
+    def __init__(self) -> None:
+        self.errors: dict[str, str] = {}
+
+    def host_connect_error(self, state: State, host: Any, error: Any) -> None:  # type: ignore[override]
+        text = error.args[0] if getattr(error, "args", None) else str(error)
+        self.errors[host.name] = " ".join(str(text).split()) or type(error).__name__
+
+
+@dataclass
+class Connection:
+    """A connected inventory: pyinfra's State, and why each unreachable host was not reached."""
+
+    state: State
+    unreachable: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def hosts(self) -> list[Any]:
+        """The connected hosts, in inventory order."""
+        return [h for h in self.state.inventory if h in self.state.activated_hosts]
+
+    def each(
+        self, work: Callable[[Any], T], timeout: float
+    ) -> tuple[dict[str, T], dict[str, BaseException]]:
+        """Run ``work(host)`` on every connected host at once (pyinfra's greenlet pool),
+        inside that host's context; (results, host name -> the error it raised)."""
+
+        def job(host: Any) -> tuple[bool, Any]:
+            # Errors are returned, not raised: gevent would print a raised one's traceback.
+            try:
+                with ctx_host.use(host):
+                    return True, work(host)
+            except Exception as exc:
+                return False, exc
+
+        jobs = {h.name: self.state.pool.spawn(job, h) for h in self.hosts}
+        for greenlet in jobs.values():  # greenlets on pyinfra's pool: they run while we wait
+            greenlet.join(timeout=timeout)
+        results: dict[str, T] = {}
+        failed: dict[str, BaseException] = {}
+        for name, greenlet in jobs.items():
+            if not greenlet.ready():
+                greenlet.kill(block=False)
+                failed[name] = TimeoutError(f"no answer within {timeout:.0f} s")
+                continue
+            ok, value = greenlet.value
+            if ok:
+                results[name] = value
+            else:
+                failed[name] = value
+        return results, failed
+
+
+def describe_error(exc: BaseException | None) -> str:
+    """One line for an error raised while working on a host."""
+    inner = getattr(exc, "exception", None) or exc
+    if isinstance(inner, GotuneError):
+        return str(inner)
+    text = " ".join(str(inner).split()) if inner is not None else ""
+    return f"{type(inner).__name__}: {text}" if text else type(inner).__name__
+
+
 @contextlib.contextmanager
-def connected(spec: str | None, **config: Any) -> Iterator[State]:
+def connected(spec: str | None, **config: Any) -> Iterator[Connection]:
     """Load, connect to every host, and disconnect at the end.
 
-    Hosts that cannot be reached are left out of ``state.activated_hosts``; if none
-    can be reached, a one-line error names them.
+    Hosts that cannot be reached are left out of ``state.activated_hosts`` and listed
+    in ``Connection.unreachable`` with pyinfra's reason (the SSH error); if none can
+    be reached, a one-line error names them all with their reasons.
     """
     inventory = load_inventory(spec)
     state = make_state(inventory, **config)
+    errors = _ConnectErrors()
+    state.add_callback_handler(errors)
     # pyinfra logs connection failures itself; gotune reports them as one line below.
     logging.getLogger("pyinfra").setLevel(logging.CRITICAL)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             connect_all(state)
     except PyinfraError as exc:
+        if not state.activated_hosts:
+            raise GotuneError(f"cannot connect to any host: {_reasons(inventory, errors)}") from exc
         raise GotuneError(f"cannot connect: {exc}") from exc
     if not state.activated_hosts:
-        names = ", ".join(h.name for h in inventory)
-        raise GotuneError(f"cannot connect to any host ({names})")
+        raise GotuneError(f"cannot connect to any host: {_reasons(inventory, errors)}")
+    unreachable = {
+        h.name: errors.errors.get(h.name, "cannot connect")
+        for h in inventory
+        if h not in state.activated_hosts
+    }
     try:
-        yield state
+        yield Connection(state, unreachable)
     finally:
         with contextlib.suppress(Exception):
             disconnect_all(state)
+
+
+def _reasons(inventory: Inventory, errors: _ConnectErrors) -> str:
+    return "; ".join(f"{h.name} ({errors.errors.get(h.name, 'no answer')})" for h in inventory)

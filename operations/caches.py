@@ -208,7 +208,9 @@ def tmpfs(
         unit = mount_unit(mountpoint)
         yield from state_file._inner(
             path=f"{SYSTEMD_DIR}/{unit}",
-            content=render("gocache.mount.j2", user=user, mountpoint=mountpoint, options=options),
+            content=render(
+                "caches-tmpfs.mount.j2", user=user, mountpoint=mountpoint, options=options
+            ),
         )
     else:
         line = fstab_line(mountpoint, options)
@@ -285,7 +287,7 @@ def snapshots(
         path=HELPER,
         mode=0o755,
         content=render(
-            "gotune-gocache.sh.j2", trim_above=TRIM_ABOVE_PERCENT, trim_to=TRIM_TO_PERCENT
+            "caches-helper.sh.j2", trim_above=TRIM_ABOVE_PERCENT, trim_to=TRIM_TO_PERCENT
         ),
     )
     args = " ".join(q(a) for a in (user, cache, snapshot, str(size_bytes // 1024)))
@@ -300,7 +302,7 @@ def snapshots(
         yield from state_file._inner(
             path=f"{CRON_DIR}/gotune-gocache-{user}",
             content=render(
-                "gocache.cron.j2",
+                "caches-snapshot.cron.j2",
                 save_schedule=_schedule(minutes),
                 trim_schedule=_schedule(TRIM_MINUTES),
                 **values,
@@ -308,9 +310,9 @@ def snapshots(
         )
         return
     units = {
-        f"gotune-gocache-{user}.service": render("gocache-snapshot.service.j2", **values),
-        f"gotune-gocache-save-{user}.service": render("gocache-save.service.j2", **values),
-        f"gotune-gocache-save-{user}.timer": render("gocache-save.timer.j2", **values),
+        f"gotune-gocache-{user}.service": render("caches-snapshot.service.j2", **values),
+        f"gotune-gocache-save-{user}.service": render("caches-save.service.j2", **values),
+        f"gotune-gocache-save-{user}.timer": render("caches-save.timer.j2", **values),
     }
     for name, content in units.items():
         yield from state_file._inner(path=f"{SYSTEMD_DIR}/{name}", content=content)

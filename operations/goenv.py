@@ -16,17 +16,7 @@ from pyinfra.api import OperationError, operation
 
 from gotune.operations.state import file as state_file
 from gotune.operations.state import file_lines
-
-# The keys gotune manages in GOENV.
-MANAGED_KEYS = ("GOCACHE", "GOMODCACHE", "GOTMPDIR")
-
-
-def goenv_path(home: str, go_env: Mapping[str, str] | None) -> str | None:
-    """The user's GOENV file: what ``go env GOENV`` says, else Go's default; None when ``off``."""
-    path = (go_env or {}).get("GOENV")
-    if path == "off":
-        return None
-    return path or f"{home}/.config/go/env"
+from gotune.plan.goenv import GOENV_KEYS
 
 
 def updated(lines: list[str], values: Mapping[str, str | None]) -> list[str]:
@@ -67,6 +57,8 @@ def settings(
                        values={"GOMODCACHE": "/data/gotune/alice/mod"})
     """
     for key, value in values.items():
+        if key not in GOENV_KEYS:
+            raise OperationError(f"{key}: gotune writes only {', '.join(GOENV_KEYS)} to GOENV")
         if value is not None and ("\n" in value or "\r" in value):
             raise OperationError(f"{key}: a value with a newline cannot go into GOENV")
     lines = file_lines(path)

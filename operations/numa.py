@@ -33,11 +33,10 @@ from pyinfra.api import OperationError, StringCommand, operation
 from pyinfra.facts.files import Directory, File
 from pyinfra.facts.server import Which
 
-from gotune.facts.numa_measured import NumaMeasured
+from gotune.facts.numa import NumaMeasured
 from gotune.operations.render import render
 from gotune.operations.state import file as state_file
 from gotune.operations.state import hexname, record_cmd, record_path_cmd
-from gotune.plan.model import Decision
 from gotune.plan.numa import MEASURED_PATH, WRAPPER_DIR
 
 q = shlex.quote
@@ -300,41 +299,3 @@ def search_path(bin_dir: str = WRAPPER_DIR, systemd: bool = True) -> Generator[A
     yield from state_file._inner(path=PROFILE_SNIPPET, content=profile_snippet(bin_dir), mode=0o644)
     if systemd:
         yield from state_file._inner(path=ENVIRONMENT_D, content=environment_d(bin_dir), mode=0o644)
-
-
-def apply_numa(
-    decisions: Sequence[Decision],
-    user: str | None,
-    systemd: bool = True,
-    workloads: dict[str, list[str]] | None = None,
-    pairs: int = 7,
-) -> None:
-    """Call the NUMA operations for a host's plan (from a deploy).
-
-    + decisions: the plan's ``numa.<tool>`` decisions (others are ignored)
-    + user: the developer user measurements run as; None: no wrapper is written
-    + systemd: the host runs systemd (environment.d is written)
-    + workloads: per-tool measurement arguments instead of ``DEFAULT_WORKLOADS``
-    + pairs: counted wrapped/plain pairs per tool
-    """
-    tools = [d for d in decisions if d.key.startswith("numa.") and d.key != "numa.mirror"]
-    wanted = [d for d in tools if d.value is not None]
-    if wanted and user is not None:
-        search_path(name="numa: wrapper directory first on PATH", systemd=systemd)
-    for d in tools:
-        tool = str(d.details["tool"])
-        if d.value is None or user is None:
-            absent(name=f"numa: no {tool} wrapper", tool=tool)
-            continue
-        wrapper(
-            name=f"numa: {tool} wrapper (numactl {d.value}), kept only if it helps",
-            tool=tool,
-            numactl_args=list(d.details["numactl_args"]),
-            nodes=list(d.details["nodes"]),
-            reason=str(d.details.get("why") or d.reason),
-            user=user,
-            real=d.details.get("real"),
-            workload=(workloads or {}).get(tool),
-            pairs=pairs,
-            goroot=d.details.get("goroot"),
-        )

@@ -31,9 +31,9 @@ from typing import Any
 
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, StringCommand, operation
-from pyinfra.facts.files import File, FileContents, Link, Sha256File
+from pyinfra.facts.files import Directory, File, FileContents, Link, Sha256File
 
-UNDO_DIR = "/var/lib/gotune/undo"
+from gotune.facts.state import UNDO_DIR
 
 q = shlex.quote
 
@@ -180,3 +180,73 @@ def file_lines(path: str) -> list[str] | None:
     """The file's lines on the current host (None: no such file)."""
     lines = host.get_fact(FileContents, path=path)
     return None if lines is None else list(lines)
+
+
+@operation()
+def record_unit(unit: str) -> Generator[Any, None, None]:
+    """
+    Record a systemd unit gotune enabled, so ``gotune undo`` disables it.
+
+    + unit: the unit name, e.g. ``gotune-mirror.service``
+
+    **Example:**
+
+    .. code:: python
+
+        state.record_unit(unit="gotune-mirror.service")
+    """
+    if host.get_fact(File, path=f"{UNDO_DIR}/units/{unit}"):
+        host.noop(f"{unit} already recorded for undo")
+        return
+    yield record_cmd("units", unit, unit)
+
+
+@operation()
+def record_created(path: str, ancestors: bool = True) -> Generator[Any, None, None]:
+    """
+    Record a directory gotune is about to create, so ``gotune undo`` removes it.
+
+    + path: the directory (recorded only if it does not exist yet)
+    + ancestors: record its highest missing ancestor instead (``mkdir -p`` creates
+      them all, and undo removes that one with everything below it)
+
+    **Example:**
+
+    .. code:: python
+
+        state.record_created(path="/var/cache/gotune/mirror")
+    """
+    if host.get_fact(Directory, path=path) is not None:
+        host.noop(f"{path} exists (recorded when gotune created it, if it did)")
+        return
+    top = path
+    while (
+        ancestors
+        and top.count("/") > 1
+        and host.get_fact(Directory, path=top.rsplit("/", 1)[0]) is None
+    ):
+        top = top.rsplit("/", 1)[0]
+    yield record_created_cmd(top)
+
+
+@operation()
+def record_file(path: str) -> Generator[Any, None, None]:
+    """
+    Record a file a service will write, so ``gotune undo`` puts back what was there.
+
+    + path: the file (its absence is recorded when it does not exist yet)
+
+    **Example:**
+
+    .. code:: python
+
+        state.record_file(path="/var/lib/prometheus/node-exporter/gotune_wear.prom")
+    """
+    rec = f"{UNDO_DIR}/files/{hexname(path)}"
+    if host.get_fact(File, path=rec) or host.get_fact(File, path=f"{rec}.absent"):
+        host.noop(f"{path} already recorded for undo")
+        return
+    if host.get_fact(File, path=path):
+        host.noop(f"{path} exists and was not recorded before: undo leaves it")
+        return
+    yield record_path_cmd(path)

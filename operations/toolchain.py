@@ -2,15 +2,23 @@
 
 Tarball installs unpack into ``/usr/local/go-<version>`` and switch the
 ``/usr/local/go`` symlink with one rename, so ``go`` is always either the old
-toolchain or the new one. The archive's SHA-256 is checked before ``tar`` runs:
-on the control machine before a local tarball is uploaded, and on the host
-before unpacking (``files.download`` also checks what it downloaded).
+toolchain or the new one.
+
+An https tarball is downloaded once on the control machine (``fetch_tarball``),
+not on each host: a fleet pays one download, hosts need neither curl nor wget
+nor a route to go.dev, and a bad URL or checksum stops the run before any host
+changes, naming the URL and the HTTP status or network error. The archive's
+SHA-256 is checked on the control machine before it is uploaded, and again on
+the host before ``tar`` runs.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import shlex
+import urllib.error
+import urllib.request
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
@@ -21,6 +29,7 @@ from pyinfra.facts.files import File
 from pyinfra.facts.server import Which
 from pyinfra.operations import files, server
 
+from gotune.agent.mirror.store import write_atomic  # MERGE: gotune.agent.fsutil
 from gotune.operations.render import render
 from gotune.operations.state import file as state_file
 from gotune.operations.state import link as state_link
@@ -44,6 +53,10 @@ def sha256_of(path: str) -> str:
     return digest.hexdigest()
 
 
+# Seconds a slow mirror may take to answer; the download itself may take longer.
+DOWNLOAD_TIMEOUT_S = 60
+
+
 def check_local_tarball(tarball: str, sha256: str) -> None:
     """Refuse a control-machine tarball whose checksum is not the one configured."""
     got = sha256_of(tarball)
@@ -54,6 +67,41 @@ def check_local_tarball(tarball: str, sha256: str) -> None:
         )
 
 
+def download_dir() -> Path:
+    """Where the control machine keeps downloaded tarballs, named by their SHA-256."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "gotune" / "go"
+
+
+def fetch_tarball(url: str, sha256: str) -> str:
+    """Download ``url`` once to the control machine's cache and check it; its local path.
+
+    Raises OperationError naming the URL and the HTTP status or network error; nothing
+    on any host has changed when it does.
+    """
+    dest = download_dir() / f"{sha256}.tar.gz"
+    if dest.is_file() and sha256_of(str(dest)) == sha256:
+        return str(dest)
+    try:
+        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as resp:  # noqa: S310
+            data = resp.read()
+    except urllib.error.HTTPError as exc:
+        raise OperationError(
+            f"cannot download {url}: HTTP {exc.code} {exc.reason}; nothing was changed"
+        ) from None
+    except (urllib.error.URLError, OSError) as exc:
+        why = getattr(exc, "reason", None) or exc
+        raise OperationError(f"cannot download {url}: {why}; nothing was changed") from None
+    got = hashlib.sha256(data).hexdigest()
+    if got != sha256:
+        raise OperationError(
+            f"checksum mismatch for {url}: sha256 is {got}, gotune_go_sha256 says {sha256}; "
+            "nothing was changed"
+        )
+    write_atomic(dest, data)
+    return str(dest)
+
+
 @operation()
 def go_tarball(
     version: str, tarball: str, sha256: str, prefix: str = "/usr/local"
@@ -62,7 +110,7 @@ def go_tarball(
     Install Go ``version`` from a checked tarball and make it ``<prefix>/go``.
 
     + version: the Go version, like ``1.22.3``
-    + tarball: an https URL (downloaded on the host) or a path on the control machine (uploaded)
+    + tarball: an https URL (downloaded once on the control machine) or a path there; uploaded
     + sha256: the tarball's SHA-256, checked before unpacking
     + prefix: where ``go-<version>`` and the ``go`` symlink live
 
@@ -76,18 +124,17 @@ def go_tarball(
     root = f"{prefix}/go-{version}"
     if not host.get_fact(File, path=f"{root}/bin/go"):
         archive = f"{ARCHIVE_DIR}/go{version}.tar.gz"
-        local = not tarball.startswith("https://")
-        if local:  # checked before anything is yielded: a bad tarball changes nothing
-            if not Path(tarball).is_file():
-                raise OperationError(
-                    f"gotune_go_tarball {tarball}: no such file on the control machine"
-                )
+        # Checked before anything is yielded: a bad tarball changes nothing.
+        if tarball.startswith("https://"):
+            tarball = fetch_tarball(tarball, sha256)
+        elif not Path(tarball).is_file():
+            raise OperationError(
+                f"gotune_go_tarball {tarball}: no such file on the control machine"
+            )
+        else:
             check_local_tarball(tarball, sha256)
         yield f"{record_created_cmd(ARCHIVE_DIR)} && mkdir -p -m 0755 {ARCHIVE_DIR}"
-        if local:
-            yield from files.put._inner(src=tarball, dest=archive, mode="644")
-        else:
-            yield from files.download._inner(src=tarball, dest=archive, sha256sum=sha256)
+        yield from files.put._inner(src=tarball, dest=archive, mode="644")
         tmp = f"{root}.gotune-tmp"
         yield record_cmd("created", root.encode().hex(), root)
         yield StringCommand(
@@ -109,7 +156,7 @@ def go_tarball(
 
 
 def profile_snippet(bin_dir: str) -> str:
-    return render("profile.sh.j2", go_bin=bin_dir)
+    return render("toolchain-profile.sh.j2", go_bin=bin_dir)
 
 
 @operation()

@@ -16,7 +16,8 @@ from pyinfra import host
 from pyinfra.api import StringCommand, operation
 from pyinfra.facts.server import Which
 
-from gotune.facts.gotune_state import UNDO_DIR, UndoRecords
+from gotune.facts.model import UndoRecord
+from gotune.facts.state import UNDO_DIR
 from gotune.operations.caches import move_cmd
 from gotune.operations.state import hexname, make_parents_cmd
 
@@ -43,17 +44,19 @@ def restore_file_cmd(path: str, existed: bool) -> str:
 
 
 @operation()
-def restore() -> Generator[Any, None, None]:
+def restore(record: UndoRecord) -> Generator[Any, None, None]:
     """
     Restore everything gotune recorded on this host, then forget the records.
+
+    + record: the host's undo records (``facts.gotune.undo`` of its facts)
 
     **Example:**
 
     .. code:: python
 
-        undo.restore()
+        undo.restore(record=host.get_fact(Machine).gotune.undo)
     """
-    rec = host.get_fact(UndoRecords)
+    rec = record
     if rec.empty():
         host.noop("nothing recorded: gotune changed nothing here")
         return
@@ -67,16 +70,16 @@ def restore() -> Generator[Any, None, None]:
             "/proc/self/mounts; "
             f"then umount {q(mp)}; fi"
         )
-    for user, key, src, dst in rec.moves:
-        yield make_parents_cmd(src, user)
-        yield StringCommand(move_cmd(dst, src, f"{user}'s {key}"))
+    for m in rec.moves:
+        yield make_parents_cmd(m.src, m.user)
+        yield StringCommand(move_cmd(m.dst, m.src, f"{m.user}'s {m.key}"))
     for path, existed in rec.files.items():
         yield restore_file_cmd(path, existed)
     for path in rec.created:
         yield f"if test -e {q(path)}; then chmod -R u+w {q(path)} && rm -rf {q(path)}; fi"
-    for tool, package in rec.packages:
-        if tool in REMOVE_COMMANDS:
-            yield f"{REMOVE_COMMANDS[tool]} {q(package)}"
+    for p in rec.packages:
+        if p.tool in REMOVE_COMMANDS:
+            yield f"{REMOVE_COMMANDS[p.tool]} {q(p.package)}"
     if systemd and (rec.units or any(p.startswith("/etc/systemd/") for p in rec.files)):
         yield "systemctl daemon-reload"
     yield f"rm -rf {UNDO_DIR} && rmdir --ignore-fail-on-non-empty {UNDO_DIR.rsplit('/', 1)[0]}"

@@ -263,10 +263,15 @@ def test_apply_without_root_on_a_host_stops_before_any_change(sandbox: Any) -> N
     box = sandbox(2, data=[good, {**good, "ssh_user": USER}])
     for host in box.hosts:
         host.add_user(USER)
+    uid = sh(box.hosts[1], f"id -u {USER}").strip()
     out = gotune("apply", str(box.inventory), "--yes", "--json", "--no-verify")
     assert out.returncode == 1
-    assert f"sbx2: apply needs root there (connected as {USER})" in out.stderr
+    # The effective uid on the host (`id -u`), never $USER (issue #12).
+    assert f"sbx2: apply needs root there (connected as uid {uid})" in out.stderr
     assert out.stderr.count("\n") == 1
+    out = gotune("undo", str(box.inventory), "--yes", "--json")
+    assert out.returncode == 1
+    assert f"sbx2: undo needs root there (connected as uid {uid})" in out.stderr
     for host in box.hosts:  # neither the root host nor the user's host was touched
         assert sh(host, "test -e /var/lib/gotune/undo || echo untouched") == "untouched\n"
         assert sh(host, "test -e /home/dev/.config/go/env || echo untouched") == "untouched\n"

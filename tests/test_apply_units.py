@@ -18,7 +18,7 @@ from gotune.operations.caches import (
     systemd_escape_path,
     tmpfs_options,
 )
-from gotune.operations.goenv import goenv_path, updated
+from gotune.operations.goenv import updated
 from gotune.operations.render import render
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chown, unshare -m)")
@@ -125,7 +125,7 @@ def test_missing_source_is_nothing_to_move(tmp_path: Path) -> None:
 def helper(tmp_path: Path) -> Path:
     path = tmp_path / "gotune-gocache"
     path.write_text(
-        render("gotune-gocache.sh.j2", trim_above=TRIM_ABOVE_PERCENT, trim_to=TRIM_TO_PERCENT)
+        render("caches-helper.sh.j2", trim_above=TRIM_ABOVE_PERCENT, trim_to=TRIM_TO_PERCENT)
     )
     path.chmod(0o755)
     return path
@@ -192,12 +192,6 @@ def test_goenv_update_keeps_other_settings_and_removes_unset_keys() -> None:
     assert updated(new, {"GOCACHE": "/new", "GOMODCACHE": "/mod"}) == new
 
 
-def test_goenv_path_follows_go_env_and_off() -> None:
-    assert goenv_path("/home/d", None) == "/home/d/.config/go/env"
-    assert goenv_path("/home/d", {"GOENV": "/cfg/env"}) == "/cfg/env"
-    assert goenv_path("/home/d", {"GOENV": "off"}) is None
-
-
 def test_mount_unit_names_match_systemd_escape() -> None:
     assert systemd_escape_path("/var/cache/gotune/tmpfs/dev") == "var-cache-gotune-tmpfs-dev"
     assert (
@@ -225,15 +219,15 @@ def test_systemd_units_save_before_the_tmpfs_goes_and_restore_after_it_comes() -
         "minutes": 30,
         "mount_unit": "var-cache-gotune-tmpfs-dev.mount",
     }
-    service = render("gocache-snapshot.service.j2", **values)
+    service = render("caches-snapshot.service.j2", **values)
     assert "Requires=var-cache-gotune-tmpfs-dev.mount" in service
     assert "After=var-cache-gotune-tmpfs-dev.mount" in service  # stopped (saved) before unmount
     assert "ExecStart=/usr/local/sbin/gotune-gocache restore dev /c /s 1024" in service
     assert "ExecStop=/usr/local/sbin/gotune-gocache save dev /c /s 1024" in service
-    timer = render("gocache-save.timer.j2", **values)
+    timer = render("caches-save.timer.j2", **values)
     assert "OnUnitActiveSec=30min" in timer
     mount = render(
-        "gocache.mount.j2",
+        "caches-tmpfs.mount.j2",
         user="dev",
         mountpoint="/var/cache/gotune/tmpfs/dev",
         options=tmpfs_options(1024**3, 1000, 1000),

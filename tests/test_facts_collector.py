@@ -147,7 +147,7 @@ def test_any_interface_name_and_content_round_trip_through_sh(
 
 
 def test_live_host_collects_in_one_command_with_plausible_facts() -> None:
-    facts = parse_output(collect_local("/", _me()), user=_me())
+    facts = parse_output(collect_local("/", [_me()]), users=[_me()])
     assert facts.cpu.threads == os.cpu_count()
     assert facts.memory.total_bytes and facts.memory.total_bytes > 0
     assert facts.storage.mounts and any(m.path == "/" for m in facts.storage.mounts)
@@ -184,7 +184,7 @@ def test_gotune_facts_sysroot_refuses_a_non_tree(tmp_path: Path) -> None:
 
 
 def test_collector_is_one_posix_sh_command() -> None:
-    cmd = build_command("/", None)
+    cmd = build_command("/")
     # dash is Debian's /bin/sh; "sh -n" parses without running.
     assert subprocess.run(["sh", "-n", "-c", cmd], capture_output=True).returncode == 0
 
@@ -264,11 +264,11 @@ def test_whole_files_keep_every_byte_next_to_forged_headers_and_markers(tmp_path
 
 
 def test_each_command_carries_its_own_header_marker() -> None:
-    first, second = build_command("/", None), build_command("/", None)
+    first, second = build_command("/"), build_command("/")
     assert first != second
     marks = {m for cmd in (first, second) for m in re.findall(r"@[0-9a-f]{32}", cmd)}
     assert len(marks) == 2
-    out = "\n".join(collect_local("/tmp/no-such-root-for-gotune", None))
+    out = "\n".join(collect_local("/tmp/no-such-root-for-gotune"))
     assert "@@gotune 1" in out and not re.search(r"@[0-9a-f]{32}", out)
 
 

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gotune.facts.caches import default_gocache, default_gomodcache, parse_goenv
 from gotune.facts.collect import SCRIPT, Dump, build_command, decode_sed_l, split_records
 from gotune.facts.cpu import cpu_kinds, x86_64_level
-from gotune.facts.go import default_gocache, default_gomodcache, parse_goenv
 from gotune.facts.machine import parse_output
 from gotune.facts.memory import parse_dmidecode, parse_memory, parse_udev_memory
 from gotune.facts.model import NETWORK_FSTYPES, Facts
@@ -48,7 +48,7 @@ def test_sed_l_output_is_plain_ascii_lines_pyinfra_can_decode() -> None:
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.text(max_size=200), max_size=40))
 def test_arbitrary_output_lines_never_crash_the_parser(lines: list[str]) -> None:
-    facts = parse_output(lines, user="dev")
+    facts = parse_output(lines, users=["dev"])
     assert isinstance(facts, Facts)
 
 
@@ -98,12 +98,14 @@ def test_batch_read_of_one_line_files_maps_lines_to_names() -> None:
 @pytest.mark.parametrize("user", ["a b", "$(id)", "`id`", "-rf", "x;y", "", "é", "a\nb", "'q'"])
 def test_hostile_user_names_are_refused_before_any_shell(user: str) -> None:
     with pytest.raises(ValueError, match="not a valid user name"):
-        build_command("/", user)
+        build_command("/", ["dev", user])
 
 
-def test_the_command_interpolates_only_quoted_root_and_user() -> None:
-    cmd = build_command("/tmp/it's here", "dev")
-    assert "R='/tmp/it'\"'\"'s here'" in cmd and "U=dev" in cmd
+def test_the_command_interpolates_only_quoted_root_and_users() -> None:
+    cmd = build_command("/tmp/it's here", ["dev", "ops"])
+    assert "R='/tmp/it'\"'\"'s here'" in cmd and "USERS='dev ops'" in cmd
+    with pytest.raises(TypeError):
+        build_command("/", "dev")  # a string is not a list of users
     # The script itself has no eval and never pastes a variable into code.
     assert "eval" not in SCRIPT
 

@@ -102,8 +102,8 @@ from gotune.facts.machine import Machine
 from gotune.inventory import connected
 
 commands = {}
-with connected(sys.argv[1]) as state:
-    for host in state.activated_hosts:
+with connected(sys.argv[1]) as conn:
+    for host in conn.hosts:
         original = host.run_shell_command
 
         def counting(*args, _run=original, _name=host.name, **kwargs):
@@ -111,7 +111,7 @@ with connected(sys.argv[1]) as state:
             return _run(*args, **kwargs)
 
         host.run_shell_command = counting
-        facts = host.get_fact(Machine, user="root")
+        facts = host.get_fact(Machine, users=["root"])
         assert facts.cpu.threads, host.name
 print(json.dumps({name: len(cmds) for name, cmds in commands.items()}))
 """

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from gotune.deploys.mirror import developer_goproxy, serve_argv
+from gotune.deploys.mirror import serve_argv
 from gotune.operations.render import render
+from gotune.plan.mirror import developer_goproxy
 from gotune.settings import validate_host_data
 from tests.conftest import SandboxFactory
 from tests.goproxy_tree import StaticUpstream, build_tree, standard_modules
@@ -94,8 +95,8 @@ def test_systemd_unit_restarts_on_failure_and_is_sandboxed() -> None:
     s = validate_host_data(
         {"gotune_mirror_limit_rate": "8M", "gotune_mirror_allow": ["10.1.0.0/16"]}
     )
-    command = " ".join(serve_argv("/usr/bin/python3", s))
-    unit = render("mirror.service.j2", listen="127.0.0.1", port=3000,
+    command = " ".join(serve_argv("/usr/bin/python3", s, "/var/cache/gotune/mirror"))
+    unit = render("mirror-unit.service.j2", listen="127.0.0.1", port=3000,
                   cache_dir="/var/cache/gotune/mirror", user="gotune-mirror", command=command)
     for line in ["Restart=on-failure", "User=gotune-mirror", "ProtectSystem=strict",
                  "ReadWritePaths=/var/cache/gotune/mirror", "NoNewPrivileges=yes",

@@ -23,11 +23,13 @@ from typing import Any
 
 import pytest
 
-from gotune.deploys.mirror import SUPERVISOR, developer_goproxy, serve_argv
+from gotune.deploys.mirror import serve_argv
+from gotune.facts.mirror import SUPERVISOR
 from gotune.facts.model import Facts, Nic, Numa, NumaNode
 from gotune.operations.numa import wrapper_script
-from gotune.plan import make_plan
-from gotune.plan.mirror import DEFAULT_CACHE_DIR
+from gotune.plan import Plan, make_plan
+from gotune.plan.mirror import DEFAULT_CACHE_DIR, developer_goproxy
+from gotune.plan.model import MirrorPlan
 from gotune.settings import validate_host_data
 from tests.conftest import SandboxFactory
 from tests.goproxy_tree import StaticUpstream, build_tree, standard_modules
@@ -61,6 +63,11 @@ func main() { println(lib.Name, multi.Major()) }
 """
 
 
+def mirror_of(plan: Plan) -> MirrorPlan:
+    assert plan.mirror is not None, plan.to_dict()
+    return plan.mirror
+
+
 def two_node_facts(listen_nic_node: int = 1) -> Facts:
     """Two NUMA nodes with DRAM and a 10 Gb/s NIC on ``listen_nic_node``."""
     f = machine([mount("/", "/dev/nvme0n1p2", "ext4", "nvme")])
@@ -82,29 +89,28 @@ def test_mirror_cache_follows_gomodcache_to_the_faster_disk() -> None:
         [mount("/", "/dev/sda1", "ext4", "hdd"), mount("/fast", "/dev/nvme0n1p1", "xfs", "nvme")]
     )
     plan = make_plan(f, validate_host_data({"gotune_mirror_enabled": True}, "box"))
-    gomod, mirror = plan.find("GOMODCACHE", USER), plan.find("mirror")
-    assert gomod is not None and gomod.value == "/fast/gotune/dev/mod"
-    assert mirror is not None and mirror.value == "/fast/gotune/mirror"
+    gomod, mirror = plan.caches[USER].gomodcache, mirror_of(plan).cache
+    assert gomod.value == "/fast/gotune/dev/mod"
+    assert mirror.value == "/fast/gotune/mirror"
     assert mirror.medium == "nvme" and "GOMODCACHE" in mirror.reason
     assert any(u.startswith("plan.GOMODCACHE=/fast/gotune/dev/mod") for u in mirror.facts_used)
 
 
 def test_mirror_cache_on_root_goes_to_gotunes_cache_area() -> None:
     f = machine([mount("/", "/dev/nvme0n1p2", "ext4", "nvme")])
-    mirror = make_plan(f, validate_host_data({"gotune_mirror_enabled": True}, "box")).find("mirror")
-    assert mirror is not None and mirror.value == DEFAULT_CACHE_DIR == "/var/cache/gotune/mirror"
+    plan = make_plan(f, validate_host_data({"gotune_mirror_enabled": True}, "box"))
+    assert mirror_of(plan).cache.value == DEFAULT_CACHE_DIR == "/var/cache/gotune/mirror"
 
 
 def test_a_developer_called_mirror_keeps_their_directory() -> None:
     f = machine(
-        [mount("/", "/dev/sda1", "ext4", "hdd"), mount("/fast", "/dev/nvme0n1p1", "xfs", "nvme")]
+        [mount("/", "/dev/sda1", "ext4", "hdd"), mount("/fast", "/dev/nvme0n1p1", "xfs", "nvme")],
+        user="mirror",
     )
-    f.user.name = "mirror"
     data = {"gotune_mirror_enabled": True, "gotune_users": ["mirror"]}
-    plan = make_plan(f, validate_host_data(data, "box"), {"mirror": f})
-    gomod, cache = plan.find("GOMODCACHE", "mirror"), plan.find("mirror")
-    assert gomod is not None and gomod.value == "/fast/gotune/mirror/mod"
-    assert cache is not None and cache.value == "/fast/gotune/gotune-mirror"
+    plan = make_plan(f, validate_host_data(data, "box"))
+    assert plan.caches["mirror"].gomodcache.value == "/fast/gotune/mirror/mod"
+    assert mirror_of(plan).cache.value == "/fast/gotune/gotune-mirror"
 
 
 def test_explicit_cache_dir_wins() -> None:
@@ -112,35 +118,37 @@ def test_explicit_cache_dir_wins() -> None:
         [mount("/", "/dev/sda1", "ext4", "hdd"), mount("/fast", "/dev/nvme0n1p1", "xfs", "nvme")]
     )
     data = {"gotune_mirror_enabled": True, "gotune_mirror_cache_dir": "/srv/goproxy"}
-    mirror = make_plan(f, validate_host_data(data, "box")).find("mirror")
-    assert mirror is not None and mirror.value == "/srv/goproxy"
+    mirror = mirror_of(make_plan(f, validate_host_data(data, "box"))).cache
+    assert mirror.value == "/srv/goproxy"
     assert mirror.reason == "gotune_mirror_cache_dir is set"
 
 
 def test_gomodcache_on_a_network_home_is_not_followed() -> None:
     f = machine([mount("/", "/dev/sda1", "ext4", "ssd", free_gib=1),
                  mount("/home", "srv:/home", "nfs4", "network", network=True)])  # fmt: skip
-    mirror = make_plan(f, validate_host_data({"gotune_mirror_enabled": True}, "box")).find("mirror")
-    assert mirror is not None and mirror.value == DEFAULT_CACHE_DIR
+    plan = make_plan(f, validate_host_data({"gotune_mirror_enabled": True}, "box"))
+    mirror = mirror_of(plan).cache
+    assert mirror.value == DEFAULT_CACHE_DIR
     assert "network filesystem" in mirror.reason
 
 
 def test_no_mirror_decisions_when_disabled() -> None:
     f = two_node_facts()
     plan = make_plan(f, validate_host_data({}, "box"))
-    assert plan.find("mirror") is None and plan.find("numa.mirror") is None
+    assert plan.mirror is None
+    assert not {"mirror", "numa.mirror"} & {d.key for d in plan.decisions}
 
 
 def test_lan_mirror_runs_on_its_nics_node_and_loopback_mirror_unbound() -> None:
     f = two_node_facts(listen_nic_node=1)
     lan = {"gotune_mirror_enabled": True, "gotune_mirror_listen": "0.0.0.0",
            "gotune_mirror_allow": ["192.168.0.0/16"]}  # fmt: skip
-    bind = make_plan(f, validate_host_data(lan, "box")).find("numa.mirror")
-    assert bind is not None and bind.details["numactl_args"] == ["--cpunodebind=1", "--preferred=1"]
+    bind = mirror_of(make_plan(f, validate_host_data(lan, "box"))).binding
+    assert bind.numactl_args == ["--cpunodebind=1", "--preferred=1"]
     assert "eth0" in bind.reason and "gotune_mirror_listen=0.0.0.0" in bind.facts_used
     local = make_plan(f, validate_host_data({"gotune_mirror_enabled": True}, "box"))
-    unbound = local.find("numa.mirror")
-    assert unbound is not None and unbound.details["numactl_args"] == []
+    unbound = mirror_of(local).binding
+    assert unbound.numactl_args == []
     assert "loopback" in unbound.reason
 
 
@@ -150,7 +158,6 @@ def test_serve_command_uses_the_plans_cache_and_the_wear_state() -> None:
     assert argv[0] == "/opt/gotune/numa/python3"
     assert argv[argv.index("--cache-dir") + 1] == "/fast/gotune/mirror"
     assert argv[argv.index("--wear-state") + 1] == "/var/lib/gotune/wear/state.json"
-    assert serve_argv("/usr/bin/python3", s)[argv.index("--cache-dir") + 1] == DEFAULT_CACHE_DIR
 
 
 def test_mirror_numa_wrapper_runs_python_unbound_when_the_node_is_missing(tmp_path: Path) -> None:
@@ -171,11 +178,14 @@ def test_mirror_numa_wrapper_runs_python_unbound_when_the_node_is_missing(tmp_pa
 
 
 def test_wear_check_follows_the_mirror_unless_set() -> None:
-    assert validate_host_data({"gotune_mirror_enabled": True}, "h").wear_enabled
-    assert not validate_host_data({}, "h").wear_enabled
-    assert validate_host_data({"gotune_wear_enabled": True}, "h").wear_enabled
+    assert validate_host_data({"gotune_mirror_enabled": True}, "h").wear_check
+    assert not validate_host_data({}, "h").wear_check
+    assert validate_host_data({"gotune_wear_enabled": True}, "h").wear_check
     off = {"gotune_mirror_enabled": True, "gotune_wear_enabled": False}
-    assert not validate_host_data(off, "h").wear_enabled
+    assert not validate_host_data(off, "h").wear_check
+    f = machine([mount("/", "/dev/nvme0n1p2", "ext4", "nvme")])
+    wear = make_plan(f, validate_host_data({"gotune_mirror_enabled": True}, "h")).wear
+    assert wear is not None and wear.value == "hourly" and wear.change
 
 
 # --- end to end ---------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import pytest
 from gotune.agent import numa_measure
 from gotune.agent.numa_measure import main, read_record, verdict
 from gotune.agent.stats import MIN_RUNS_FOR_VERDICT, NOISE_FRACTION
-from gotune.facts.numa_measured import parse_measured
+from gotune.facts.state import parse_measured
 
 
 def test_clear_gain_is_kept() -> None:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import copy
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from gotune.facts.model import BlockDevice, Facts, PathPlacement
-from gotune.plan.model import Decision
+from gotune.facts.model import BlockDevice, Facts, PathPlacement, User, UserFacts
+from gotune.plan.model import Decision, TmpfsCache
 from gotune.plan.numa import mirror_decision, plan_numa, topology
 from tests.recorded import RecordedTrees
 
@@ -52,6 +53,22 @@ def machines(recorded_trees: RecordedTrees) -> dict[str, Facts]:
     return {name: recorded_trees.facts(name) for name in MULTI_NODE + SINGLE_NODE}
 
 
+def numa(
+    facts: Facts, gocache: Decision | None = None, measured: dict[str, Any] | None = None
+) -> list[Any]:
+    """The plan's NUMA decisions for facts (with ``measured`` as the host's numa.json)."""
+    facts = copy.deepcopy(facts)
+    facts.gotune.numa_measured = measured or {}
+    return plan_numa(facts, gocache).decisions()
+
+
+def with_gocache(facts: Facts, placement: PathPlacement) -> Facts:
+    """The facts with a developer user whose GOCACHE lives at ``placement``."""
+    facts = copy.deepcopy(facts)
+    facts.set_users({"dev": UserFacts(user=User(name="dev"), paths={"gocache": placement})})
+    return facts
+
+
 def test_every_fixture_is_classified() -> None:
     names = {p.name.removesuffix(".tar.bz2") for p in FIXTURES.glob("*.tar.bz2")}
     assert names == set(MULTI_NODE) | set(SINGLE_NODE)
@@ -68,7 +85,7 @@ def test_multi_node_machine_gets_tool_decisions_that_never_bind_memory_off_dram(
     name: str,
 ) -> None:
     facts = machines[name]
-    decisions = plan_numa(facts)
+    decisions = numa(facts)
     assert [d.key for d in decisions] == ["numa", "numa.gopls", "numa.go", "numa.dlv"]
     for d in decisions:
         assert d.reason and d.facts_used
@@ -100,7 +117,7 @@ def test_multi_node_machine_gets_tool_decisions_that_never_bind_memory_off_dram(
 def test_single_node_machine_gets_no_wrappers_and_says_why(
     machines: dict[str, Facts], name: str
 ) -> None:
-    (d,) = plan_numa(machines[name])
+    (d,) = numa(machines[name])
     assert d.key == "numa" and d.value is None and not d.change
     assert "one NUMA node with CPUs" in d.reason and "none are written" in d.reason
 
@@ -120,7 +137,7 @@ def test_memory_only_nodes_are_never_bound_and_cpu_nodes_without_memory_get_cpu_
         10,
     ]  # DRAM of CPU-less nodes and NVDIMM
     assert topo.dram_nodes == []
-    node, gopls, go, _ = plan_numa(facts)
+    node, gopls, go, _ = numa(facts)
     assert gopls.value == "--cpunodebind=0"
     assert "no memory of its own" in node.reason
     assert go.value is None and "nothing to interleave" in go.reason
@@ -131,12 +148,12 @@ def test_gocache_device_decides_the_node(machines: dict[str, Facts]) -> None:
     pmem = next(d for d in facts.storage.devices if d.name == "pmem0.1")
     assert pmem.numa_node == 0  # recorded
     # Without a GOCACHE location the biggest node (1) is taken...
-    assert plan_numa(facts)[0].value == "1"
+    assert numa(facts)[0].value == "1"
     # ...with GOCACHE on the pmem device (set here: the recording has no mounts), its node.
-    facts.storage.paths["gocache"] = PathPlacement(
-        path="/home/dev/.cache/go-build", device="/dev/pmem0.1"
+    facts = with_gocache(
+        facts, PathPlacement(path="/home/dev/.cache/go-build", device="/dev/pmem0.1")
     )
-    node, gopls, go, _ = plan_numa(facts)
+    node, gopls, go, _ = numa(facts)
     assert node.value == "0" and "local to pmem0.1, which holds GOCACHE" in node.reason
     assert "storage.devices[pmem0.1].numa_node=0" in node.facts_used
     assert gopls.value == "--cpunodebind=0 --preferred=0"
@@ -147,8 +164,8 @@ def test_device_on_a_cpu_less_node_picks_the_nearest_cpu_node(machines: dict[str
     facts = copy.deepcopy(machines["fakememinitiators-1np2c+1npp+gi"])
     # Node 4 is the recording's generic initiator (no CPUs, no memory); a disk is put on it here.
     facts.storage.devices = [BlockDevice(name="nvme0n1", class_="nvme", numa_node=4)]
-    facts.storage.paths["gocache"] = PathPlacement(path="/c", device="/dev/nvme0n1p2")
-    node = plan_numa(facts)[0]
+    facts = with_gocache(facts, PathPlacement(path="/c", device="/dev/nvme0n1p2"))
+    node = numa(facts)[0]
     # Distances from node 4: 12 to nodes 0 and 2, 31 to nodes 1 and 3; the lower id wins the tie.
     assert node.value == "0"
     assert "CPU-less node 4" in node.reason and "distance 12" in node.reason
@@ -156,10 +173,12 @@ def test_device_on_a_cpu_less_node_picks_the_nearest_cpu_node(machines: dict[str
 
 def test_gocache_on_tmpfs_falls_back_to_the_biggest_node(machines: dict[str, Facts]) -> None:
     facts = machines["32em64t-2n8c+dax+nvme+mic+dimms"]
-    tmpfs = Decision(
-        "GOCACHE", "/var/cache/gotune/tmpfs/dev/go-build", "tmpfs", "r", [], True, "dev"
+    tmpfs = TmpfsCache(
+        key="GOCACHE", value="/var/cache/gotune/tmpfs/dev/go-build", medium="tmpfs",
+        reason="r", change=True, user="dev", mountpoint="/var/cache/gotune/tmpfs/dev",
+        size_bytes=1 << 30, snapshot="/home/dev/.cache/gotune/go-build.tar",
     )
-    node = plan_numa(facts, gocache=tmpfs)[0]
+    node = numa(facts, gocache=tmpfs)[0]
     assert node.value == "1" and "GOCACHE goes to tmpfs" in node.reason
 
 
@@ -167,7 +186,7 @@ def test_slower_memory_tier_is_not_dram(machines: dict[str, Facts]) -> None:
     facts = copy.deepcopy(machines["8ia64-2n2s2c"])
     # Tiers set here (the recording predates memory tiering): node 1 as slower, CXL-like memory.
     facts.numa.nodes[0].tier, facts.numa.nodes[1].tier = 1, 4
-    node, gopls, go, _ = plan_numa(facts)
+    node, gopls, go, _ = numa(facts)
     assert [n.id for n in topology(facts).dram_nodes] == [0]
     assert node.value == "1"  # the biggest node still runs gopls' CPUs...
     assert gopls.value == "--cpunodebind=1"  # ...but its slow memory is never preferred
@@ -177,7 +196,7 @@ def test_slower_memory_tier_is_not_dram(machines: dict[str, Facts]) -> None:
 def test_cpuset_restricted_nodes_are_left_out(machines: dict[str, Facts]) -> None:
     facts = copy.deepcopy(machines["8ia64-2n2s2c"])
     facts.cpu.allowed = list(facts.numa.nodes[0].cpus)  # a cpuset holding node 0's CPUs only
-    (d,) = plan_numa(facts)
+    (d,) = numa(facts)
     assert d.value is None and "one NUMA node with CPUs (node 0)" in d.reason
 
 
@@ -205,7 +224,7 @@ def test_measured_figures_keep_or_remove_a_wrapper_and_the_plan_shows_them(
         "wrapped_median_s": 0.41,
         "pairs": 7,
     }
-    _, gopls, go, _ = plan_numa(facts, measured={"gopls": helped, "go": noise})
+    _, gopls, go, _ = numa(facts, measured={"gopls": helped, "go": noise})
     assert gopls.value == "--cpunodebind=1 --preferred=1" and not gopls.change
     assert (
         "kept: wrapped 1.838 s vs plain 2.000 s (median of 7 interleaved pairs): 8.1% faster"
@@ -214,14 +233,14 @@ def test_measured_figures_keep_or_remove_a_wrapper_and_the_plan_shows_them(
     assert go.value is None and not go.change
     assert "removed: wrapped 0.410 s vs plain 0.412 s" in go.reason
     assert "verdict 'no measurable difference'" in go.reason and "more than 5% apart" in go.reason
-    assert go.details["measured"]["gain"] == 0.004
+    assert go.measured["gain"] == 0.004
     # The wrapper's text (its comment) comes from the reason without figures, so a kept
     # wrapper is the same file on the next apply and is not measured again.
-    before = plan_numa(facts)[1]
-    assert before.details["why"] == gopls.details["why"] and before.details["why"] in gopls.reason
+    before = numa(facts)[1]
+    assert before.why == gopls.why and before.why in gopls.reason
     # Figures for another policy (the topology changed) do not count: measure again.
     stale = dict(helped, numactl_args=["--cpunodebind=0", "--preferred=0"])
-    assert plan_numa(facts, measured={"gopls": stale})[1].change
+    assert numa(facts, measured={"gopls": stale})[1].change
 
 
 def test_failed_measurement_removes_the_wrapper_and_says_why(machines: dict[str, Facts]) -> None:
@@ -230,15 +249,15 @@ def test_failed_measurement_removes_the_wrapper_and_says_why(machines: dict[str,
         "keep": False,
         "error": "go build exited 1: no space",
     }
-    go = plan_numa(machines["8ia64-2n2s2c"], measured={"go": failed})[2]
+    go = numa(machines["8ia64-2n2s2c"], measured={"go": failed})[2]
     assert go.value is None and "the workload failed (go build exited 1: no space)" in go.reason
 
 
 def test_mirror_runs_on_the_node_of_its_nic(machines: dict[str, Facts]) -> None:
     facts = machines["32em64t-2n8c+dax+nvme+mic+dimms"]
     d = mirror_decision(facts)
-    assert d.details["nic"] == "eth0" and d.value == "--cpunodebind=0 --preferred=0"
-    assert d.details["numactl_args"] == ["--cpunodebind=0", "--preferred=0"]
+    assert d.nic == "eth0" and d.value == "--cpunodebind=0 --preferred=0"
+    assert d.numactl_args == ["--cpunodebind=0", "--preferred=0"]
     assert mirror_decision(facts, "lo").value is None
     assert mirror_decision(facts, "nope0").reason == "NIC nope0 not found"
     # eth0 of this recording has no NUMA node: no binding.

@@ -19,6 +19,7 @@ from gotune.operations.numa import ENVIRONMENT_D, PROFILE_SNIPPET, wrapper_scrip
 from gotune.plan.numa import MEASURED_PATH, WRAPPER_DIR
 from tests.conftest import SandboxFactory
 from tests.sandbox import Sandbox, SandboxHost
+from tests.test_apply import gotune
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 
@@ -146,7 +147,7 @@ def test_wrappers_stay_only_where_they_help_apply_is_idempotent_and_undo_removes
     _put(one, "/opt/real/numa-sensitive", NUMA_SENSITIVE_TOOL)
     body = (
         "from pyinfra import host\n"
-        "from operations import numa\n"
+        "from gotune.operations import numa\n"
         "numa.search_path(name='numa path')\n"
         f"if host.name == {four.name!r}:\n"
         # Interleaving over nodes 0-3 cannot bind on this kernel: the wrapper only adds its probe.
@@ -186,7 +187,8 @@ def test_wrappers_stay_only_where_they_help_apply_is_idempotent_and_undo_removes
     assert second.count("No changes") == 4, second
     assert [_state(h) for h in box.hosts] == before
 
-    _deploy(box, tmp_path, "from operations import undo\nundo.restore(name='undo')\n", "undo.py")
+    undo = gotune("undo", str(box.inventory), "--yes", "--json")
+    assert undo.returncode == 0, undo.stderr
     for h in box.hosts:
         gone = h.run(
             f"ls -d {WRAPPER_DIR} /usr/local/lib/gotune {PROFILE_SNIPPET} {ENVIRONMENT_D} "

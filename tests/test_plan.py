@@ -13,15 +13,19 @@ import pytest
 from gotune.facts.model import (
     BlockDevice,
     Facts,
+    GoenvFile,
     Memory,
     Mount,
     PathPlacement,
     Platform,
     Storage,
     User,
+    UserFacts,
 )
 from gotune.plan import Decision, Plan, make_plan
 from gotune.plan.caches import MIN_TMPFS_BYTES, TMPFS_ROOT
+from gotune.plan.goenv import goenv_path
+from gotune.plan.model import TmpfsCache
 from gotune.settings import validate_host_data
 from tests.recorded import RecordedTrees
 
@@ -49,7 +53,10 @@ def machine(
     cgroup_gib: float | None = None,
     go: dict[str, str] | None = None,
     devices: list[BlockDevice] | None = None,
+    goenv: dict[str, str] | None = None,
+    user: str = "dev",
 ) -> Facts:
+    """A machine with one developer user; ``goenv``: what their GOENV file holds."""
     f = Facts()
     f.memory = Memory(total_bytes=None if ram_gib is None else int(ram_gib * GIB))
     f.storage = Storage(devices=devices or [], mounts=mounts)
@@ -58,8 +65,9 @@ def machine(
         virtualization=virt,
         cgroup_memory_limit_bytes=(None if cgroup_gib is None else int(cgroup_gib * GIB)),
     )
-    f.user = User(name="dev", uid=1000, home=home, shell="/bin/bash")
-    f.go = go
+    env = None if goenv is None else GoenvFile(f"{home}/.config/go/env", True, goenv)
+    account = User(name=user, uid=1000, home=home, shell="/bin/bash")
+    f.set_users({user: UserFacts(user=account, go=go, goenv=env)})
     return f
 
 
@@ -67,9 +75,15 @@ def plan_for(facts: Facts, **data: object) -> Plan:
     return make_plan(facts, validate_host_data(data, "box"))
 
 
-def decision(plan: Plan, key: str) -> Decision:
-    d = plan.find(key, "dev")
-    assert d is not None, plan.to_dict()
+def decision(plan: Plan, key: str, user: str = "dev") -> Decision:
+    found = [d for d in plan.decisions if d.key == key and d.user == user]
+    assert found, plan.to_dict()
+    return found[0]
+
+
+def tmpfs(plan: Plan, user: str = "dev") -> TmpfsCache:
+    d = decision(plan, "GOCACHE", user)
+    assert isinstance(d, TmpfsCache), d
     return d
 
 
@@ -173,15 +187,14 @@ def test_nfs_home_puts_caches_on_local_disk() -> None:
 def test_gocache_on_tmpfs_when_ram_allows_capped_by_quarter_and_max() -> None:
     f = machine([mount("/", "/dev/nvme0n1p2", "ext4", "nvme")], ram_gib=64)
     p = plan_for(f)
-    d = decision(p, "GOCACHE")
+    d = tmpfs(p)
     assert d.medium == "tmpfs" and d.change
     assert d.value == f"{TMPFS_ROOT}/dev/go-build"
-    assert d.details["size_bytes"] == 8 * GIB  # min(64/4, gotune_tmpfs_max_gib=8)
-    assert d.details["snapshot"] == "/home/dev/.cache/gotune/go-build.tar"
+    assert d.size_bytes == 8 * GIB  # min(64/4, gotune_tmpfs_max_gib=8)
+    assert d.snapshot == "/home/dev/.cache/gotune/go-build.tar"
     t = decision(p, "GOTMPDIR")
     assert t.value == f"{TMPFS_ROOT}/dev/tmp" and t.medium == "tmpfs"
-    d2 = decision(plan_for(f, gotune_tmpfs_max_gib=32), "GOCACHE")
-    assert d2.details["size_bytes"] == 16 * GIB  # a quarter of RAM
+    assert tmpfs(plan_for(f, gotune_tmpfs_max_gib=32)).size_bytes == 16 * GIB  # quarter of RAM
 
 
 def test_gocache_stays_on_disk_below_the_ram_threshold() -> None:
@@ -197,9 +210,8 @@ def test_gocache_stays_on_disk_below_the_ram_threshold() -> None:
 
 def test_cgroup_memory_limit_bounds_the_tmpfs() -> None:
     f = machine([mount("/", "/dev/nvme0n1p2", "ext4", "nvme")], ram_gib=256, cgroup_gib=24)
-    d = decision(plan_for(f, gotune_tmpfs_max_gib=64), "GOCACHE")
-    assert d.medium == "tmpfs"
-    assert d.details["size_bytes"] == 6 * GIB
+    d = tmpfs(plan_for(f, gotune_tmpfs_max_gib=64))
+    assert d.size_bytes == 6 * GIB
     assert any("cgroup_memory_limit" in u for u in d.facts_used)
     small = machine([mount("/", "/dev/nvme0n1p2", "ext4", "nvme")], ram_gib=256, cgroup_gib=8)
     assert decision(plan_for(small), "GOCACHE").medium != "tmpfs"
@@ -214,8 +226,7 @@ def test_container_gets_no_tmpfs_unless_always_and_then_within_its_limit() -> No
     )
     d = decision(plan_for(f), "GOCACHE")
     assert d.medium != "tmpfs" and "container" in d.reason
-    d = decision(plan_for(f, gotune_gocache_tmpfs="always"), "GOCACHE")
-    assert d.medium == "tmpfs" and d.details["size_bytes"] == 4 * GIB
+    assert tmpfs(plan_for(f, gotune_gocache_tmpfs="always")).size_bytes == 4 * GIB
 
 
 def test_never_means_never_and_tiny_tmpfs_is_refused() -> None:
@@ -236,8 +247,11 @@ def test_tmpfs_already_in_place_is_not_a_change() -> None:
             "GOTMPDIR": f"{mp}/tmp",
             "GOMODCACHE": "/home/dev/go/pkg/mod",
         },
+        goenv={"GOCACHE": f"{mp}/go-build", "GOTMPDIR": f"{mp}/tmp"},
     )
-    f.storage.paths["gocache"] = PathPlacement(f"{mp}/go-build", mp, "tmpfs", "tmpfs", "tmpfs")
+    f.users["dev"].paths["gocache"] = PathPlacement(
+        f"{mp}/go-build", mp, "tmpfs", "tmpfs", "tmpfs"
+    )
     p = plan_for(f)
     assert not any(d.change for d in p.decisions), p.to_dict()
 
@@ -260,20 +274,23 @@ def test_toolchain_install_is_planned_only_when_missing_or_different(tmp_path: P
         "gotune_go_tarball": str(tarball),
         "gotune_go_sha256": "0" * 64,
     }
-    f = machine([mount("/", "/dev/nvme0n1p2", "ext4", "nvme")])
-    assert decision_go(f, data).change
-    f.go = {"GOVERSION": "go1.22.3", "GOROOT": "/usr/local/go-1.22.3"}
-    assert not decision_go(f, data).change
-    f.go = {"GOVERSION": "go1.21.0", "GOROOT": "/usr/local/go-1.21.0"}
-    assert "go1.21.0" in decision_go(f, data).reason
-    go = plan_for(f).find("go")
-    assert go is not None and not go.change  # no version set: left alone
+    disks = [mount("/", "/dev/nvme0n1p2", "ext4", "nvme")]
+    assert decision_go(machine(disks), data).change
+    have = machine(disks, go={"GOVERSION": "go1.22.3", "GOROOT": "/usr/local/go-1.22.3"})
+    assert not decision_go(have, data).change
+    old = machine(disks, go={"GOVERSION": "go1.21.0", "GOROOT": "/usr/local/go-1.21.0"})
+    assert "go1.21.0" in decision_go(old, data).reason
+    assert not plan_for(old).toolchain.change  # no version set: left alone
+
+
+def test_go_missing_warns_and_says_how_to_get_it() -> None:
+    p = plan_for(machine([mount("/", "/dev/nvme0n1p2", "ext4", "nvme")]))
+    (warning,) = [w for w in p.warnings if "no go found" in w]
+    assert "gotune_go_version" in warning and "gotune_go_source = 'distro'" in warning
 
 
 def decision_go(f: Facts, data: Mapping[str, object]) -> Decision:
-    d = make_plan(f, validate_host_data(data, "box")).find("go")
-    assert d is not None
-    return d
+    return make_plan(f, validate_host_data(data, "box")).toolchain
 
 
 def test_plan_command_reads_a_facts_file_and_prints_the_contract(tmp_path: Path) -> None:
@@ -317,7 +334,8 @@ def test_plan_command_refuses_a_broken_facts_file(tmp_path: Path) -> None:
 def recorded(recorded_trees: RecordedTrees) -> Callable[[str], Facts]:
     def load(name: str) -> Facts:
         facts = recorded_trees.facts(name)
-        facts.user = User(name="dev", uid=1000, home="/home/dev", shell="/bin/bash")
+        account = User(name="dev", uid=1000, home="/home/dev", shell="/bin/bash")
+        facts.set_users({"dev": UserFacts(user=account)})
         return facts
 
     return load
@@ -326,11 +344,10 @@ def recorded(recorded_trees: RecordedTrees) -> Callable[[str], Facts]:
 def test_hybrid_laptop_gets_a_tmpfs_gocache(recorded: Callable[[str], Facts]) -> None:
     f = recorded("20em64t-hybrid-1p6c2t+2ca4co1t")
     p = plan_for(f)
-    d = decision(p, "GOCACHE")
+    d = tmpfs(p)
     ram = f.memory.total_bytes
     assert ram is not None and ram > 16 * GIB
-    assert d.medium == "tmpfs"
-    assert d.details["size_bytes"] <= min(ram // 4, 8 * GIB)
+    assert d.size_bytes <= min(ram // 4, 8 * GIB)
     assert not decision(p, "GOMODCACHE").change  # home on / is the only local disk
 
 
@@ -350,7 +367,7 @@ def test_snapshot_lives_beside_the_moved_module_cache_on_every_apply() -> None:
         mount("/fast", "/dev/nvme0n1p1", "xfs", "nvme"),
     ]
     first = plan_for(machine(disks, ram_gib=64))
-    assert decision(first, "GOCACHE").details["snapshot"] == "/fast/gotune/dev/go-build.tar"
+    assert tmpfs(first).snapshot == "/fast/gotune/dev/go-build.tar"
     # The next apply sees the caches where the first one put them: same snapshot, no change.
     mp = f"{TMPFS_ROOT}/dev"
     again = machine(
@@ -361,19 +378,21 @@ def test_snapshot_lives_beside_the_moved_module_cache_on_every_apply() -> None:
             "GOCACHE": f"{mp}/go-build",
             "GOTMPDIR": f"{mp}/tmp",
         },
+        goenv={"GOMODCACHE": "/fast/gotune/dev/mod", "GOCACHE": f"{mp}/go-build",
+               "GOTMPDIR": f"{mp}/tmp"},
     )
     second = plan_for(again)
-    assert decision(second, "GOCACHE").details["snapshot"] == "/fast/gotune/dev/go-build.tar"
+    assert tmpfs(second).snapshot == "/fast/gotune/dev/go-build.tar"
     assert not any(d.change for d in second.decisions if d.user), second.to_dict()
 
 
 def test_a_user_named_gotune_keeps_caches_in_home() -> None:
-    f = machine([mount("/", "/dev/nvme0n1p2", "ext4", "nvme")], ram_gib=64, home="/home/gotune")
-    f.user.name = "gotune"
+    f = machine(
+        [mount("/", "/dev/nvme0n1p2", "ext4", "nvme")], ram_gib=64, home="/home/gotune",
+        user="gotune",
+    )
     p = make_plan(f, validate_host_data({}, "box"))
-    gocache = p.find("GOCACHE", "gotune")
-    assert gocache is not None
-    assert gocache.details["snapshot"] == "/home/gotune/.cache/gotune/go-build.tar"
+    assert tmpfs(p, "gotune").snapshot == "/home/gotune/.cache/gotune/go-build.tar"
 
 
 def test_plan_cli_moves_a_wsl2_gomodcache_off_mnt_c() -> None:
@@ -387,3 +406,56 @@ def test_plan_cli_moves_a_wsl2_gomodcache_off_mnt_c() -> None:
     assert by_key["GOMODCACHE"]["change"]
     assert by_key["GOMODCACHE"]["value"] == "/home/dev/go/pkg/mod"
     assert "9p" in by_key["GOMODCACHE"]["reason"]
+
+
+def test_home_on_tmpfs_keeps_a_plain_decision_apply_can_carry_out() -> None:
+    # The first landing crashed here: a kept GOCACHE whose medium was "tmpfs" was read
+    # as gotune's tmpfs (KeyError: 'mountpoint'). Now only a TmpfsCache has one.
+    f = machine(
+        [mount("/", "/dev/nvme0n1p2", "ext4", "nvme", free_gib=5),
+         mount("/home", "tmpfs", "tmpfs", "tmpfs", free_gib=4)],
+        ram_gib=8,
+    )
+    p = plan_for(f)
+    gocache = decision(p, "GOCACHE")
+    assert not isinstance(gocache, TmpfsCache)
+    assert gocache.medium == "tmpfs" and not gocache.change
+    assert "lost at reboot" in gocache.reason
+    assert "mountpoint" not in gocache.details()
+    again = Plan.from_dict(json.loads(json.dumps(p.to_dict())))
+    assert again.to_dict() == p.to_dict()
+
+
+def test_a_stored_plan_reads_back_into_the_same_types() -> None:
+    disks = [
+        mount("/", "/dev/sda1", "ext4", "hdd"), mount("/fast", "/dev/nvme0n1p1", "xfs", "nvme")
+    ]
+    p = plan_for(machine(disks, ram_gib=64), gotune_mirror_enabled=True, gotune_wear_enabled=True)
+    again = Plan.from_dict(json.loads(json.dumps(p.to_dict())))
+    assert again == p
+    assert isinstance(again.caches["dev"].gocache, TmpfsCache)
+    with pytest.raises(ValueError, match="unknown decision kind"):
+        Plan.from_dict({"decisions": [{"key": "go", "kind": "rocket"}]})
+
+
+def test_goenv_path_follows_go_env_and_off() -> None:
+    home = machine([mount("/", "/dev/nvme0n1p2", "ext4", "nvme")]).users["dev"]
+    assert goenv_path(home) == "/home/dev/.config/go/env"
+    home.go = {"GOENV": "/cfg/env"}
+    assert goenv_path(home) == "/cfg/env"
+    home.go = {"GOENV": "off"}
+    assert goenv_path(home) is None
+
+
+def test_goenv_writes_only_what_differs_and_says_so() -> None:
+    disks = [
+        mount("/", "/dev/sda1", "ext4", "hdd"), mount("/fast", "/dev/nvme0n1p1", "xfs", "nvme")
+    ]
+    first = plan_for(machine(disks, ram_gib=8))
+    goenv = first.goenv["dev"]
+    assert goenv.change and goenv.values == {
+        "GOMODCACHE": "/fast/gotune/dev/mod", "GOCACHE": "/fast/gotune/dev/go-build"}
+    done = machine(disks, ram_gib=8, goenv={k: str(v) for k, v in goenv.values.items()},
+                   go={"GOMODCACHE": "/fast/gotune/dev/mod",
+                       "GOCACHE": "/fast/gotune/dev/go-build"})
+    assert "dev" not in plan_for(done).goenv  # nothing moves: nothing to write

@@ -8,36 +8,50 @@ from pathlib import Path
 import pytest
 
 from gotune.errors import GotuneError
-from gotune.settings import SETTINGS, default_users, registry, validate_host_data
+from gotune.settings import PREFIX, Settings, declared, default_users, validate_host_data
 
 GOOD_SHA = hashlib.sha256(b"go").hexdigest()
 
 
 def test_defaults_fill_every_declared_setting() -> None:
     s = validate_host_data({}, "dev-01")
-    assert set(s) == set(registry())
-    assert s["gotune_gocache_tmpfs"] == "auto"
-    assert s.users == []  # over SSH nobody is guessed
+    assert set(s.to_dict()) == {PREFIX + f.name for f in declared()}
+    assert s.gocache_tmpfs == "auto"
+    assert s.users == ()  # over SSH nobody is guessed
 
 
-def test_every_setting_has_a_doc_and_the_prefix() -> None:
-    for setting in SETTINGS:
-        assert setting.name.startswith("gotune_")
-        assert setting.doc.strip()
+def test_every_setting_has_a_doc_and_a_type_the_validator_checks() -> None:
+    for f in declared():
+        assert f.metadata["doc"].strip()
+    with pytest.raises(GotuneError, match="gotune_mirror_port must be a number"):
+        validate_host_data({"gotune_mirror_port": "3000"}, "h")
+
+
+def test_settings_are_frozen_and_typed() -> None:
+    s = validate_host_data({"gotune_users": ["dev"], "gotune_tmpfs_max_gib": 2}, "h")
+    assert isinstance(s, Settings) and s.users == ("dev",) and s.tmpfs_max_gib == 2
+    with pytest.raises(AttributeError):
+        s.tmpfs_max_gib = 4  # type: ignore[misc]
+
+
+def test_same_settings_have_the_same_digest() -> None:
+    a = validate_host_data({"gotune_users": ["dev"]}, "a")
+    assert a.digest() == validate_host_data({"gotune_users": ("dev",)}, "b").digest()
+    assert a.digest() != validate_host_data({"gotune_users": ["ops"]}, "a").digest()
 
 
 def test_local_default_user_is_sudo_user(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SUDO_USER", "alice")
-    assert default_users("@local") == ["alice"]
+    assert default_users("@local") == ("alice",)
     monkeypatch.delenv("SUDO_USER")
     monkeypatch.setenv("USER", "bob")
     monkeypatch.setenv("LOGNAME", "bob")
-    assert default_users("@local") == ["bob"]
+    assert default_users("@local") == ("bob",)
 
 
 def test_pyinfra_keys_are_ignored() -> None:
     s = validate_host_data({"ssh_user": "root", "_sudo": True, "gotune_users": ["dev"]}, "h")
-    assert s.users == ["dev"]
+    assert s.users == ("dev",)
 
 
 def test_a_good_toolchain_setting_is_accepted(tmp_path: Path) -> None:
@@ -82,6 +96,12 @@ def test_a_good_toolchain_setting_is_accepted(tmp_path: Path) -> None:
         ({"gotune_go_version": "1.22.3"}, ["gotune_go_tarball", "required"]),
         ({"gotune_go_source": "snap"}, ["gotune_go_source", "tarball, distro"]),
         ({"gotune_snapshot_minutes": 0}, ["gotune_snapshot_minutes", "positive"]),
+        # Without the prefix a setting's name is a typo, not pyinfra data (issue #12).
+        ({"tmpfs_max_gib": 2}, ["tmpfs_max_gib", "did you mean gotune_tmpfs_max_gib"]),
+        (
+            {"gotune_mirror_enabled": True, "gotune_mirror_listen": "10.0.0.5"},
+            ["gotune_mirror_allow"],
+        ),
     ],
 )
 def test_malformed_setting_is_refused_naming_key_and_host(data: dict, words: list[str]) -> None:

@@ -27,9 +27,12 @@ from gotune.agent.stats import (
     verdict,
 )
 from gotune.agent.verify.runner import Bench, order
+from gotune.plan.model import Plan
 from gotune.verify import html as report_html
 from gotune.verify import table
-from gotune.verify.checks import expected_from_plan, user_checks, wear_check
+from gotune.verify.checks import user_checks
+from gotune.verify.checks.caches import expected_from_plan
+from gotune.verify.checks.wear import check_wear as wear_check
 from gotune.verify.diagnose import diagnose
 from gotune.verify.result import history_record, host_result
 
@@ -160,10 +163,24 @@ def test_an_export_in_the_login_shell_that_overrides_goenv_is_caught() -> None:
     assert [d["cause"] for d in causes] == ["env_override"]
 
 
+def stored(users: dict[str, dict[str, tuple[str | None, str]]]) -> Plan:
+    """A stored plan: per user, (value, medium) of GOMODCACHE, GOCACHE and GOTMPDIR; a key not
+    given is planned to stay what the user's go env shows in ``user_rec``."""
+    env = user_rec()["login"]["env"]
+    decisions: list[dict[str, Any]] = [
+        {"key": "go", "value": None, "medium": "unchanged", "reason": "r"}
+    ]
+    for user, keys in users.items():
+        for key in ("GOMODCACHE", "GOCACHE", "GOTMPDIR"):
+            value, medium = keys.get(key, (env.get(key) or None, "nvme"))
+            decisions.append({"key": key, "value": value, "medium": medium, "reason": "r",
+                              "user": user})
+    return Plan.from_dict({"decisions": decisions})
+
+
 def test_settings_that_differ_from_the_plan_in_every_shell_are_named() -> None:
     rec = user_rec(GOCACHE=disk("/c"))
-    plan = {"decisions": [{"key": "GOCACHE", "value": "/fast/c", "medium": "nvme",
-                           "user": "alice"}]}
+    plan = stored({"alice": {"GOCACHE": ("/fast/c", "nvme")}})
     checks = user_checks("alice", rec, plan)
     assert "GOCACHE is '/c', planned '/fast/c'" in checks[0]["detail"]
     causes = diagnose({"users": {"alice": rec}}, checks, [], True)
@@ -171,15 +188,15 @@ def test_settings_that_differ_from_the_plan_in_every_shell_are_named() -> None:
 
 
 def test_plan_values_are_compared_and_unset_gotmpdir_means_empty() -> None:
-    plan = {"decisions": [
-        {"key": "GOCACHE", "value": "/c", "medium": "tmpfs", "user": "alice"},
-        {"key": "GOTMPDIR", "value": None, "medium": "default", "user": "alice"},
-        {"key": "GOCACHE", "value": "/other", "medium": "ssd", "user": "bob"},
-        {"key": "go", "value": "1.27.3", "medium": "tarball", "user": None},
-    ]}
+    plan = stored({
+        "alice": {"GOCACHE": ("/c", "tmpfs"), "GOTMPDIR": (None, "default"),
+                  "GOMODCACHE": ("/m", "nvme")},
+        "bob": {"GOCACHE": ("/other", "ssd")},
+    })
     values, media = expected_from_plan(plan, "alice")
-    assert values == {"GOCACHE": "/c", "GOTMPDIR": ""}
-    assert media == {"GOCACHE": "tmpfs", "GOTMPDIR": "default"}
+    assert values == {"GOCACHE": "/c", "GOTMPDIR": "", "GOMODCACHE": "/m"}
+    assert media == {"GOCACHE": "tmpfs", "GOTMPDIR": "default", "GOMODCACHE": "nvme"}
+    plan = stored({"alice": {"GOCACHE": ("/c", "tmpfs"), "GOTMPDIR": (None, "default")}})
     checks = user_checks("alice", user_rec(GOCACHE=disk("/c")), plan)
     # planned tmpfs, found ext4
     assert names_failing(checks) == ["alice: GOCACHE filesystem"]

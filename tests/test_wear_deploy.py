@@ -9,17 +9,15 @@ import re
 import shlex
 from pathlib import Path
 
-import jinja2
 import pytest
 
-from gotune.deploys.wear import TEMPLATES, check_command, cron_minute
+import gotune
+from gotune.deploys.wear import check_command, cron_minute
 from gotune.errors import GotuneError
+from gotune.operations.render import render
 from gotune.settings import validate_host_data
 
-
-def render(name: str, **values: object) -> str:
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-    return env.from_string((TEMPLATES / name).read_text()).render(**values)
+TEMPLATES = Path(gotune.__file__).parent / "templates"
 
 
 def test_command_carries_the_settings() -> None:
@@ -63,7 +61,7 @@ def test_units_and_cron_line_render() -> None:
     timer = render("wear-check.timer.j2", schedule="hourly", random_delay="10min")
     assert "OnCalendar=hourly" in timer and "Persistent=true" in timer
     assert "WantedBy=timers.target" in timer
-    cron = render("wear-cron.j2", minute=cron_minute("sbx1"), command=cmd)
+    cron = render("wear-check.cron.j2", minute=cron_minute("sbx1"), command=cmd)
     line = cron.splitlines()[-1]
     assert re.match(r"^([0-9]|[1-5][0-9]) \* \* \* \* root /usr/bin/python3 ", line)
     assert "%" not in line  # cron would turn it into a newline
@@ -74,6 +72,6 @@ def test_cron_minute_is_stable_and_spread() -> None:
     assert len({cron_minute(f"host{i}") for i in range(40)}) > 15
 
 
-def test_templates_are_where_the_deploy_looks() -> None:
-    names = {p.name for p in Path(TEMPLATES).glob("wear-*.j2")}
-    assert names == {"wear-check.service.j2", "wear-check.timer.j2", "wear-cron.j2"}
+def test_the_wear_components_templates_are_named_after_it() -> None:
+    names = {p.name for p in TEMPLATES.glob("wear-*.j2")}
+    assert names == {"wear-check.service.j2", "wear-check.timer.j2", "wear-check.cron.j2"}

@@ -1,12 +1,18 @@
 """``gotune apply [INVENTORY] [--dry] [--yes] [--json] [--no-verify]``: make hosts match the plan.
 
-The flow is pyinfra's own (what ``pyinfra INVENTORY deploys/laptop.py`` does):
-every host's settings are validated before any host is contacted; the deploy is
-prepared on every host (facts gathered, the plan made, the operations that would
-change something found) before any host is changed; the changes are shown and,
-unless ``--yes``, confirmed on a terminal; then the operations run. Each host's
-result is ``{"changed": N, "ok": bool, ...}``; a second apply reports
-``changed: 0``. ``gotune verify`` runs at the end when it is available.
+Every host's settings are validated before any host is contacted; each host's
+facts are gathered (one command) and its plan made; a host that is not root
+(``id -u``, never ``$USER``) stops the run before any host changes; the laptop
+deploy is prepared on every host (the operations that would change something
+found) before any host is changed; the plan's decisions with their reasons and
+the changes are shown and, unless ``--yes``, confirmed on a terminal; then the
+operations run, and ``gotune verify`` checks the result.
+
+Exit status (also in the README): 0 every host applied and verified; 1 a host
+was not reached, not root, or its apply failed (nothing else is verified then);
+2 the command line is wrong; 4 every host applied but verify failed on one.
+Each host's result is ``{"changed": N, "ok": bool, ...}``; a second apply
+reports ``changed: 0``.
 """
 
 from __future__ import annotations
@@ -20,15 +26,15 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 from gotune.errors import GotuneError
+from gotune.plan.model import HostPlan
 
-REPO_ROOT = Path(__file__).resolve().parent.parent.parent
-LAPTOP_DEPLOY = REPO_ROOT / "deploys" / "laptop.py"
 # Seconds allowed for the verify step at the end of apply.
 VERIFY_TIMEOUT_S = 1800
+# apply's exit status when every host changed as planned but verify failed on one.
+EXIT_VERIFY_FAILED = 4
 
 
 @contextlib.contextmanager
@@ -61,15 +67,19 @@ def prepare(state: Any, loader: Callable[[], None]) -> None:
 
 
 def proposed(state: Any) -> dict[str, list[str]]:
-    """Host name -> names of the operations that would change something."""
+    """Host name -> names of the operations that would change something (pyinfra's public
+    ``OperationMeta.will_change``, which reads the current host from its context)."""
+    from pyinfra.context import ctx_host
+
     out: dict[str, list[str]] = {}
     for host in state.inventory.iter_activated_hosts():
-        names = []
-        for op_hash in state.get_op_order():
-            op_data = state.ops[host].get(op_hash)
-            if op_data is not None and op_data.operation_meta._maybe_is_change:
-                names.append(_op_name(state, op_hash))
-        out[host.name] = names
+        with ctx_host.use(host):
+            out[host.name] = [
+                _op_name(state, op_hash)
+                for op_hash in state.get_op_order()
+                if (op := state.ops[host].get(op_hash)) is not None
+                and op.operation_meta.will_change
+            ]
     return out
 
 
@@ -87,6 +97,8 @@ def results(state: Any, run_error: str | None = None) -> dict[str, dict[str, Any
     out: dict[str, dict[str, Any]] = {}
     failed = {h.name for h in state.failed_hosts}
     for host in state.inventory:
+        if host not in state.activated_hosts:
+            continue
         changed: list[str] = []
         error = None
         for op_hash in state.get_op_order():
@@ -103,43 +115,36 @@ def results(state: Any, run_error: str | None = None) -> dict[str, dict[str, Any
             if meta.did_error() and error is None:
                 err = [ln for ln in meta.stderr_lines if ln.strip()]
                 error = f"{_op_name(state, op_hash)}: " + (err[-1] if err else "failed")
-        ok = host.name not in failed and error is None and host in state.activated_hosts
+        ok = host.name not in failed and error is None
         entry: dict[str, Any] = {"changed": len(changed), "ok": ok, "operations": changed}
         if error or not ok:
-            entry["error"] = error or "not reached"
+            entry["error"] = error or "stopped before its operations ran"
         out[host.name] = entry
     return out
 
 
-def unreachable(state: Any) -> dict[str, dict[str, Any]]:
-    """Report entries for the inventory's hosts that could not be connected to."""
-    active = {h.name for h in state.activated_hosts}
+def failed_entries(why: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Report entries for hosts that were not reached or not planned."""
     return {
-        h.name: {"changed": 0, "ok": False, "operations": [], "error": "cannot connect"}
-        for h in state.inventory
-        if h.name not in active
+        name: {"changed": 0, "ok": False, "operations": [], "error": reason}
+        for name, reason in why.items()
     }
 
 
-def confirm(changes: dict[str, list[str]], yes: bool) -> bool:
+def confirm(changes: dict[str, list[str]], yes: bool, question: str) -> bool:
     """Ask y/N on a terminal; without one, --yes is required."""
     if yes or not any(changes.values()):
         return True
     if not sys.stdin.isatty():
         raise GotuneError("changes need confirmation: run with --yes (stdin is not a terminal)")
-    answer = input("Make these changes? [y/N] ").strip().lower()
+    answer = input(f"{question} [y/N] ").strip().lower()
     return answer in ("y", "yes")
 
 
-def show(changes: dict[str, list[str]], plans: dict[str, Any] | None = None) -> str:
+def show(changes: dict[str, list[str]]) -> str:
     lines = []
     for host, names in changes.items():
         lines.append(f"{host}: {len(names)} change(s)" if names else f"{host}: nothing to change")
-        if plans and host in plans:
-            for d in plans[host].plan.decisions:
-                if d.change:
-                    who = f"{d.user}: " if d.user else ""
-                    lines.append(f"  plan: {who}{d.key} -> {d.value} ({d.reason})")
         lines.extend(f"  - {name}" for name in names)
     return "\n".join(lines)
 
@@ -158,11 +163,11 @@ def execute(state: Any) -> str | None:
 
 
 def confirm_and_execute(
-    state: Any, changes: dict[str, list[str]], yes: bool, report: dict[str, Any]
+    state: Any, changes: dict[str, list[str]], yes: bool, report: dict[str, Any], question: str
 ) -> bool:
     """Ask, then run the prepared operations and merge each host's result into
     ``report["hosts"]``; False (nothing changed) when the user says no."""
-    if not confirm(changes, yes):
+    if not confirm(changes, yes, question):
         print("gotune: nothing changed", file=sys.stderr)
         return False
     if any(changes.values()):
@@ -172,10 +177,8 @@ def confirm_and_execute(
     return True
 
 
-def run_verify(inventory: str | None, skip: bool) -> dict[str, Any]:
-    """Run ``gotune verify --json`` when it exists and was not skipped."""
-    if skip:
-        return {"skipped": "--no-verify"}
+def run_verify(inventory: str | None) -> dict[str, Any]:
+    """Run ``gotune verify --json`` in a child process (pyinfra state is per process)."""
     argv = [sys.executable, "-m", "gotune", "verify", "--json"]
     if inventory:
         argv.insert(4, inventory)
@@ -192,53 +195,88 @@ def run_verify(inventory: str | None, skip: bool) -> dict[str, Any]:
     return data
 
 
-def run(args: argparse.Namespace) -> int:
-    from pyinfra_cli.util import load_deploy_file
+def verify_summary(verify: dict[str, Any]) -> list[str]:
+    """One line per host: verify's verdict and, when it failed, the first cause."""
+    if "skipped" in verify:
+        return [f"verify: skipped ({verify['skipped']})"]
+    if verify.get("error"):
+        return [f"verify: failed: {verify['error']}"]
+    lines = []
+    for name, h in (verify.get("hosts") or {}).items():
+        line = f"{name}: verify {str(h.get('verdict', '?')).upper()}"
+        if h.get("verdict") != "pass":
+            bad = next((c for c in h.get("checks", []) if not c.get("ok")), None)
+            cause = next(iter(h.get("diagnosis") or []), None)
+            if bad:
+                line += f": {bad['name']}: {bad['detail']}"
+            if cause:
+                line += f" (cause: {cause['cause']}: {cause['detail']})"
+        lines.append(line)
+    return lines
 
-    from gotune.deploys.tune import RUNS
+
+def _tune_each(plans: dict[str, HostPlan]) -> None:
+    from pyinfra import host
+
+    from gotune.deploys.laptop import tune
+
+    tune(hp=plans[host.name])
+
+
+def run(args: argparse.Namespace) -> int:
+    from pyinfra_cli.util import load_func
+
+    from gotune.commands.plan import render_text
     from gotune.inventory import connected, load_inventory
+    from gotune.planning import host_plans, not_root
     from gotune.settings import validate_inventory
 
     os.environ.setdefault("PYINFRA_PROGRESS", "off")
-    validate_inventory(load_inventory(args.inventory))  # every host, before any is contacted
-    with connected(args.inventory) as state:
-        state.check_for_changes = True
-        prepare(state, lambda: load_deploy_file(state, str(LAPTOP_DEPLOY)))
-        changes = proposed(state)
-        report: dict[str, Any] = {"hosts": {}}
-        for name in changes:
-            hp = RUNS.get(name)
+    settings = validate_inventory(load_inventory(args.inventory))  # before any host is contacted
+    with connected(args.inventory) as conn:
+        plans, failed = host_plans(conn, settings)
+        failed.update(conn.unreachable)
+        refused = not_root(plans) if not args.dry else {}
+        if refused:
+            name, why = next(iter(refused.items()))
+            raise GotuneError(f"{name}: {why}; nothing changed on any host")
+        if failed:  # never deployed: they count as failed, the others go on
+            conn.state.fail_hosts({h for h in conn.hosts if h.name in failed})
+        conn.state.check_for_changes = True
+        prepare(conn.state, lambda: load_func(conn.state, _tune_each, plans))
+        changes = proposed(conn.state)
+        report: dict[str, Any] = {"hosts": failed_entries(failed)}
+        for name, hp in plans.items():
             report["hosts"][name] = {
-                "changed": 0,
-                "ok": True,
-                "operations": [],
-                "would_change": changes[name],
-                "plan": hp.plan.to_dict() if hp else None,
-                "warnings": (hp.plan.warnings + hp.notes) if hp else [],
-            }
-        report["hosts"].update(unreachable(state))
+                "changed": 0, "ok": True, "operations": [], "would_change": changes.get(name, []),
+                "plan": hp.plan.to_dict(), "warnings": list(hp.plan.warnings),
+            }  # fmt: skip
         if not args.json or args.dry:
-            print(show(changes, RUNS), file=sys.stderr if args.json else sys.stdout)
+            text = render_text({n: hp.plan for n, hp in plans.items()}) + "\n" + show(changes)
+            print(text, file=sys.stderr if args.json else sys.stdout)
         if args.dry:
             report["dry"] = True
             if args.json:
                 print(json.dumps(report, indent=2))
             return 0
-        if not confirm_and_execute(state, changes, args.yes, report):
+        if not confirm_and_execute(conn.state, changes, args.yes, report, "Make these changes?"):
             return 1
-        for name, hp in RUNS.items():
-            if name in report["hosts"]:
-                report["hosts"][name]["warnings"] = hp.plan.warnings + hp.notes
     ok = all(h.get("ok") for h in report["hosts"].values())
-    report["verify"] = run_verify(args.inventory, args.no_verify or not ok)
+    if args.no_verify:
+        report["verify"] = {"skipped": "--no-verify"}
+    elif not ok:
+        bad = ", ".join(n for n, h in report["hosts"].items() if not h.get("ok"))
+        report["verify"] = {"skipped": f"apply failed on {bad}"}
+    else:
+        report["verify"] = run_verify(args.inventory)
+    verified = bool(report["verify"].get("ok", True))
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         for name, h in report["hosts"].items():
             status = "ok" if h.get("ok") else f"FAILED: {h.get('error')}"
             print(f"{name}: {h.get('changed', 0)} changed, {status}")
-            for w in h.get("warnings", []):
-                print(f"  warning: {w}")
-        verify = report["verify"]
-        print(f"verify: {verify.get('skipped') or ('ok' if verify.get('ok') else 'failed')}")
-    return 0 if ok else 1
+        print("\n".join(verify_summary(report["verify"])))
+    if not ok:
+        return 1
+    return 0 if verified else EXIT_VERIFY_FAILED

@@ -1,7 +1,10 @@
 """``gotune facts``: what each host has, in one command per host.
 
 ``gotune facts [INVENTORY] --json`` prints ``{"hosts": {NAME: facts}}`` (plus
-``"unreachable": [NAME, ...]`` when some host could not be reached);
+``"unreachable": [NAME, ...]`` and ``"errors": {NAME: why}`` when some host could
+not be reached), gathered for the same developer users apply would gather them
+for (``gotune_users``), so the document fed to ``gotune plan --facts`` gives the
+plan apply would carry out;
 ``gotune facts --sysroot DIR --json`` runs the same collector on this machine
 over a recorded tree and prints that one facts document (the form
 ``gotune plan --facts FILE`` reads). Without ``--json`` a short summary per host.
@@ -37,12 +40,13 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         out: dict[str, Any] = {"hosts": {name: f.to_dict() for name, f in hosts.items()}}
         if unreachable:
-            out["unreachable"] = unreachable
+            out["unreachable"] = list(unreachable)
+            out["errors"] = unreachable
         print(json.dumps(out, indent=1))
     else:
         print("\n\n".join(summary(name, f) for name, f in hosts.items()))
-        for name in unreachable:
-            print(f"{name}: unreachable")
+        for name, why in unreachable.items():
+            print(f"{name}: unreachable: {why}")
     return 0 if not unreachable else 1
 
 
@@ -56,46 +60,21 @@ def facts_from_sysroot(sysroot: str) -> Facts:
         raise GotuneError(f"--sysroot {sysroot}: not a directory")
     if not (root / "sys").is_dir() and not (root / "proc").is_dir():
         raise GotuneError(f"--sysroot {sysroot}: holds neither sys/ nor proc/")
-    return parse_output(collect_local(str(root.resolve()), None, timeout=COLLECT_TIMEOUT_S))
+    return parse_output(collect_local(str(root.resolve()), timeout=COLLECT_TIMEOUT_S))
 
 
-def developer_user(host: Any) -> str:
-    """``gotune_users``' first entry, else (for @local) the invoking user, else root."""
-    users = host.data.get("gotune_users") or []
-    if isinstance(users, list | tuple) and users and isinstance(users[0], str):
-        return users[0]
-    if host.name == "@local":
-        from gotune.settings import default_users
+def facts_from_inventory(spec: str | None) -> tuple[dict[str, Facts], dict[str, str]]:
+    """Facts of every host of an inventory, fetched in parallel; and why others have none."""
+    from gotune.facts.gather import gather
+    from gotune.inventory import connected, describe_error, load_inventory
+    from gotune.settings import validate_inventory
 
-        found = default_users("@local")
-        if found:
-            return found[0]
-    return FALLBACK_USER
-
-
-def facts_from_inventory(spec: str | None) -> tuple[dict[str, Facts], list[str]]:
-    """Facts of every host of an inventory, fetched in parallel; and the unreachable hosts."""
-    from gotune.facts.machine import Machine
-    from gotune.inventory import connected
-
-    with connected(spec) as state:
-        active = [h for h in state.inventory if h in state.activated_hosts]
-        unreachable = [h.name for h in state.inventory if h not in state.activated_hosts]
-        jobs = {h.name: state.pool.spawn(_get, h, Machine, developer_user(h)) for h in active}
-        for job in jobs.values():  # greenlets on pyinfra's pool: they run while we wait
-            job.join(timeout=COLLECT_TIMEOUT_S)
-        results: dict[str, Facts] = {}
-        for name, job in jobs.items():
-            if job.successful() and isinstance(job.value, Facts):
-                results[name] = job.value
-            else:
-                unreachable.append(name)
-    return results, unreachable
-
-
-def _get(host: Any, fact: Any, user: str) -> Facts:
-    got: Facts = host.get_fact(fact, user=user, _timeout=COLLECT_TIMEOUT_S)
-    return got
+    settings = validate_inventory(load_inventory(spec))
+    with connected(spec) as conn:
+        results, errors = conn.each(lambda h: gather(settings[h.name]), COLLECT_TIMEOUT_S + 30)
+        failed = {name: describe_error(exc) for name, exc in errors.items()}
+        failed.update(conn.unreachable)
+    return results, failed
 
 
 def _gib(n: int | None) -> str:
@@ -148,15 +127,20 @@ def summary(name: str, f: Facts) -> str:
         )
     for d in f.storage.devices:
         lines.append(f"  disk    {d.name} {d.class_} {_gib(d.size_bytes)} {d.model or ''}".rstrip())
-    for key, place in f.storage.paths.items():
-        free = f", {_gib(place.free_bytes)} free" if place.free_bytes is not None else ""
-        lines.append(
-            f"  {key:<7} {place.path} on {place.mount} ({place.fstype}, {place.class_}{free})"
-        )
-    if f.go:
-        lines.append(f"  go      {f.go.get('GOVERSION', '?')} · GOROOT {f.go.get('GOROOT', '?')}")
-    elif f.user.name:
-        lines.append(f"  go      not found for {f.user.name}")
+    for user, uf in f.users.items():
+        for key, place in uf.paths.items():
+            free = f", {_gib(place.free_bytes)} free" if place.free_bytes is not None else ""
+            lines.append(
+                f"  {key:<7} {user}: {place.path} on {place.mount} "
+                f"({place.fstype}, {place.class_}{free})"
+            )
+        if uf.go:
+            version, goroot = uf.go.get("GOVERSION", "?"), uf.go.get("GOROOT", "?")
+            lines.append(f"  go      {user}: {version} · GOROOT {goroot}")
+        else:
+            lines.append(f"  go      not found for {user}")
+    if not f.users:
+        lines.append("  users   none (set gotune_users for go env and cache placement)")
     for nic in f.nics:
         if not nic.virtual:
             speed = f"{nic.speed_mbps} Mb/s" if nic.speed_mbps else ("down" if not nic.up else "?")

@@ -2,8 +2,10 @@
 
 With ``--facts FILE`` the plan is made from a saved facts document (what
 ``gotune facts --json`` prints, or a single host's facts) and nothing is
-contacted. Otherwise each host of the inventory is connected to, its facts
-gathered, and the plan printed; nothing is changed.
+contacted; the settings are the inventory's host data when an INVENTORY is
+given, else the defaults. Otherwise each host of the inventory is connected to,
+its facts gathered (one command) and its plan printed; nothing is changed.
+Either way the plan is ``make_plan(facts, settings)``: the one apply carries out.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 from gotune.errors import GotuneError
 from gotune.facts.model import Facts
 from gotune.plan import Plan, make_plan
-from gotune.settings import validate_host_data
+from gotune.settings import Settings, validate_host_data
 
 
 def load_facts_file(path: str) -> dict[str, Facts]:
@@ -44,37 +46,34 @@ def load_facts_file(path: str) -> dict[str, Facts]:
     return out
 
 
-def plans_from_file(path: str, inventory_data: dict[str, Any] | None = None) -> dict[str, Plan]:
+def plans_from_file(path: str, inventory: Any | None = None) -> dict[str, Plan]:
+    """Plans for the hosts of a facts file; settings from the inventory's host of the same
+    name (or its first host), else the defaults."""
     plans = {}
+    hosts = {h.name: h for h in inventory} if inventory is not None else {}
+    first = next(iter(hosts.values()), None)
     for name, facts in load_facts_file(path).items():
-        # Settings from the inventory when given, else defaults; the facts name the user.
-        settings = validate_host_data(inventory_data or {}, name)
-        users = {facts.user.name: facts} if facts.user.name else {}
-        plans[name] = make_plan(facts, settings, users)
+        host = hosts.get(name, first)
+        settings = validate_host_data(host.data.dict() if host else {}, name)
+        plans[name] = make_plan(facts, settings)
     return plans
 
 
-def plans_live(spec: str | None) -> dict[str, Plan]:
-    from pyinfra.api.exceptions import PyinfraError
-
-    from gotune.deploys.tune import RUNS, plan_current_host
+def plans_live(spec: str | None) -> tuple[dict[str, Plan], dict[str, str]]:
+    """(host name -> Plan, host name -> why it has none) for a live inventory."""
     from gotune.inventory import connected, load_inventory
+    from gotune.planning import host_plans
     from gotune.settings import validate_inventory
 
-    validate_inventory(load_inventory(spec))
-    with connected(spec) as state:
-        from pyinfra_cli.util import load_func
-
-        try:
-            load_func(state, plan_current_host)
-        except GotuneError:
-            raise
-        except PyinfraError as exc:
-            raise GotuneError(f"cannot gather facts: {exc}") from exc
-        return {h.name: RUNS[h.name].plan for h in state.activated_hosts if h.name in RUNS}
+    settings: dict[str, Settings] = validate_inventory(load_inventory(spec))
+    with connected(spec) as conn:
+        plans, failed = host_plans(conn, settings)
+        failed.update(conn.unreachable)
+    return {name: hp.plan for name, hp in plans.items()}, failed
 
 
 def render_text(plans: dict[str, Plan]) -> str:
+    """Each host's decisions with their reasons, then its warnings."""
     lines = []
     for name, plan in plans.items():
         lines.append(f"{name}:")
@@ -90,18 +89,24 @@ def render_text(plans: dict[str, Plan]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    failed: dict[str, str] = {}
     if args.facts:
-        data = None
+        inventory = None
         if args.inventory:
             from gotune.inventory import load_inventory
 
-            first = next(iter(load_inventory(args.inventory)))
-            data = first.data.dict()
-        plans = plans_from_file(args.facts, data)
+            inventory = load_inventory(args.inventory)
+        plans = plans_from_file(args.facts, inventory)
     else:
-        plans = plans_live(args.inventory)
+        plans, failed = plans_live(args.inventory)
     if args.json:
-        print(json.dumps({"hosts": {n: p.to_dict() for n, p in plans.items()}}, indent=2))
+        out: dict[str, Any] = {"hosts": {n: p.to_dict() for n, p in plans.items()}}
+        if failed:  # as `gotune facts --json`: the names, and why each has no plan
+            out["unreachable"] = list(failed)
+            out["errors"] = failed
+        print(json.dumps(out, indent=2))
     else:
         print(render_text(plans))
-    return 0
+        for name, why in failed.items():
+            print(f"{name}: no plan: {why}")
+    return 1 if failed else 0

@@ -1,9 +1,11 @@
 """``gotune undo [INVENTORY] [--yes] [--json]``: restore what gotune changed.
 
 Each host's undo records (``/var/lib/gotune/undo``, see ``operations/state.py``)
-are replayed: units stopped, tmpfs unmounted, caches moved back (never deleted),
-files restored to their previous content or removed when gotune created them,
-then the records are removed. A host with no records is left alone.
+are read with its facts (one command), listed, and, once confirmed, replayed:
+units stopped, tmpfs unmounted, caches moved back (never deleted), files
+restored to their previous content or removed when gotune created them; then
+the records are removed. A host with no records is left alone. Like apply, undo
+needs root on every host (``id -u``) before it touches any.
 """
 
 from __future__ import annotations
@@ -13,51 +15,82 @@ import json
 import os
 from typing import Any
 
-from gotune.commands.apply import confirm_and_execute, prepare, proposed, show, unreachable
+from gotune.commands.apply import confirm_and_execute, failed_entries, prepare, proposed, show
+from gotune.errors import GotuneError
+from gotune.facts.model import UndoRecord
 
-# Host name -> what its undo records list, for the report.
-RECORDS: dict[str, dict[str, Any]] = {}
 
-
-def _restore() -> None:
-    from dataclasses import asdict
-
-    from pyinfra import host
-
-    from gotune.facts.gotune_state import UndoRecords
-    from gotune.operations import undo
-
-    rec = host.get_fact(UndoRecords)
-    RECORDS[host.name] = {
+def describe(rec: UndoRecord) -> dict[str, Any]:
+    """What an undo record restores, for the report and the prompt."""
+    return {
         "files": sorted(rec.files),
         "moves": [
-            {"user": u, "key": k, "back_to": src, "from": dst} for u, k, src, dst in rec.moves
+            {"user": m.user, "key": m.key, "back_to": m.src, "from": m.dst} for m in rec.moves
         ],
-        **{k: v for k, v in asdict(rec).items() if k in ("created", "mounts", "units", "packages")},
+        "created": list(rec.created),
+        "mounts": list(rec.mounts),
+        "units": list(rec.units),
+        "packages": [f"{p.package} ({p.tool})" for p in rec.packages],
     }
-    undo.restore(name="restore what gotune changed")
+
+
+def listing(name: str, rec: UndoRecord) -> list[str]:
+    """Lines for people: what undo will put back on one host."""
+    if rec.empty():
+        return [f"{name}: nothing recorded: gotune changed nothing here"]
+    lines = [f"{name}: restores"]
+    lines += [f"  unit      {u} (stopped and disabled)" for u in rec.units]
+    lines += [f"  mount     {m} (unmounted)" for m in rec.mounts]
+    lines += [f"  move      {m.user}'s {m.key} back from {m.dst} to {m.src}" for m in rec.moves]
+    lines += [f"  file      {path} ({'restored' if existed else 'removed: gotune made it'})"
+              for path, existed in sorted(rec.files.items())]  # fmt: skip
+    lines += [f"  directory {path} (removed: gotune made it)" for path in rec.created]
+    lines += [f"  package   {p.package} (removed with {p.tool})" for p in rec.packages]
+    return lines
+
+
+def _restore(records: dict[str, UndoRecord]) -> None:
+    from pyinfra import host
+
+    from gotune.operations import undo
+
+    undo.restore(name="restore what gotune changed", record=records[host.name])
 
 
 def run(args: argparse.Namespace) -> int:
     from pyinfra_cli.util import load_func
 
-    from gotune.inventory import connected
+    from gotune.facts.gather import COLLECT_TIMEOUT_S
+    from gotune.facts.machine import Machine
+    from gotune.inventory import connected, describe_error
 
     os.environ.setdefault("PYINFRA_PROGRESS", "off")
-    with connected(args.inventory) as state:
-        state.check_for_changes = True
-        prepare(state, lambda: load_func(state, _restore))
-        changes = proposed(state)
-        report: dict[str, Any] = {
-            "hosts": {
-                n: {"changed": 0, "ok": True, "operations": [], "restores": RECORDS.get(n)}
-                for n in changes
-            }
-        }
-        report["hosts"].update(unreachable(state))
+    with connected(args.inventory) as conn:
+        facts, errors = conn.each(
+            lambda h: h.get_fact(Machine, _timeout=COLLECT_TIMEOUT_S), COLLECT_TIMEOUT_S + 30
+        )
+        failed = {name: describe_error(exc) for name, exc in errors.items()}
+        failed.update(conn.unreachable)
+        refused = {n: f.connected_uid for n, f in facts.items() if f.connected_uid != 0}
+        if refused:
+            name, uid = next(iter(refused.items()))
+            raise GotuneError(f"{name}: undo needs root there (connected as uid {uid}): run "
+                              "gotune as root (or with sudo); nothing changed on any host")
+        if failed:
+            conn.state.fail_hosts({h for h in conn.hosts if h.name in failed})
+        records = {name: f.gotune.undo for name, f in facts.items()}
+        conn.state.check_for_changes = True
+        prepare(conn.state, lambda: load_func(conn.state, _restore, records))
+        changes = proposed(conn.state)
+        report: dict[str, Any] = {"hosts": failed_entries(failed)}
+        for name, rec in records.items():
+            report["hosts"][name] = {"changed": 0, "ok": True, "operations": [],
+                                     "restores": describe(rec)}  # fmt: skip
         if not args.json:
+            print("\n".join(line for n, r in records.items() for line in listing(n, r)))
             print(show(changes))
-        if not confirm_and_execute(state, changes, args.yes, report):
+        question = "Restore all of this?"
+        if not confirm_and_execute(conn.state, changes, args.yes, report, question):
             return 1
     ok = all(h.get("ok") for h in report["hosts"].values())
     if args.json:
@@ -67,3 +100,4 @@ def run(args: argparse.Namespace) -> int:
             status = "ok" if h.get("ok") else f"FAILED: {h.get('error')}"
             print(f"{name}: {h.get('changed', 0)} restored, {status}")
     return 0 if ok else 1
+

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
 
 from gotune.agent.verify.runner import BENCHMARKS
 from gotune.errors import GotuneError, UsageError
@@ -36,7 +35,6 @@ def run(args: argparse.Namespace) -> int:
     from gotune.settings import validate_inventory
     from gotune.verify import run as verify_hosts
     from gotune.verify.html import write_report
-    from gotune.verify.plans import current_plans
     from gotune.verify.table import render
 
     runs = getattr(args, "runs", None)
@@ -44,23 +42,14 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--runs must be between 1 and {MAX_RUNS}")
     benchmarks = _bench_list(getattr(args, "bench", None))
     validate_inventory(load_inventory(args.inventory))  # bad settings: nothing runs anywhere
-    result: dict[str, Any]
-    with connected(args.inventory) as state:
-        hosts = [h for h in state.inventory if h in state.activated_hosts]  # inventory order
-        plans, problems = current_plans(hosts)
-        result = verify_hosts(state, hosts, thorough=args.thorough, plans=plans,
-                              runs=runs, benchmarks=benchmarks)
-        for name, host_result in result["hosts"].items():
-            host_result["expected_from"] = "plan" if name in plans else "GOENV file"
-            if name in problems:
-                host_result["plan_error"] = problems[name]
-        for host in state.inventory:
-            if host not in state.activated_hosts:
-                result["hosts"][host.name] = {
-                    "verdict": "fail",
-                    "checks": [{"name": "reachable", "ok": False,
-                                "detail": "cannot connect to the host"}],
-                    "benchmarks": [], "diagnosis": [], "history": []}
+    with connected(args.inventory) as conn:
+        result = verify_hosts(conn.hosts, thorough=args.thorough, runs=runs,
+                              benchmarks=benchmarks)
+        for name, why in conn.unreachable.items():
+            result["hosts"][name] = {
+                "verdict": "fail",
+                "checks": [{"name": "reachable", "ok": False, "detail": why}],
+                "benchmarks": [], "diagnosis": [], "history": []}
     if args.report:
         try:
             result["report"] = str(write_report(result, args.report))

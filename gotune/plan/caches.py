@@ -16,10 +16,11 @@ Layout (decided here, created by ``operations/caches.py``):
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from dataclasses import dataclass
 
-from gotune.facts.model import Facts
-from gotune.plan.model import Decision
+from gotune.facts.model import Facts, UserFacts
+from gotune.plan.model import Decision, MovedCache, TmpfsCache, TmpfsTmpdir, UserCaches
 from gotune.plan.storage import (
     GIB,
     Place,
@@ -66,7 +67,7 @@ def tmpfs_budget(
     facts: Facts, settings: Settings, n_users: int
 ) -> tuple[int | None, str, list[str]]:
     """The GOCACHE tmpfs size for one user (None: no tmpfs), why, and the facts used."""
-    mode = settings["gotune_gocache_tmpfs"]
+    mode = settings.gocache_tmpfs
     ram = facts.memory.total_bytes
     limit = facts.platform.cgroup_memory_limit_bytes
     virt = facts.platform.virtualization
@@ -86,10 +87,10 @@ def tmpfs_budget(
                 f"in a container ({virt}) a tmpfs mount needs privileges it rarely has",
                 used,
             )
-        min_ram = settings.gib("gotune_tmpfs_min_ram_gib")
+        min_ram = settings.gib(settings.tmpfs_min_ram_gib)
         if usable < min_ram:
             return None, f"{where} is below gotune_tmpfs_min_ram_gib ({gib(min_ram)})", used
-    cap = min(usable // 4, settings.gib("gotune_tmpfs_max_gib")) // max(n_users, 1)
+    cap = min(usable // 4, settings.gib(settings.tmpfs_max_gib)) // max(n_users, 1)
     cap = cap // MIB * MIB
     if cap < MIN_TMPFS_BYTES:
         share = f" shared by {n_users} users" if n_users > 1 else ""
@@ -103,10 +104,18 @@ def _describe(place: Place) -> str:
     return f"{place.class_} {place.fstype or '?'} at {place.mount}"
 
 
-def _target(
-    facts: Facts, home: Place, min_free: int, user: str
-) -> tuple[str | None, Place | None, str]:
-    """The persistent base directory for caches (None: Go's defaults in home), and why."""
+@dataclass(frozen=True)
+class Target:
+    """Where persistent caches should live: gotune's directory on a faster filesystem
+    (``base``), or Go's defaults in home (``base`` None); ``place`` None: nowhere suitable."""
+
+    base: str | None
+    place: Place | None
+    why: str
+
+
+def _target(facts: Facts, home: Place, min_free: int, user: str) -> Target:
+    """The persistent base directory for caches, and why."""
     home_problem = unsuitable(home)
     if home_problem is None and not has_room(home.free_bytes, min_free):
         home_problem = f"home has only {gib(home.free_bytes)} free"
@@ -119,149 +128,115 @@ def _target(
             why = (
                 f"home is unsuitable ({home_problem})" if home_problem else f"home is {home.class_}"
             )
-            return (
+            return Target(
                 gotune_base(m.path, user),
                 place,
                 f"{why}; {m.class_} {m.path} has {gib(m.free_bytes)} free",
             )
     if home_problem is None:
-        return None, home, f"home ({_describe(home)}) is the fastest local storage with room"
-    return None, None, f"no local persistent filesystem with room ({home_problem})"
+        why = f"home ({_describe(home)}) is the fastest local storage with room"
+        return Target(None, home, why)
+    return Target(None, None, f"no local persistent filesystem with room ({home_problem})")
 
 
 def _persistent(
-    key: str,
-    current: str,
-    home_default: str,
-    sub: str,
-    target: tuple[str | None, Place | None, str],
-    uf: Facts,
-    user: str,
-    used: list[str],
+    key: str, current: str, home_default: str, sub: str, target: Target, uf: UserFacts,
+    facts: Facts, used: list[str],
 ) -> Decision:
-    base, tplace, why = target
-    cur = place_of(uf, current, key.lower())
+    """Keep a persistent cache where it is, or move it to the target."""
+    user = uf.user.name
+    cur = place_of(facts, current, uf.paths.get(key.lower()))
     used = [*used, f"{key}={current} ({_describe(cur)})"]
     problem = unsuitable(cur)
-    if tplace is None:
-        reason = f"{key} stays: {why}" + (f"; today {problem}" if problem else "")
-        return Decision(key, current, cur.class_, reason, used, False, user, current)
-    want = f"{base}/{sub}" if base else home_default
-    if want == current or (problem is None and rank(cur.class_) <= rank(tplace.class_)):
-        reason = f"already on {_describe(cur)}: nothing faster with room"
-        return Decision(key, current, cur.class_, reason, used, False, user, current)
+    def keep(reason: str) -> Decision:
+        return Decision(key=key, value=current, medium=cur.class_, reason=reason,
+                        facts_used=used, user=user, current=current)
+
+    if target.place is None:
+        return keep(f"{key} stays: {target.why}" + (f"; today {problem}" if problem else ""))
+    want = f"{target.base}/{sub}" if target.base else home_default
+    if want == current or (problem is None and rank(cur.class_) <= rank(target.place.class_)):
+        return keep(f"already on {_describe(cur)}: nothing faster with room")
     now = problem or f"today on {_describe(cur)}"
-    return Decision(
-        key,
-        want,
-        tplace.class_,
-        f"{now}; {why}",
-        used,
-        True,
-        user,
-        current,
-        {"mount": tplace.mount},
-    )
+    return MovedCache(key=key, value=want, medium=target.place.class_,
+                      reason=f"{now}; {target.why}", facts_used=used, change=True, user=user,
+                      current=current, mount=target.place.mount)
+
+
+def _tmpfs_caches(
+    uf: UserFacts, facts: Facts, size: int, why: str, used: list[str], snapshot_dir: str
+) -> tuple[Decision, Decision]:
+    """GOCACHE and GOTMPDIR on the user's tmpfs."""
+    user = str(uf.user.name)
+    go = uf.go or {}
+    home = str(uf.user.home)
+    gocache_now = go.get("GOCACHE") or f"{home}/.cache/go-build"
+    mp = tmpfs_mountpoint(user)
+    want = f"{mp}/go-build"
+    cur = place_of(facts, gocache_now, uf.paths.get("gocache"))
+    gocache = TmpfsCache(
+        key="GOCACHE", value=want, medium="tmpfs", reason=f"GOCACHE on tmpfs: {why}",
+        facts_used=[*used, f"GOCACHE={gocache_now} ({_describe(cur)})"],
+        change=not (gocache_now == want and cur.fstype == "tmpfs"), user=user,
+        current=gocache_now, mountpoint=mp, size_bytes=size,
+        snapshot=f"{snapshot_dir}/go-build.tar",
+    )  # fmt: skip
+    gotmp_now = go.get("GOTMPDIR") or None
+    gotmp = TmpfsTmpdir(
+        key="GOTMPDIR", value=f"{mp}/tmp", medium="tmpfs",
+        reason="GOTMPDIR on the GOCACHE tmpfs: build temp files stay in RAM",
+        facts_used=["GOCACHE on tmpfs"], change=gotmp_now != f"{mp}/tmp", user=user,
+        current=gotmp_now, mountpoint=mp,
+    )  # fmt: skip
+    return gocache, gotmp
 
 
 def plan_user_caches(
-    host: Facts, uf: Facts, user: str, settings: Settings, n_users: int
-) -> tuple[list[Decision], list[str]]:
+    facts: Facts, uf: UserFacts, settings: Settings, n_users: int
+) -> tuple[UserCaches | None, list[str]]:
     """GOMODCACHE, GOCACHE and GOTMPDIR decisions for one developer user.
 
-    + host: the host's facts (memory, platform, mounts)
-    + uf: the facts gathered for this user (home, ``go env``, path placements)
+    + facts: the host's facts (memory, platform, mounts)
+    + uf: the developer user's facts (home, ``go env``, path placements)
     + n_users: developer users sharing the host's RAM for tmpfs caches
     """
-    home = uf.user.home
-    if not home:
-        return [], [f"{user}: home directory unknown; caches left alone"]
+    user, home = uf.user.name, uf.user.home
+    if not user or not home:
+        return None, [f"{user}: home directory unknown; caches left alone"]
     go = uf.go or {}
-    min_free = settings.gib("gotune_min_free_gib")
-    home_place = place_of(uf, home, "home")
+    min_free = settings.gib(settings.min_free_gib)
+    home_place = place_of(facts, home, uf.paths.get("home"))
     used = [
         f"storage.paths.home={home} ({_describe(home_place)}, {gib(home_place.free_bytes)} free)"
     ]
-    target = _target(uf, home_place, min_free, user)
-    if target[1] is not None and target[1].mount != home_place.mount:
+    target = _target(facts, home_place, min_free, user)
+    if target.place is not None and target.place.mount != home_place.mount:
         used.append(
-            f"storage.mounts[{target[1].mount}]={target[1].class_} {gib(target[1].free_bytes)} free"
+            f"storage.mounts[{target.place.mount}]={target.place.class_} "
+            f"{gib(target.place.free_bytes)} free"
         )
-
     gomod_now = go.get("GOMODCACHE") or f"{home}/go/pkg/mod"
     gomod = _persistent(
-        "GOMODCACHE", gomod_now, f"{home}/go/pkg/mod", "mod", target, uf, user, used
+        "GOMODCACHE", gomod_now, f"{home}/go/pkg/mod", "mod", target, uf, facts, used
     )
-    decisions = [gomod]
-    warnings: list[str] = []
-
-    gocache_now = go.get("GOCACHE") or f"{home}/.cache/go-build"
-    size, tmpfs_why, tmpfs_used = tmpfs_budget(host, settings, n_users)
-    base = gotune_base_of(gomod.value, user) if gomod.value else None
-    snapshot_dir = base or f"{home}/.cache/gotune"
+    size, tmpfs_why, tmpfs_used = tmpfs_budget(facts, settings, n_users)
     if size is not None:
-        mp = tmpfs_mountpoint(user)
-        want = f"{mp}/go-build"
-        cur = place_of(uf, gocache_now, "gocache")
-        change = not (gocache_now == want and cur.fstype == "tmpfs")
-        details: dict[str, Any] = {
-            "mountpoint": mp,
-            "size_bytes": size,
-            "snapshot": f"{snapshot_dir}/go-build.tar",
-        }
-        decisions.append(
-            Decision(
-                "GOCACHE",
-                want,
-                "tmpfs",
-                f"GOCACHE on tmpfs: {tmpfs_why}",
-                [*tmpfs_used, f"GOCACHE={gocache_now} ({_describe(cur)})"],
-                change,
-                user,
-                gocache_now,
-                details,
-            )
+        base = gotune_base_of(gomod.value, user) if gomod.value else None
+        gocache, gotmp = _tmpfs_caches(
+            uf, facts, size, tmpfs_why, tmpfs_used, base or f"{home}/.cache/gotune"
         )
-        gotmp_now = go.get("GOTMPDIR") or None
-        decisions.append(
-            Decision(
-                "GOTMPDIR",
-                f"{mp}/tmp",
-                "tmpfs",
-                "GOTMPDIR on the GOCACHE tmpfs: build temp files stay in RAM",
-                ["GOCACHE on tmpfs"],
-                gotmp_now != f"{mp}/tmp",
-                user,
-                gotmp_now,
-                {"mountpoint": mp},
-            )
-        )
-        return decisions, warnings
-
+        return UserCaches(gomod, gocache, gotmp), []
+    gocache_now = go.get("GOCACHE") or f"{home}/.cache/go-build"
     gocache = _persistent(
-        "GOCACHE",
-        gocache_now,
-        f"{home}/.cache/go-build",
-        "go-build",
-        target,
-        uf,
-        user,
+        "GOCACHE", gocache_now, f"{home}/.cache/go-build", "go-build", target, uf, facts,
         [*used, *tmpfs_used],
-    )
-    gocache.reason = f"{gocache.reason} (no tmpfs: {tmpfs_why})"
-    decisions.append(gocache)
+    )  # fmt: skip
+    gocache = dataclasses.replace(gocache, reason=f"{gocache.reason} (no tmpfs: {tmpfs_why})")
     gotmp_now = go.get("GOTMPDIR") or None
     ours = bool(gotmp_now and gotmp_now.startswith(TMPFS_ROOT + "/"))
-    decisions.append(
-        Decision(
-            "GOTMPDIR",
-            None if ours else gotmp_now,
-            "default",
-            "GOTMPDIR stays the system temp dir: GOCACHE is not on tmpfs",
-            ["GOCACHE not on tmpfs"],
-            ours,
-            user,
-            gotmp_now,
-        )
-    )
-    return decisions, warnings
+    gotmp = Decision(
+        key="GOTMPDIR", value=None if ours else gotmp_now, medium="default",
+        reason="GOTMPDIR stays the system temp dir: GOCACHE is not on tmpfs",
+        facts_used=["GOCACHE not on tmpfs"], change=ours, user=user, current=gotmp_now,
+    )  # fmt: skip
+    return UserCaches(gomod, gocache, gotmp), []

@@ -1,4 +1,4 @@
-"""Where the local module mirror keeps its cache, and which NUMA node it runs on.
+"""Where the local module mirror keeps its cache, which NUMA node it runs on, and GOPROXY.
 
 Pure rules over ``facts.model`` (no I/O), used only when ``gotune_mirror_enabled``:
 
@@ -14,6 +14,8 @@ Pure rules over ``facts.model`` (no I/O), used only when ``gotune_mirror_enabled
 
 The NUMA node comes from ``gotune.plan.numa.mirror_decision``: the node local to the
 NIC it serves. A loopback mirror serves only this host, so it is never bound.
+Developers' GOPROXY points at the mirror first and at its upstream on any error
+(``developer_goproxy``), so a stopped mirror never stops a build.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 import ipaddress
 
 from gotune.facts.model import Facts
-from gotune.plan.model import Decision
+from gotune.plan.model import Decision, MirrorCache, MirrorPlan, MovedCache
 from gotune.plan.numa import mirror_decision
 from gotune.plan.storage import SAFE_PATH, place_of, unsuitable
 from gotune.settings import Settings
@@ -34,7 +36,7 @@ MIRROR_DIR = "mirror"
 MIRROR_DIR_ALT = "gotune-mirror"
 
 
-def cache_dir_on(mount: str, users: list[str]) -> str:
+def cache_dir_on(mount: str, users: tuple[str, ...]) -> str:
     """The mirror's directory on the filesystem mounted at ``mount``."""
     if mount.rstrip("/") == "":
         return DEFAULT_CACHE_DIR
@@ -42,85 +44,72 @@ def cache_dir_on(mount: str, users: list[str]) -> str:
     return f"{mount.rstrip('/')}/gotune/{name}"
 
 
-def plan_mirror_cache(facts: Facts, settings: Settings, gomod: Decision | None) -> Decision:
-    """The ``mirror`` decision: the cache directory, its storage class and why.
+def developer_goproxy(settings: Settings) -> str:
+    """GOPROXY for developers on the host: the mirror first, upstream on any error."""
+    listen = ipaddress.ip_address(settings.mirror_listen)
+    local = "127.0.0.1" if listen.is_unspecified or listen.is_loopback else str(listen)
+    if listen.version == 6 and not listen.is_unspecified and not listen.is_loopback:
+        local = f"[{listen}]"
+    upstream = settings.mirror_upstream
+    tail = "" if upstream.endswith((",direct", "|direct", ",off", "|off")) else ",direct"
+    return f"http://{local}:{settings.mirror_port}|{upstream}{tail}"
 
-    + facts: the facts of the first developer user (their mounts and path placements)
-    + settings: the host's validated settings
-    + gomod: the plan's GOMODCACHE decision for that user (None: no developer user)
-    """
-    explicit = settings["gotune_mirror_cache_dir"]
-    if explicit:
-        place = place_of(facts, explicit)
-        return Decision(
-            "mirror",
-            explicit,
-            place.class_,
-            "gotune_mirror_cache_dir is set",
-            [f"gotune_mirror_cache_dir={explicit}"],
-            True,
-            details={"mount": place.mount},
-        )
+
+def _cache_dir(
+    facts: Facts, settings: Settings, gomod: Decision | None
+) -> tuple[str, str, list[str], str | None]:
+    """(directory, why, facts used, its mount) for the mirror's cache."""
+    if settings.mirror_cache_dir:
+        explicit = settings.mirror_cache_dir
+        return explicit, "gotune_mirror_cache_dir is set", [
+            f"gotune_mirror_cache_dir={explicit}"
+        ], place_of(facts, explicit).mount
     if gomod is None or not gomod.value:
-        place = place_of(facts, DEFAULT_CACHE_DIR)
-        return Decision(
-            "mirror",
-            DEFAULT_CACHE_DIR,
-            place.class_,
-            "no developer user's GOMODCACHE to follow: root's gotune cache area",
-            ["gotune_users=[]"],
-            True,
-            details={"mount": place.mount},
-        )
-    where = place_of(facts, gomod.value, "gomodcache")
-    mount = gomod.details.get("mount") if gomod.change else None
+        return (DEFAULT_CACHE_DIR, "no developer user's GOMODCACHE to follow: root's gotune "
+                "cache area", ["gotune_users=[]"], place_of(facts, DEFAULT_CACHE_DIR).mount)
+    first = facts.users.get(gomod.user or "")
+    where = place_of(facts, gomod.value, first.paths.get("gomodcache") if first else None)
+    mount = gomod.mount if isinstance(gomod, MovedCache) else None
     mount = mount or where.mount
     used = [f"plan.GOMODCACHE={gomod.value} ({where.class_} {where.fstype or '?'} at {mount})"]
-    problem = unsuitable(where) if not gomod.change else None
+    problem = unsuitable(where) if not isinstance(gomod, MovedCache) else None
     if mount is None:
         problem = problem or f"the filesystem holding {gomod.value} is unknown"
     want = cache_dir_on(mount, settings.users) if mount else DEFAULT_CACHE_DIR
     if problem is None and not SAFE_PATH.match(want):
         problem = f"{want} has characters gotune does not write into a unit file"
     if problem:
-        place = place_of(facts, DEFAULT_CACHE_DIR)
-        return Decision(
-            "mirror",
-            DEFAULT_CACHE_DIR,
-            place.class_,
-            f"not beside GOMODCACHE ({problem}): root's gotune cache area",
-            used,
-            True,
-            details={"mount": place.mount},
-        )
-    return Decision(
-        "mirror",
-        want,
-        where.class_,
+        return (DEFAULT_CACHE_DIR, f"not beside GOMODCACHE ({problem}): root's gotune cache area",
+                used, place_of(facts, DEFAULT_CACHE_DIR).mount)  # fmt: skip
+    return want, (
         f"on the storage the plan chose for {gomod.user}'s GOMODCACHE ({where.class_} at "
         f"{mount}): persistent, local, the fastest with room; modules are read from "
-        "both at the same moments",
-        used,
-        True,
-        details={"mount": mount},
-    )
+        "both at the same moments"
+    ), used, mount
 
 
 def mirror_nic(settings: Settings) -> str | None:
     """The NIC the mirror serves: ``lo`` for a loopback address, else None (the fastest up)."""
-    addr = ipaddress.ip_address(settings["gotune_mirror_listen"])
+    addr = ipaddress.ip_address(settings.mirror_listen)
     return "lo" if addr.is_loopback else None
 
 
-def plan_mirror(facts: Facts, settings: Settings, gomod: Decision | None) -> list[Decision]:
-    """The mirror's decisions (none when ``gotune_mirror_enabled`` is false).
+def plan_mirror(facts: Facts, settings: Settings, gomod: Decision | None) -> MirrorPlan | None:
+    """The mirror's decisions (None when ``gotune_mirror_enabled`` is false).
 
-    + facts: the host's facts as gathered for the first developer user
+    + facts: the host's facts (mounts, the installed mirror in ``facts.gotune``)
     + settings: the host's validated settings
     + gomod: the first developer user's GOMODCACHE decision
     """
-    if not settings["gotune_mirror_enabled"]:
-        return []
-    numa = mirror_decision(facts, mirror_nic(settings))
-    numa.facts_used.append(f"gotune_mirror_listen={settings['gotune_mirror_listen']}")
-    return [plan_mirror_cache(facts, settings, gomod), numa]
+    if not settings.mirror_enabled:
+        return None
+    cache_dir, why, used, mount = _cache_dir(facts, settings, gomod)
+    installed = facts.gotune.mirror.cache_dir if facts.gotune.mirror else None
+    cache = MirrorCache(
+        key="mirror", value=cache_dir, medium=place_of(facts, cache_dir).class_, reason=why,
+        facts_used=used, change=installed != cache_dir, current=installed, mount=mount,
+        goproxy=developer_goproxy(settings),
+    )  # fmt: skip
+    binding = mirror_decision(facts, mirror_nic(settings))
+    binding.facts_used.append(f"gotune_mirror_listen={settings.mirror_listen}")
+    return MirrorPlan(cache, binding)

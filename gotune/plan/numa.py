@@ -34,8 +34,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gotune.facts.model import Facts, NumaNode
-from gotune.plan.model import Decision
+from gotune.facts.model import Facts
+from gotune.facts.model import NumaNode as Node
+from gotune.plan.model import Decision, MirrorBinding, NumaNode, NumaPlan, NumaWrapper, TmpfsCache
 
 # Host-wide, root-owned, before the real tools on PATH (profile.d and environment.d).
 WRAPPER_DIR = "/usr/local/lib/gotune/bin"
@@ -58,11 +59,11 @@ _PARTITION = re.compile(r"^p?[0-9]+$")
 class Topology:
     """The nodes that matter for binding, derived from ``facts.numa``."""
 
-    cpu_nodes: list[NumaNode]  # nodes with CPUs
-    dram_nodes: list[NumaNode]  # nodes with CPUs and memory in the lowest tier
-    memory_only: list[NumaNode]  # memory, no CPUs (CXL, HBM, GPU memory, NVDIMM)
+    cpu_nodes: list[Node]  # nodes with CPUs
+    dram_nodes: list[Node]  # nodes with CPUs and memory in the lowest tier
+    memory_only: list[Node]  # memory, no CPUs (CXL, HBM, GPU memory, NVDIMM)
 
-    def node(self, node_id: int) -> NumaNode | None:
+    def node(self, node_id: int) -> Node | None:
         return next((n for n in self.cpu_nodes if n.id == node_id), None)
 
     def has_dram(self, node_id: int) -> bool:
@@ -140,7 +141,7 @@ def device_node(facts: Facts, device: str | None) -> tuple[str | None, int | Non
 
 @dataclass(frozen=True)
 class NodeChoice:
-    node: NumaNode
+    node: Node
     why: str
     facts_used: list[str]
 
@@ -148,10 +149,11 @@ class NodeChoice:
 def choose_node(facts: Facts, topo: Topology, gocache: Decision | None = None) -> NodeChoice:
     """The node for the long-lived tools: local to GOCACHE's storage, else the biggest."""
     used: list[str] = []
-    place = facts.storage.paths.get("gocache")
+    first = next(iter(facts.users.values()), None)
+    place = first.paths.get("gocache") if first else None
     device = place.device if place else None
     why_none = "GOCACHE's location is unknown"
-    if gocache is not None and gocache.medium == "tmpfs":
+    if isinstance(gocache, TmpfsCache):
         device, why_none = None, "GOCACHE goes to tmpfs (RAM, no device)"
         used.append("plan.GOCACHE.medium=tmpfs")
     elif gocache is not None and gocache.value:
@@ -200,7 +202,7 @@ def _mount_device(facts: Facts, path: str) -> str | None:
     return best.device if best else None
 
 
-def local_args(node: NumaNode, topo: Topology) -> list[str]:
+def local_args(node: Node, topo: Topology) -> list[str]:
     """Run on the node's CPUs; prefer its memory only when it is DRAM."""
     args = [f"--cpunodebind={node.id}"]
     if topo.has_dram(node.id):
@@ -230,68 +232,44 @@ def _tool_decision(
     real: str | None,
     measured: Mapping[str, Any] | None,
     goroot: str | None = None,
-) -> Decision:
-    details: dict[str, Any] = {
-        "tool": tool,
-        "wrapper": f"{WRAPPER_DIR}/{tool}",
-        "numactl_args": list(args or []),
-        "nodes": nodes,
-        "real": real,
-        "goroot": goroot,
-        "why": why,  # the reason without figures: what the wrapper's comment says
-        "measured": dict(measured) if measured else None,
-    }
+) -> NumaWrapper:
+    common: dict[str, Any] = {
+        "key": f"numa.{tool}", "tool": tool, "wrapper": f"{WRAPPER_DIR}/{tool}",
+        "numactl_args": list(args or []), "nodes": nodes, "real": real, "goroot": goroot,
+        "why": why, "measured": dict(measured) if measured else None,
+    }  # fmt: skip
     if args is None:
-        return Decision(f"numa.{tool}", None, "none", why, used, False, details=details)
+        return NumaWrapper(value=None, medium="none", reason=why, facts_used=used, **common)
     value = " ".join(args)
     if measured and list(measured.get("numactl_args", [])) == args:
         used = [*used, f"measured:{MEASURED_PATH}"]
         if measured.get("keep"):
-            return Decision(
-                f"numa.{tool}",
-                value,
-                "numactl",
-                f"{why}; kept: {_measured_text(measured)}",
-                used,
-                False,
-                current=value,
-                details=details,
-            )
+            return NumaWrapper(
+                value=value, medium="numactl", reason=f"{why}; kept: {_measured_text(measured)}",
+                facts_used=used, current=value, **common,
+            )  # fmt: skip
         failed = measured.get("error")
         verdict = f"the workload failed ({failed})" if failed else _measured_text(measured)
-        return Decision(
-            f"numa.{tool}",
-            None,
-            "none",
-            f"tried numactl {value} ({why}); removed: {verdict}",
-            used,
-            False,
-            details=details,
-        )
-    return Decision(
-        f"numa.{tool}",
-        value,
-        "numactl",
-        f"{why}; apply measures it against the plain {tool} (when {tool} and numactl are "
+        return NumaWrapper(
+            value=None, medium="none", reason=f"tried numactl {value} ({why}); removed: {verdict}",
+            facts_used=used, **common,
+        )  # fmt: skip
+    return NumaWrapper(
+        value=value, medium="numactl",
+        reason=f"{why}; apply measures it against the plain {tool} (when {tool} and numactl are "
         "installed) and keeps it only if it beats the noise",
-        used,
-        True,
-        details=details,
-    )
+        facts_used=used, change=True, **common,
+    )  # fmt: skip
 
 
-def plan_numa(
-    facts: Facts,
-    gocache: Decision | None = None,
-    measured: Mapping[str, Mapping[str, Any]] | None = None,
-) -> list[Decision]:
+def plan_numa(facts: Facts, gocache: Decision | None = None) -> NumaPlan:
     """The NUMA decisions for one host: the node, then one decision per tool.
 
-    + facts: the host's facts (numa nodes, storage devices, GOCACHE placement, go env)
+    + facts: the host's facts (numa nodes, storage devices, GOCACHE placement, the first
+      developer user's go env, the wrappers' measured figures in ``facts.gotune``)
     + gocache: the plan's GOCACHE decision, when it moves the cache (tmpfs or another disk)
-    + measured: the host's measured figures per tool (``MEASURED_PATH``'s "tools")
     """
-    measured = measured or {}
+    measured = facts.gotune.numa_measured
     topo = topology(facts)
     node_used = [
         f"numa.nodes={len(facts.numa.nodes)}",
@@ -307,17 +285,14 @@ def plan_numa(
             if topo.memory_only
             else ""
         )
-        return [
-            Decision(
-                "numa",
-                None,
-                "none",
-                f"one NUMA node with CPUs (node {only}): every CPU and all DRAM are equally near, "
-                f"so numactl wrappers cannot help and none are written{extra}",
-                node_used,
-                False,
+        return NumaPlan(
+            NumaNode(
+                key="numa", value=None, medium="none",
+                reason=f"one NUMA node with CPUs (node {only}): every CPU and all DRAM are "
+                f"equally near, so numactl wrappers cannot help and none are written{extra}",
+                facts_used=node_used,
             )
-        ]
+        )  # fmt: skip
     choice = choose_node(facts, topo, gocache)
     node = choice.node
     used = node_used + choice.facts_used
@@ -326,18 +301,14 @@ def plan_numa(
         if topo.has_dram(node.id)
         else "no memory of its own (the kernel allocates from the nearest memory node)"
     )
-    decisions = [
-        Decision(
-            "numa",
-            str(node.id),
-            f"node {node.id}",
-            f"{choice.why}; CPUs {cpu_list(node.cpus)}, {mem}",
-            used,
-            False,
-            details={"node": node.id, "dram_nodes": [n.id for n in topo.dram_nodes]},
-        )
-    ]
-    go = facts.go or {}
+    chosen = NumaNode(
+        key="numa", value=str(node.id), medium=f"node {node.id}",
+        reason=f"{choice.why}; CPUs {cpu_list(node.cpus)}, {mem}", facts_used=used,
+        node=node.id, dram_nodes=[n.id for n in topo.dram_nodes],
+    )  # fmt: skip
+    tools: list[NumaWrapper] = []
+    first = next(iter(facts.users.values()), None)
+    go = (first.go if first else facts.go) or {}
     goroot = go.get("GOROOT")
     gobin = go.get("GOBIN") or (f"{go['GOPATH'].split(':')[0]}/bin" if go.get("GOPATH") else None)
 
@@ -349,7 +320,7 @@ def plan_numa(
         if topo.has_dram(node.id)
         else "memory left to the kernel (node has no DRAM)"
     )
-    decisions.append(
+    tools.append(
         _tool_decision(
             "gopls",
             args,
@@ -380,7 +351,7 @@ def plan_numa(
             "and with "
             f"{len(dram_ids)} DRAM node(s) there is nothing to interleave: no wrapper"
         )
-    decisions.append(
+    tools.append(
         _tool_decision(
             "go",
             go_args,
@@ -394,7 +365,7 @@ def plan_numa(
     )
 
     # dlv: the policy gopls gets, but nothing can show it helps, so it is not written.
-    decisions.append(
+    tools.append(
         _tool_decision(
             "dlv",
             None,
@@ -407,24 +378,25 @@ def plan_numa(
             None,
         )
     )
-    return decisions
+    return NumaPlan(chosen, tools)
 
 
-def mirror_decision(facts: Facts, nic: str | None = None) -> Decision:
+def mirror_decision(facts: Facts, nic: str | None = None) -> MirrorBinding:
     """Where the module mirror runs: the CPUs (and DRAM) local to the NIC it serves.
 
     + nic: the interface clients reach the mirror through; default: the fastest up,
       non-virtual NIC. A mirror on loopback only serves this host: no binding.
 
-    ``details["numactl_args"]`` is the prefix for the service's command (empty: none).
+    ``numactl_args`` is the prefix for the service's command (empty: none).
     Like the tool wrappers, the service must fall back to running unbound when binding
     fails — render ``templates/numa-wrapper.sh.j2`` for it (``operations.numa``).
     """
     topo = topology(facts)
     used = [f"numa.cpu_nodes={[n.id for n in topo.cpu_nodes]}"]
 
-    def none(why: str) -> Decision:
-        return Decision("numa.mirror", None, "none", why, used, False, details={"numactl_args": []})
+    def none(why: str) -> MirrorBinding:
+        return MirrorBinding(key="numa.mirror", value=None, medium="none", reason=why,
+                             facts_used=used)  # fmt: skip
 
     if len(topo.cpu_nodes) <= 1:
         return none("one NUMA node with CPUs: the mirror runs unbound")
@@ -445,13 +417,9 @@ def mirror_decision(facts: Facts, nic: str | None = None) -> Decision:
     if node is None:
         return none(f"{chosen.name} reports no NUMA node with CPUs: the mirror runs unbound")
     args = local_args(node, topo)
-    return Decision(
-        "numa.mirror",
-        " ".join(args),
-        f"node {node.id}",
-        f"the mirror serves {chosen.name}, which is attached to node {node.id}: its CPUs "
-        f"handle the NIC's interrupts and its memory holds the socket buffers",
-        used,
-        True,
-        details={"numactl_args": args, "nodes": [node.id], "nic": chosen.name},
-    )
+    return MirrorBinding(
+        key="numa.mirror", value=" ".join(args), medium=f"node {node.id}",
+        reason=f"the mirror serves {chosen.name}, which is attached to node {node.id}: its CPUs "
+        "handle the NIC's interrupts and its memory holds the socket buffers",
+        facts_used=used, numactl_args=args, nodes=[node.id], nic=chosen.name,
+    )  # fmt: skip

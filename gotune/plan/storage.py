@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from gotune.facts.model import NETWORK_FSTYPES, Facts, Mount
+from gotune.facts.model import NETWORK_FSTYPES, Facts, Mount, PathPlacement
 
 GIB = 1024**3
 
@@ -76,9 +76,8 @@ def mount_of(facts: Facts, path: str) -> Mount | None:
     return best
 
 
-def place_of(facts: Facts, path: str, key: str | None = None) -> Place:
-    """Where ``path`` lives, preferring the collector's own placement for ``key``."""
-    known = facts.storage.paths.get(key) if key else None
+def place_of(facts: Facts, path: str, known: PathPlacement | None = None) -> Place:
+    """Where ``path`` lives, preferring the collector's own placement of it (``known``)."""
     m = mount_of(facts, path)
     if known is not None and known.path == path and known.fstype is not None:
         return Place(

@@ -1,28 +1,25 @@
 """Verify: rerun the benchmarks tuned vs default, check the state, explain failures.
 
-For apply (and any other caller holding a connected pyinfra State)::
+For any caller holding connected pyinfra hosts::
 
     from gotune.verify import run
-    result = run(state, state.activated_hosts, thorough=False, plans={name: plan})
+    result = run(hosts)
     # -> {"hosts": {NAME: {"verdict": "pass"|"fail", "checks": [...],
     #                      "benchmarks": [...], "diagnosis": [...], ...}}}
-    exit_code = 0 if all(h["verdict"] == "pass" for h in result["hosts"].values()) else 1
 
-``plans`` (optional) maps host names to their ``gotune.plan.Plan`` (or its dict):
-go env is then compared with the plan's decisions; without it, with the user's
-GOENV file. The ``gotune verify`` command (which ``gotune apply`` runs as a
-subprocess at its end) makes the plans itself, from fresh facts, with
-``gotune.verify.plans.current_plans``. Each host's result is appended to its history
-(``/var/lib/gotune/verify/history.jsonl`` when the runner runs as root), and the
-earlier results come back in ``history`` for the trend chart.
+Each host is compared with the plan apply stored on it (``/var/lib/gotune/plan.json``,
+read back as a typed ``Plan``; ``"expected_from": "plan"``); a host apply never
+ran on is compared with its users' GOENV files (``"expected_from": "GOENV file"``).
+Each host's result is appended to its history (``/var/lib/gotune/verify/history.jsonl``
+when the runner runs as root), and the earlier results come back in ``history``
+for the trend chart. Verify never imports deploys and never re-plans.
 
 Modules, in the order the data flows:
 
-- ``target``  — the runner, executed on the host (standard library only)
-- ``plans``   — the plan each host should match now (as apply makes it)
-- ``remote``  — sends the runner through pyinfra and reads its answer
-- ``stats``   — medians, ratio, the "no measurable difference" rule
-- ``checks``  — state checks from the observations
+- ``gotune.agent.verify`` — the runner, executed on the host (standard library only)
+- ``remote``  — runs the runner through pyinfra and reads its answer
+- ``gotune.agent.stats`` — medians, ratio, the "no measurable difference" rule
+- ``checks``  — state checks from the observations, one module per component
 - ``diagnose``— likely causes of a failure
 - ``result``  — one host's result document and its history line
 - ``table``, ``html`` — the terminal table and the self-contained HTML report
@@ -34,17 +31,28 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 
-def run(state: Any, hosts: Iterable[Any], thorough: bool = False,
-        plans: Mapping[str, Any] | None = None, runs: int | None = None,
+def stored_plan(host: Any) -> tuple[Any, str | None]:
+    """(the Plan apply stored on the host or None, why it cannot be read)."""
+    from gotune.facts.state import StoredPlan
+    from gotune.plan.model import Plan
+
+    data = host.get_fact(StoredPlan)
+    if data is None:
+        return None, None
+    try:
+        return Plan.from_dict(data), None
+    except ValueError as exc:
+        return None, f"/var/lib/gotune/plan.json: {exc}"
+
+
+def run(hosts: Iterable[Any], thorough: bool = False, runs: int | None = None,
         benchmarks: list[str] | None = None, record: bool = True,
         users: Mapping[str, list[str]] | None = None) -> dict[str, Any]:
     """Verify each host; the per-host JSON of ``gotune verify --json``.
 
-    + state: a connected pyinfra State (``gotune.inventory.connected``)
-    + hosts: the pyinfra Hosts to verify, one after the other (benchmarks on hosts that
-      share hardware would disturb each other if run at once)
+    + hosts: the connected pyinfra Hosts to verify, one after the other (benchmarks on
+      hosts that share hardware would disturb each other if run at once)
     + thorough: also run the cold cmd/go build (about a minute per variant)
-    + plans: host name -> the host's Plan, to compare go env with; default: the GOENV file
     + runs: runs per variant instead of each benchmark's default
     + benchmarks: benchmark names to run (default: the standard set; [] for checks only)
     + record: append each result to the host's history
@@ -55,7 +63,6 @@ def run(state: Any, hosts: Iterable[Any], thorough: bool = False,
     from gotune.verify.remote import record_history, run_runner
     from gotune.verify.result import history_record, host_result
 
-    del state  # the hosts carry their connections; kept for the apply-side call shape
     out: dict[str, Any] = {"hosts": {}}
     for host in hosts:
         host_users = (users or {}).get(host.name)
@@ -68,12 +75,15 @@ def run(state: Any, hosts: Iterable[Any], thorough: bool = False,
             args["runs"] = runs
         if benchmarks is not None:
             args["benchmarks"] = benchmarks
+        plan, plan_error = stored_plan(host)
         try:
             raw = run_runner(host, args)
         except GotuneError as exc:
             raw = {"error": str(exc)}
-        plan = (plans or {}).get(host.name)
         result = host_result(raw, plan)
+        result["expected_from"] = "plan" if plan is not None else "GOENV file"
+        if plan_error:
+            result["plan_error"] = plan_error
         if record and raw.get("history_path") and not raw.get("error"):
             err = record_history(host, str(raw["history_path"]), history_record(result))
             if err:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gotune.verify.checks import TMPFS_MIN_FREE_BYTES, human_bytes
+from gotune.verify.checks.caches import TMPFS_MIN_FREE_BYTES, human_bytes
 
 # 9p and drvfs are how WSL2 and VMs share a host directory: every file
 # operation is a round trip to the host, the worst home for a build cache.

@@ -16,28 +16,26 @@ import time
 from typing import Any
 
 from gotune.agent.stats import benchmark_ok, benchmark_result
-from gotune.verify.checks import check, user_checks, wear_check
+from gotune.plan.model import Plan
+from gotune.verify.checks import check, host_checks
 from gotune.verify.diagnose import diagnose
 
 
-def host_result(raw: dict[str, Any], plan: Any = None) -> dict[str, Any]:
+def host_result(raw: dict[str, Any], plan: Plan | None = None) -> dict[str, Any]:
     """Checks, benchmark statistics, verdict and diagnosis for one host.
 
     + raw: what ``gotune.agent.verify.runner`` printed for the host
-    + plan: the host's ``gotune.plan.Plan`` (or its dict); None compares with the GOENV file
+    + plan: the plan apply stored on the host; None compares with the GOENV file
     """
-    checks: list[dict[str, Any]] = []
     if raw.get("error"):
-        checks.append(check("runner", False, str(raw["error"])))
+        checks = [check("runner", False, str(raw["error"]))]
         return {"verdict": "fail", "checks": checks, "benchmarks": [],
                 "diagnosis": diagnose(raw, checks, [], True), "history": raw.get("history", [])}
-    benchmarks: list[dict[str, Any]] = []
     users = raw.get("users") or {}
-    for name, rec in users.items():
-        checks.extend(user_checks(name, rec, plan))
-        benchmarks.extend(benchmark_result(b) for b in rec.get("benchmarks") or [])
-    if raw.get("wear") is not None:
-        checks.append(wear_check(raw["wear"]))
+    checks = host_checks(raw, plan)
+    benchmarks = [
+        benchmark_result(b) for rec in users.values() for b in rec.get("benchmarks") or []
+    ]
     failed = any(not c["ok"] for c in checks) or any(not benchmark_ok(b) for b in benchmarks)
     result: dict[str, Any] = {
         "verdict": "fail" if failed else "pass",

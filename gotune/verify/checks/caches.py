@@ -1,18 +1,20 @@
-"""State checks: does the host look, to the developer user, the way the plan says.
+"""The caches component's checks: ``go env`` as the user sees it, and where caches live.
 
-Pure functions from the runner's observations (``gotune.agent.verify.runner``) to
-``{"name", "ok", "detail"}`` entries. What is expected comes from the plan when
-the caller has one (``expected_from_plan``), otherwise from the user's GOENV
-file — the file gotune apply writes, so it holds the plan's values.
+``go env`` in a login and a non-login shell (an IDE's) must show the planned
+GOCACHE, GOMODCACHE, GOTMPDIR and GOPROXY; each cache must be owned and writable
+by the user, on the planned kind of filesystem, and a tmpfs must be capped and
+not full. Expected values come from the stored plan (``expected_from_plan``), or
+without one from the user's GOENV file, which apply writes.
 """
 
 from __future__ import annotations
 
 import re
-import time
 from typing import Any
 
 from gotune.facts.model import NETWORK_FSTYPES, STORAGE_CLASSES
+from gotune.plan.model import Plan
+from gotune.verify.checks.base import check
 
 # Keys of `go env` whose values gotune plans; the others are compared only when planned.
 PLANNED_KEYS = ("GOCACHE", "GOMODCACHE", "GOTMPDIR", "GOPROXY", "GOFLAGS")
@@ -20,17 +22,10 @@ PLANNED_KEYS = ("GOCACHE", "GOMODCACHE", "GOTMPDIR", "GOPROXY", "GOFLAGS")
 # link of a mid-size program (cmd/go writes a 20 MiB binary plus cache entries),
 # so builds are about to fail with "no space left on device".
 TMPFS_MIN_FREE_BYTES = 64 * 1024**2
-# The wear check runs hourly (plus up to 10 min random delay): a reading older
-# than three hours means at least two runs were missed and the schedule is not running.
-WEAR_MAX_AGE_S = 3 * 3600
 # Keys that `go env` prints empty when unset (GOCACHE/GOMODCACHE print Go's default path).
 UNSET_MEANS_EMPTY = frozenset({"GOTMPDIR", "GOFLAGS"})
 # Caches that Go creates on first use: missing before any download is normal.
 CREATED_ON_USE = frozenset({"GOMODCACHE"})
-
-
-def check(name: str, ok: bool, detail: str) -> dict[str, Any]:
-    return {"name": name, "ok": bool(ok), "detail": detail}
 
 
 def human_bytes(n: float | None) -> str:
@@ -44,25 +39,25 @@ def human_bytes(n: float | None) -> str:
     return f"{value:.1f} TiB"
 
 
-def expected_from_plan(plan: Any, user: str) -> tuple[dict[str, str], dict[str, str]]:
+def expected_from_plan(plan: Plan, user: str) -> tuple[dict[str, str], dict[str, str]]:
     """(go env values, media) the plan wants for ``user``.
 
-    + plan: a ``gotune.plan.Plan`` or its ``to_dict()``/JSON form
+    + plan: the stored plan (``Plan.from_dict`` of ``/var/lib/gotune/plan.json``)
     + user: the developer user
     """
-    decisions = plan.get("decisions", []) if isinstance(plan, dict) else plan.decisions
     values: dict[str, str] = {}
     media: dict[str, str] = {}
-    for d in decisions:
-        data = d if isinstance(d, dict) else d.to_dict()
-        if data.get("user") != user or data.get("key") not in PLANNED_KEYS:
-            continue
-        if data.get("value"):
-            values[str(data["key"])] = str(data["value"])
-        elif data.get("key") in UNSET_MEANS_EMPTY:
-            values[str(data["key"])] = ""  # planned unset: go env prints an empty value
-        if data.get("medium"):
-            media[str(data["key"])] = str(data["medium"])
+    caches = plan.caches.get(user)
+    for d in caches.decisions() if caches else []:
+        if d.value:
+            values[d.key] = d.value
+        elif d.key in UNSET_MEANS_EMPTY:
+            values[d.key] = ""  # planned unset: go env prints an empty value
+        media[d.key] = d.medium
+    goenv = plan.goenv.get(user)
+    proxy = goenv.values.get("GOPROXY") if goenv else None
+    if proxy:
+        values["GOPROXY"] = proxy
     return values, media
 
 
@@ -168,41 +163,8 @@ def tmpfs_checks(user: str, paths: dict[str, dict[str, Any]]) -> list[dict[str, 
     return out
 
 
-def mirror_checks(user: str, mirror: dict[str, Any]) -> list[dict[str, Any]]:
-    """The mirror in the user's GOPROXY answers /healthz and serves a cached module."""
-    name = f"{user}: mirror {mirror.get('url')} answers"
-    if mirror.get("healthz_status") != 200:
-        status = mirror.get("healthz_status")
-        return [check(name, False, str(mirror.get("error") or f"/healthz answered {status}"))]
-    out = [check(name, True, f"/healthz: {str(mirror.get('healthz', '')).strip()[:120]}")]
-    name = f"{user}: mirror serves a module"
-    module = mirror.get("module")
-    if module is None:
-        out.append(check(name, True, "nothing cached yet: no module to ask for"))
-    elif mirror.get("module_status") == 200 and '"Version"' in str(mirror.get("module_body")):
-        out.append(check(name, True, f"/{module}: {str(mirror['module_body']).strip()[:80]}"))
-    else:
-        problem = mirror.get("module_error") or f"answered {mirror.get('module_status')}"
-        out.append(check(name, False, f"/{module}: {problem}"))
-    return out
-
-
-def wear_check(wear: dict[str, Any], now: float | None = None) -> dict[str, Any]:
-    now = time.time() if now is None else now
-    name = "wear check has run"
-    if wear.get("error"):
-        return check(name, False, f"{wear.get('path')}: {wear['error']}")
-    updated = wear.get("updated")
-    if not isinstance(updated, (int, float)) or updated <= 0:
-        return check(name, False, f"{wear.get('path')} has no reading yet")
-    age = now - float(updated)
-    if age > WEAR_MAX_AGE_S:
-        return check(name, False, f"last reading {age / 86400:.1f} days ago")
-    return check(name, True, f"status {wear.get('status')}, {age / 3600:.1f} h ago")
-
-
-def user_checks(user: str, rec: dict[str, Any], plan: Any = None) -> list[dict[str, Any]]:
-    """Every check for one developer user."""
+def user_checks(user: str, rec: dict[str, Any], plan: Plan | None) -> list[dict[str, Any]]:
+    """go env in both shells, each cache's owner and filesystem, and tmpfs room."""
     if plan is not None:
         expected, media = expected_from_plan(plan, user)
         source = "the plan"
@@ -220,13 +182,4 @@ def user_checks(user: str, rec: dict[str, Any], plan: Any = None) -> list[dict[s
             out.extend(path_checks(user, int(rec.get("uid", -1)), key, paths[key],
                                    media.get(key)))
     out.extend(tmpfs_checks(user, paths))
-    for w in rec.get("wrappers") or []:
-        out.append(check(f"{user}: wrapper {w.get('tool')} runs", bool(w.get("ok")),
-                         f"{w.get('path')}: {w.get('output')}"))
-    if rec.get("mirror"):
-        out.extend(mirror_checks(user, rec["mirror"]))
-    if rec.get("bench_error"):
-        out.append(check(f"{user}: benchmarks ran", False, str(rec["bench_error"])))
-    if rec.get("error"):
-        out.append(check(f"{user}: runner", False, str(rec["error"])))
     return out
