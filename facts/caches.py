@@ -10,39 +10,17 @@ settings over it. The sections of that one output are split here.
 
 from __future__ import annotations
 
-import json
 import posixpath
 import re
 
 from gotune.facts.collect import Dump
 from gotune.facts.model import Facts, GoenvFile, Mount, User, UserFacts
 from gotune.facts.storage import place
-from gotune.facts.sysfs import key_values, parse_int
+from gotune.facts.sysfs import parse_int
+from gotune.facts.toolchain import GOENV_FILE_MARKER, parse_goenv
 
-VARS_MARKER = "\n@@vars\n"
-GOENV_FILE_MARKER = "\n@@goenvfile "
 EXPORTS_MARKER = "\n@@exports\n"
 _GOENV_LINE = re.compile(r"^([A-Z][A-Z0-9_]*)=(.*)$")
-
-
-def parse_goenv(output: str | None) -> tuple[dict[str, str] | None, dict[str, str]]:
-    """(``go env -json`` or None, the login environment variables the collector printed)."""
-    if output is None:
-        return None, {}
-    head, found, tail = output.partition(VARS_MARKER)
-    if not found:
-        head, tail = "", output.partition("@@vars\n")[2]
-    tail = tail.partition(GOENV_FILE_MARKER)[0]
-    env = key_values(tail)
-    go: dict[str, str] | None = None
-    if head.strip():
-        try:
-            data = json.loads(head)
-        except ValueError:
-            data = None
-        if isinstance(data, dict):
-            go = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in data.items()}
-    return go, env
 
 
 def parse_goenv_file(output: str) -> tuple[GoenvFile | None, list[str]]:

@@ -186,6 +186,13 @@ class UserFacts:
     # keys: "home", "gocache", "gomodcache" (when known)
     paths: dict[str, PathPlacement] = field(default_factory=dict)
 
+    def setting(self, key: str) -> str | None:
+        """A Go setting as the user's go sees it: ``go env`` when go ran, else what the GOENV
+        file says (Go is not installed yet, or broken) — never a guess; None when unset."""
+        if self.go is not None:
+            return self.go.get(key) or None
+        return (self.goenv.values.get(key) or None) if self.goenv else None
+
 
 @dataclass
 class CacheMove:

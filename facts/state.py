@@ -18,13 +18,12 @@ from pyinfra.api import FactBase
 from gotune.facts.collect import Dump
 from gotune.facts.mirror import SUPERVISOR, UNIT_FILE, parse_installed
 from gotune.facts.model import CacheMove, GotuneState, InstalledPackage, UndoRecord
+from gotune.facts.wear import installed_runner
 
 STATE_DIR = "/var/lib/gotune"
 UNDO_DIR = f"{STATE_DIR}/undo"
 PLAN_PATH = f"{STATE_DIR}/plan.json"
 NUMA_RECORD = f"{STATE_DIR}/numa.json"
-WEAR_TIMER = "/etc/systemd/system/gotune-wear.timer"
-WEAR_CRON = "/etc/cron.d/gotune-wear"
 # Where a cron daemon lives on Debian/Ubuntu (cron), Fedora/RHEL and Arch (cronie's crond).
 CRON_DAEMONS = ("/usr/sbin/cron", "/usr/sbin/crond", "/usr/bin/crond", "/sbin/crond")
 
@@ -83,13 +82,12 @@ def parse_measured(text: str | None) -> dict[str, dict[str, Any]]:
 
 
 def parse_state(dump: Dump) -> GotuneState:
-    wear = "systemd" if WEAR_TIMER in dump.exists else "cron" if WEAR_CRON in dump.exists else None
     return GotuneState(
         undo=parse_undo(dump),
         plan=parse_json_object(dump.text(PLAN_PATH)),
         numa_measured=parse_measured(dump.text(NUMA_RECORD)),
         mirror=parse_installed(dump.text(UNIT_FILE), dump.text(SUPERVISOR)),
-        wear=wear,
+        wear=installed_runner(dump),
     )
 
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gotune.facts.caches import default_gocache, default_gomodcache, parse_goenv
+from gotune.facts.caches import default_gocache, default_gomodcache
 from gotune.facts.collect import SCRIPT, Dump, build_command, decode_sed_l, split_records
 from gotune.facts.cpu import cpu_kinds, x86_64_level
 from gotune.facts.machine import parse_output
@@ -21,6 +21,7 @@ from gotune.facts.numa import parse_numa
 from gotune.facts.platform import cgroup_limits, distro_id, parse_os_release, virtualization
 from gotune.facts.storage import classify, parse_devices, parse_mounts, place
 from gotune.facts.sysfs import parse_cpulist, parse_cpumask
+from gotune.facts.toolchain import parse_goenv
 
 
 def sed_l(data: bytes) -> list[str]:

@@ -168,9 +168,8 @@ def _tmpfs_caches(
 ) -> tuple[Decision, Decision]:
     """GOCACHE and GOTMPDIR on the user's tmpfs."""
     user = str(uf.user.name)
-    go = uf.go or {}
     home = str(uf.user.home)
-    gocache_now = go.get("GOCACHE") or f"{home}/.cache/go-build"
+    gocache_now = uf.setting("GOCACHE") or f"{home}/.cache/go-build"
     mp = tmpfs_mountpoint(user)
     want = f"{mp}/go-build"
     cur = place_of(facts, gocache_now, uf.paths.get("gocache"))
@@ -181,7 +180,7 @@ def _tmpfs_caches(
         current=gocache_now, mountpoint=mp, size_bytes=size,
         snapshot=f"{snapshot_dir}/go-build.tar",
     )  # fmt: skip
-    gotmp_now = go.get("GOTMPDIR") or None
+    gotmp_now = uf.setting("GOTMPDIR")
     gotmp = TmpfsTmpdir(
         key="GOTMPDIR", value=f"{mp}/tmp", medium="tmpfs",
         reason="GOTMPDIR on the GOCACHE tmpfs: build temp files stay in RAM",
@@ -203,7 +202,6 @@ def plan_user_caches(
     user, home = uf.user.name, uf.user.home
     if not user or not home:
         return None, [f"{user}: home directory unknown; caches left alone"]
-    go = uf.go or {}
     min_free = settings.gib(settings.min_free_gib)
     home_place = place_of(facts, home, uf.paths.get("home"))
     used = [
@@ -215,7 +213,7 @@ def plan_user_caches(
             f"storage.mounts[{target.place.mount}]={target.place.class_} "
             f"{gib(target.place.free_bytes)} free"
         )
-    gomod_now = go.get("GOMODCACHE") or f"{home}/go/pkg/mod"
+    gomod_now = uf.setting("GOMODCACHE") or f"{home}/go/pkg/mod"
     gomod = _persistent(
         "GOMODCACHE", gomod_now, f"{home}/go/pkg/mod", "mod", target, uf, facts, used
     )
@@ -226,13 +224,13 @@ def plan_user_caches(
             uf, facts, size, tmpfs_why, tmpfs_used, base or f"{home}/.cache/gotune"
         )
         return UserCaches(gomod, gocache, gotmp), []
-    gocache_now = go.get("GOCACHE") or f"{home}/.cache/go-build"
+    gocache_now = uf.setting("GOCACHE") or f"{home}/.cache/go-build"
     gocache = _persistent(
         "GOCACHE", gocache_now, f"{home}/.cache/go-build", "go-build", target, uf, facts,
         [*used, *tmpfs_used],
     )  # fmt: skip
     gocache = dataclasses.replace(gocache, reason=f"{gocache.reason} (no tmpfs: {tmpfs_why})")
-    gotmp_now = go.get("GOTMPDIR") or None
+    gotmp_now = uf.setting("GOTMPDIR")
     ours = bool(gotmp_now and gotmp_now.startswith(TMPFS_ROOT + "/"))
     gotmp = Decision(
         key="GOTMPDIR", value=None if ours else gotmp_now, medium="default",
