@@ -27,9 +27,11 @@ Framing, from the inside out:
   targets and statvfs figures are read in one go, and when such a batch
   cannot be trusted (a failure, a line too many) each item is read alone.
 
-The command interpolates nothing but the root prefix and the user names, all
-``shlex.quote``d (names checked against ``USER_NAME`` first); every file name it
-meets is only ever a quoted argument.
+The shell program is ``facts/collect.sh`` (package data, checked by shellcheck);
+the command only puts a prelude before it that sets its inputs (root prefix,
+developer user names, marker, timeouts), each ``shlex.quote``d (names checked
+against ``USER_NAME`` first). Nothing is pasted into the
+program itself, and every file name it meets is only ever a quoted argument.
 """
 
 from __future__ import annotations
@@ -40,13 +42,14 @@ import shlex
 import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 
 # Seconds allowed for anything that can block on the target (go env, dmidecode,
 # statvfs of one mount): long enough for a cold `go env` on a slow disk, short
 # enough that a hung NFS server cannot stall a fleet run.
 TOOL_TIMEOUT_S = 20
 STATVFS_TIMEOUT_S = 5
-# Random bytes of the per-command header marker (see ``c`` in SCRIPT): 128 bits,
+# Random bytes of the per-command header marker (``emit_header`` in collect.sh): 128 bits,
 # so no file read on the target can carry it by chance or by guess.
 MARKER_BYTES = 16
 
@@ -54,285 +57,9 @@ MARKER_BYTES = 16
 # for Samba machine accounts). Anything else is refused before it reaches a shell.
 USER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?")
 
-# The shell program. $R is the root prefix ("" for a live host), $USERS the developer users.
-SCRIPT = r"""
-LC_ALL=C; export LC_ALL
-NL='
-'
-AWK=; command -v awk >/dev/null 2>&1 && AWK=1
-# Every line the final sed sees is content, which it prefixes with "|", unless
-# it starts with this command's random marker __M__, which it strips: headers
-# and banners. No file can know the marker, so no content can pass as a header.
-mk() { s=$1  # each line of $1 (a name may hold newlines) behind the marker
-  while :; do case $s in
-    *"$NL"*) printf '__M__%s\n' "${s%%"$NL"*}"; s=${s#*"$NL"};;
-    *) printf '__M__%s\n' "$s"; return 0;;
-  esac; done; }
-hdr() { case $2 in
-  *"$NL"*) mk "@@$1 ${#2}:$2";;
-  *) printf '__M__@@%s %d:%s\n' "$1" "${#2}" "$2";;
-esac; }
-vp() { r=${1#"$R"}; case $r in  # one printf, one write, in the common case
-  *"$NL"*) hdr V "$r"; printf '%s\n' "$x";;
-  *) printf '__M__@@V %d:%s\n%s\n' "${#r}" "$r" "$x";;
-esac; }
-v() { for f in "$@"; do shift
-  [ -f "$f" ] || continue  # a regular file: a FIFO or device in a tree would block
-  x=; IFS= read -r x < "$f"
-  if [ -n "$x" ]; then vp "$f"; else set -- "$@" "$f"; fi
-done
-[ $# -gt 0 ] && vr "$@"; return 0; }
-# As v, but what read found empty waits in $D (one path a line) for vf, so
-# that one awk reads it for all CPUs.
-vd() { for f in "$@"; do
-  [ -f "$f" ] || continue
-  x=; IFS= read -r x < "$f"
-  if [ -n "$x" ]; then vp "$f"
-  else case $f in *"$NL"*) vr "$f";; *) D=$D$f$NL;; esac; fi
-done; }
-vf() { [ -n "$D" ] || return 0
-  set -f; ifs=$IFS; IFS=$NL; set -- $D; IFS=$ifs; set +f; D=; vr "$@"; }
-vc() { x=$(cat -- "$1"; echo .); x=${x%%"$NL"*}; x=${x%.}; vp "$1"; }
-# dash reads byte by byte, which sysfs binary attributes (cpulist) answer with
-# nothing: what read found empty is read again, the first lines of all by one
-# awk. mawk stops at a file it cannot read: that one goes to cat alone, and
-# when awk read nothing at all, so do the rest.
-vr() { [ -n "$AWK" ] || { for f in "$@"; do vc "$f"; done; return 0; }
-  while [ $# -gt 1 ]; do
-    o=$(awk 'BEGIN { for (i = 1; i < ARGC; i++) {
-      l = ""; getline l < ARGV[i]; print l; close(ARGV[i]) } }' "$@" </dev/null 2>/dev/null
-      printf '%d.' "$?")
-    k=0
-    while case $o in *"$NL"*) true;; *) false;; esac; do
-      [ $# -gt 0 ] || break
-      x=${o%%"$NL"*}; o=${o#*"$NL"}; vp "$1"; shift; k=1
-    done
-    [ "$o" = 0. ] && return 0
-    [ $# -gt 0 ] && { vc "$1"; shift; }
-    [ $k = 0 ] && break
-  done
-  for f in "$@"; do vc "$f"; done; }
-lc() { n=0; t=$1  # n: how many newlines $1 holds
-  while case $t in *"$NL"*) true;; *) false;; esac; do t=${t#*"$NL"}; n=$((n+1)); done; }
-c() { for f in "$@"; do
-  [ -f "$f" ] || continue
-  r=${f#"$R"}; hdr C "$r"
-  cat -- "$f"; printf '\n@@end %d\n' "$?"
-done; }
-l1() { r=${1#"$R"}; hdr L "$r"; readlink -- "$1"; printf '\n@@end %d\n' "$?"; }
-# Symlink targets, all by one readlink; trusted only when every link answered
-# with exactly one line, else each link alone.
-l() { for f in "$@"; do shift; [ -L "$f" ] && set -- "$@" "$f"; done
-  [ $# -gt 0 ] || return 0
-  [ $# = 1 ] && { l1 "$1"; return 0; }
-  o=$(readlink -- "$@" </dev/null 2>/dev/null; printf '%d.' "$?")
-  lc "$o"
-  if [ "${o##*"$NL"}" = 0. ] && [ $n = $# ]; then
-    for f in "$@"; do r=${f#"$R"}; hdr L "$r"
-      printf '%s\n\n@@end 0\n' "${o%%"$NL"*}"; o=${o#*"$NL"}; done
-  else for f in "$@"; do l1 "$f"; done; fi; }
-vb() { for f in "$@"; do shift
-    [ -f "$f" ] && { set -- "$@" "$f"; r=${f#"$R"}; hdr N "$r"; }
-  done
-  [ $# -gt 0 ] || return 0
-  hdr B ""; cat -- "$@"; printf '\n@@end %d\n' "$?"; }
-e() { for f in "$@"; do
-  if [ -e "$f" ] || [ -L "$f" ]; then r=${f#"$R"}; hdr E "$r"; fi
-done; }
-x() { n=$1; shift; hdr X "$n"; "$@" </dev/null 2>/dev/null; printf '\n@@end %d\n' "$?"; }
-tm() { if command -v timeout >/dev/null 2>&1; then timeout "$@"; else shift; "$@"; fi; }
-ST='%S %b %f %a'
-# statvfs of every mount by one stat; if it fails or times out (one hung
-# mount), each mount alone, so the others are still seen.
-sv() { [ $# -gt 0 ] || return 0
-  o=$(tm __S__ stat -f -c "$ST" -- "$@" </dev/null 2>/dev/null; printf '%d.' "$?")
-  lc "$o"
-  if [ $# -gt 1 ] && [ "${o##*"$NL"}" = 0. ] && [ $n = $# ]; then
-    for f in "$@"; do hdr X "statvfs $f"
-      printf '%s\n\n@@end 0\n' "${o%%"$NL"*}"; o=${o#*"$NL"}; done
-  else for f in "$@"; do x "statvfs $f" tm __S__ stat -f -c "$ST" -- "$f"; done; fi; }
-walk() { wb=$1; wp=$2; shift 2  # a cgroup and each parent: the tightest limit wins
-  case $wp in *..*) return;; esac
-  while :; do
-    for wn in "$@"; do v "$wb$wp/$wn"; done
-    [ -z "$wp" ] && break; [ "$wp" = / ] && break
-    wp=${wp%/*}
-  done; }
-printf '__M__@@gotune 1\n'
-[ -z "$R" ] && printf '__M__@@live 1\n'
-c "$R/proc/cpuinfo" "$R/proc/meminfo" "$R/proc/self/status" "$R/proc/self/mountinfo" \
-  "$R/proc/mounts" "$R/proc/self/cgroup" "$R/proc/self/cpuset" "$R/etc/os-release" \
-  "$R/usr/lib/os-release" "$R/run/udev/data/+dmi:id" "$R/proc/1/environ" "$R/proc/version"
-v "$R/sys/devices/system/cpu/online" "$R/sys/devices/system/cpu/present" \
-  "$R/sys/devices/system/cpu/possible" "$R/sys/devices/cpu_core/cpus" \
-  "$R/sys/devices/cpu_atom/cpus" "$R/proc/sys/kernel/osrelease" \
-  "$R/proc/sys/kernel/hostname" "$R/etc/hostname" "$R/run/systemd/container"
-D=
-for d in "$R"/sys/devices/system/cpu/cpu[0-9]*; do
-  e "$d"
-  vd "$d/online" "$d/topology/physical_package_id" "$d/topology/core_id" "$d/topology/die_id" \
-    "$d/cpufreq/cpuinfo_max_freq" "$d/cpufreq/base_frequency" "$d/cpu_capacity"
-done
-vf
-# Which threads share a core: binary attributes, so one cat for all CPUs.
-for n in thread_siblings_list thread_siblings core_cpus_list core_cpus; do
-  set -- "$R"/sys/devices/system/cpu/cpu[0-9]*/topology/$n
-  [ -f "$1" ] && { vb "$@"; break; }
-done
-for n in package_cpus_list core_siblings_list package_cpus core_siblings; do
-  set -- "$R"/sys/devices/system/cpu/cpu[0-9]*/topology/$n
-  [ -f "$1" ] && { vb "$@"; break; }
-done
-v "$R/sys/devices/system/node/online" "$R/sys/devices/system/node/possible" \
-  "$R/sys/devices/system/node/has_cpu" "$R/sys/devices/system/node/has_memory"
-set --
-for d in "$R"/sys/devices/system/node/node[0-9]*; do
-  e "$d"; set -- "$@" "$d/cpulist" "$d/cpumap" "$d/distance"
-done
-v "$@"
-set --
-for d in "$R"/sys/devices/system/node/node[0-9]*; do set -- "$@" "$d/meminfo"; done
-c "$@"
-for d in "$R"/sys/devices/virtual/memory_tiering/memory_tier[0-9]*; do
-  e "$d"; v "$d/nodelist" "$d/nodes"
-done
-for d in "$R"/sys/devices/system/edac/mc/mc[0-9]*/dimm[0-9]* \
-         "$R"/sys/devices/system/edac/mc/mc[0-9]*/rank[0-9]*; do
-  v "$d/dimm_mem_type" "$d/size" "$d/dimm_label" "$d/dimm_location" "$d/dimm_dev_type"
-done
-set -- "$R"/sys/class/block/* "$R"/sys/class/block/.[!.]* "$R"/sys/class/block/..?*
-{ [ -e "$1" ] || [ -L "$1" ]; } || set -- "$R"/sys/block/* "$R"/sys/block/.[!.]* "$R"/sys/block/..?*
-n=$#
-for d in "$@"; do
-  [ -e "$d" ] || [ -L "$d" ] || continue
-  x=; v "$d/dev"; mm=$x; e "$d/partition"
-  [ -e "$d/partition" ] && continue
-  v "$d/size" "$d/queue/rotational" "$d/removable" "$d/device/model" "$d/device/vendor" \
-    "$d/device/type" "$d/device/numa_node" "$d/device/device/numa_node" "$d/dm/name"
-  case $mm in *[!0-9:]*|'') ;; *) set -- "$@" "$R/run/udev/data/b$mm";; esac
-  e "$d"/slaves/*
-done
-shift $n; c "$@"  # the udev records of the disks
-# The links of the block devices (and their drivers), then of the NICs: one list.
-set -- "$R"/sys/class/block/* "$R"/sys/class/block/.[!.]* "$R"/sys/class/block/..?*
-{ [ -e "$1" ] || [ -L "$1" ]; } || set -- "$R"/sys/block/* "$R"/sys/block/.[!.]* "$R"/sys/block/..?*
-n=$#
-for d in "$@"; do
-  [ -e "$d" ] || [ -L "$d" ] || continue
-  set -- "$@" "$d"; [ -e "$d/partition" ] || set -- "$@" "$d/device/driver"
-done
-shift $n
-for d in "$R"/sys/class/net/* "$R"/sys/class/net/.[!.]* "$R"/sys/class/net/..?*; do
-  [ -e "$d" ] || [ -L "$d" ] || continue
-  set -- "$@" "$d" "$d/device/driver"
-done
-l "$@"
-set --
-for d in "$R"/sys/class/net/* "$R"/sys/class/net/.[!.]* "$R"/sys/class/net/..?*; do
-  [ -e "$d" ] || [ -L "$d" ] || continue
-  set -- "$@" "$d/operstate" "$d/speed" "$d/carrier" "$d/device/numa_node" "$d/type"
-done
-v "$@"
-v "$R/sys/class/dmi/id/sys_vendor" "$R/sys/class/dmi/id/product_name" \
-  "$R/sys/class/dmi/id/board_vendor" "$R/sys/class/dmi/id/bios_vendor" \
-  "$R/sys/class/dmi/id/product_version" "$R/sys/hypervisor/type"
-e "$R/proc/sys/fs/binfmt_misc/WSLInterop" "$R/proc/sys/fs/binfmt_misc/WSLInterop-late" \
-  "$R/run/WSL" "$R/.dockerenv" "$R/run/.containerenv" "$R/run/systemd/system" \
-  "$R/proc/vz" "$R/proc/bc" "$R/proc/xen"
-if [ -f "$R/proc/self/cgroup" ]; then
-  while IFS= read -r line; do
-    rest=${line#*:}; ctl=${rest%%:*}; p=${rest#*:}
-    case ,$ctl, in
-      ,,) walk "$R/sys/fs/cgroup" "$p" cpu.max memory.max;;
-      *,memory,*) walk "$R/sys/fs/cgroup/memory" "$p" memory.limit_in_bytes;;
-    esac
-    case ,$ctl, in *,cpu,*)
-      walk "$R/sys/fs/cgroup/cpu,cpuacct" "$p" cpu.cfs_quota_us cpu.cfs_period_us
-      walk "$R/sys/fs/cgroup/cpu" "$p" cpu.cfs_quota_us cpu.cfs_period_us;;
-    esac
-  done < "$R/proc/self/cgroup"
-fi
-# gotune's own state: the plan apply carried out, NUMA figures, installed services, undo records.
-c "$R/var/lib/gotune/plan.json" "$R/var/lib/gotune/numa.json" \
-  "$R/etc/systemd/system/gotune-mirror.service" "$R/opt/gotune/gotune-mirror-supervise"
-e "$R/etc/systemd/system/gotune-wear.timer" "$R/etc/cron.d/gotune-wear" \
-  "$R/usr/sbin/cron" "$R/usr/sbin/crond" "$R/usr/bin/crond" "$R/sbin/crond"
-for k in files created moves mounts units packages; do
-  e "$R/var/lib/gotune/undo/$k"/*
-  case $k in created|moves|packages) v "$R/var/lib/gotune/undo/$k"/*;; esac
-done
-if [ -z "$R" ]; then
-  x uname uname -m
-  o=$(id -u </dev/null 2>/dev/null; printf '\n@@end %d' "$?"); uid=${o%%"$NL"*}
-  hdr X id; printf '%s\n' "$o"
-  if [ "$uid" = 0 ] && command -v dmidecode >/dev/null 2>&1; then
-    x dmidecode tm __T__ dmidecode -t 17
-  fi
-  command -v systemd-detect-virt >/dev/null 2>&1 && x detect-virt tm __T__ systemd-detect-virt
-  if [ -r /proc/self/mountinfo ]; then
-    set --
-    while IFS=' ' read -r _i _p _m _r mp rest; do
-      fs=${rest#* - }; fs=${fs%% *}
-      case $fs in
-        nfs*|cifs|smb*|9p|drvfs|virtiofs|sshfs|afs|ceph|glusterfs) continue;;
-        lustre|beegfs|gpfs|fuse|fuse.*|autofs|proc|sysfs|cgroup|cgroup2) continue;;
-        devpts|devtmpfs|mqueue|debugfs|tracefs|securityfs|pstore|bpf|configfs) continue;;
-        fusectl|binfmt_misc|nsfs|efivarfs|rpc_pipefs|hugetlbfs|squashfs|selinuxfs) continue;;
-      esac
-      case $mp in
-        *\\*)  # octal escapes: decoded for stat, the record keeps the raw name
-          p=$(printf '%s\n' "$mp" | sed 's/\\\([0-7][0-7][0-7]\)/\\0\1/g')
-          p=$(printf '%b.' "$p"); p=${p%.}
-          x "statvfs $mp" tm __S__ stat -f -c "$ST" -- "$p";;
-        *) set -- "$@" "$mp";;
-      esac
-    done < /proc/self/mountinfo
-    sv "$@"
-  fi
-  me=$(tm __S__ id -un </dev/null 2>/dev/null)
-  command -v getent >/dev/null 2>&1 || { [ -n "$USERS" ] && c /etc/passwd; }
-  GS='cd / || exit 1
-o=$GOTOOLCHAIN
-export GOTOOLCHAIN=local
-g=$(command -v go) || g=
-[ -z "$g" ] && [ -x /usr/local/go/bin/go ] && g=/usr/local/go/bin/go
-[ -n "$g" ] && "$g" env -json
-printf "\n@@vars\nGO=%s\nGOTOOLCHAIN=%s\nHOME=%s\n" "$g" "$o" "$HOME"
-printf "XDG_CACHE_HOME=%s\nGOPATH=%s\nGOCACHE=%s\nGOMODCACHE=%s\n" \
-  "$XDG_CACHE_HOME" "$GOPATH" "$GOCACHE" "$GOMODCACHE"
-f=$GOENV
-[ -n "$g" ] && f=$("$g" env GOENV 2>/dev/null)
-[ -z "$f" ] && f=${XDG_CONFIG_HOME:-$HOME/.config}/go/env
-h=0; [ "$f" != off ] && [ -f "$f" ] && h=1
-printf "\n@@goenvfile %s %s\n" "$h" "$f"
-[ "$h" = 1 ] && cat -- "$f"
-printf "\n@@exports\n"
-x="^[[:space:]]*(export[[:space:]]+|set[[:space:]]+-[a-zA-Z]*x[a-zA-Z]*[[:space:]]+)?"
-x="$x(GOCACHE|GOMODCACHE|GOPROXY|GOTMPDIR|GOENV)([=[:space:]])"
-for s in .profile .bash_profile .bash_login .bashrc .zshenv .zprofile .zshrc \
-    .config/fish/config.fish /etc/environment; do
-  case $s in /*) p=$s;; *) p=$HOME/$s;; esac
-  [ -f "$p" ] && grep -nE "$x" "$p" | while IFS= read -r l; do printf "%s:%s\\n" "$p" "$l"; done
-done
-true'
-  # User names are checked in Python ([A-Za-z_][A-Za-z0-9_.-]*): no globs, no spaces.
-  for u in $USERS; do
-    command -v getent >/dev/null 2>&1 && x "passwd $u" tm __S__ getent passwd -- "$u"
-    x "group $u" tm __S__ id -gn -- "$u"
-    if [ "$me" = "$u" ]; then
-      x "goenv $u" tm __T__ sh -lc "$GS"
-    elif [ "$uid" = 0 ]; then
-      if command -v runuser >/dev/null 2>&1; then
-        x "goenv $u" tm __T__ runuser -l "$u" -s /bin/sh -c "$GS"
-      else
-        x "goenv $u" tm __T__ su -l -s /bin/sh -c "$GS" "$u"
-      fi
-    else
-      printf '__M__@@skip goenv %s not-root\n' "$u"
-    fi
-  done
-fi
-"""
+# The shell program (package data beside this module), read once at import.
+SCRIPT_FILE = resources.files("gotune") / "facts" / "collect.sh"
+SCRIPT = SCRIPT_FILE.read_text(encoding="utf-8")
 
 
 def build_command(sysroot: str = "/", users: Sequence[str] = ()) -> str:
@@ -350,19 +77,23 @@ def build_command(sysroot: str = "/", users: Sequence[str] = ()) -> str:
     if sysroot and not sysroot.startswith("/"):
         raise ValueError(f"sysroot must be an absolute path: {sysroot!r}")
     marker = "@" + secrets.token_hex(MARKER_BYTES)
-    body = (
-        SCRIPT.replace("__T__", str(TOOL_TIMEOUT_S))
-        .replace("__S__", str(STATVFS_TIMEOUT_S))
-        .replace("__M__", marker)
-    )
-    prelude = f"R={shlex.quote(root)}; USERS={shlex.quote(' '.join(users))}"
+    # The script's inputs (see the head of collect.sh): set by a prelude, never
+    # pasted into the script, so shellcheck reads the script as it runs.
+    inputs = {
+        "R": root,
+        "USERS": " ".join(users),
+        "MARKER": marker,
+        "TOOL_TIMEOUT": str(TOOL_TIMEOUT_S),
+        "STATVFS_TIMEOUT": str(STATVFS_TIMEOUT_S),
+    }
+    prelude = "; ".join(f"{name}={shlex.quote(value)}" for name, value in inputs.items())
     # sed is the framer and encoder: content lines get "|", marked lines lose
     # the marker, every line is escaped by `l`. Without sed nothing is printed
     # but one marker line.
     encode = f"-e '/^{marker}/!s/^/|/' -e 's/^{marker}//' -e l"
     return (
         "if command -v sed >/dev/null 2>&1; then "
-        f"( {prelude}\n{body}\n) 2>/dev/null | LC_ALL=C sed -n {encode}; "
+        f"( {prelude}\n{SCRIPT}\n) 2>/dev/null | LC_ALL=C sed -n {encode}; "
         "else echo '@@gotune:no-sed'; fi"
     )
 

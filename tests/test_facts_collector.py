@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -187,6 +189,24 @@ def test_collector_is_one_posix_sh_command() -> None:
     cmd = build_command("/")
     # dash is Debian's /bin/sh; "sh -n" parses without running.
     assert subprocess.run(["sh", "-n", "-c", cmd], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(
+    shutil.which("shellcheck") is None,
+    reason="shellcheck is not installed (Debian package shellcheck; scripts/test installs it)",
+)
+def test_the_collector_script_passes_shellcheck_as_posix_sh() -> None:
+    with resources.as_file(collect.SCRIPT_FILE) as script:
+        out = subprocess.run(["shellcheck", "-s", "sh", str(script)],
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stdout
+
+
+def test_the_script_is_sent_as_shipped_after_a_prelude_of_quoted_inputs() -> None:
+    prelude, rest = build_command("/tmp/a root", ["dev", "ops"]).split("\n", 1)
+    assert re.search(r"R='/tmp/a root'; USERS='dev ops'; MARKER=@[0-9a-f]{32}; "
+                     r"TOOL_TIMEOUT=\d+; STATVFS_TIMEOUT=\d+$", prelude)  # fmt: skip
+    assert rest.startswith(collect.SCRIPT)
 
 
 def test_gotune_facts_on_this_machine_prints_hosts_json_and_a_summary() -> None:

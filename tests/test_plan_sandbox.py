@@ -90,12 +90,13 @@ def installed_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (wheel,) = out.glob("gotune-*.whl")
     venv = out / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    purelib = "import sysconfig; print(sysconfig.get_path('purelib'))"
     site = Path(
         subprocess.run(
-            [str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-            capture_output=True, text=True, check=True,
+            [str(venv / "bin" / "python"), "-c", purelib], capture_output=True, text=True,
+            check=True,
         ).stdout.strip()
-    )  # fmt: skip
+    )
     (site / "test-deps.pth").write_text(sysconfig.get_path("purelib") + "\n")
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site),

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 
-def _secs(value: float | None) -> str:
+def seconds(value: float | None) -> str:
+    """A duration for people: milliseconds below a second; "-" when there is none."""
     if value is None:
         return "-"
     return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
@@ -14,7 +15,7 @@ def _secs(value: float | None) -> str:
 def _variant(s: dict[str, Any] | None) -> str:
     if not s:
         return "-"
-    return f"{_secs(s['median_s'])} ({_secs(s['min_s'])}-{_secs(s['max_s'])}, n={s['runs']})"
+    return f"{seconds(s['median_s'])} ({seconds(s['min_s'])}-{seconds(s['max_s'])}, n={s['runs']})"
 
 
 def render(result: dict[str, Any]) -> str:
@@ -27,7 +28,7 @@ def render(result: dict[str, Any]) -> str:
         rows = [("benchmark", "target", "tuned median (min-max, n)",
                  "default median (min-max, n)", "ratio", "verdict")]
         for b in host.get("benchmarks", []):
-            target = _secs(b.get("target_s")) if b.get("target_s") is not None else ""
+            target = seconds(b.get("target_s")) if b.get("target_s") is not None else ""
             if b.get("target_met") is False:
                 target += " MISSED"
             verdict = b["verdict"] if not b.get("error") else f"error: {b['error']}"
