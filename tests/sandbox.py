@@ -152,7 +152,7 @@ def missing_storage_requirement(specs: Sequence[Storage]) -> str | None:
         if not Path("/dev/fuse").exists():
             return "the slow9p profile needs /dev/fuse (modprobe fuse)"
         try:
-            import fuse  # type: ignore[import-untyped]  # noqa: F401
+            import fuse  # noqa: F401
         except (ImportError, OSError) as exc:
             return f"the slow9p profile needs fusepy and libfuse2: {exc}"
     return None

@@ -61,7 +61,8 @@ Restart=always
 [Install]
 WantedBy=multi-user.target
 """
-SSHD_UNIT_NAME = "gotune-sandbox-sshd.service"
+# Not gotune-*: `systemctl list-units 'gotune*'` must show gotune's units only.
+SSHD_UNIT_NAME = "sandbox-sshd.service"
 # Units that make no sense in a container on a shared network (or without disks).
 DISABLED_UNITS = ("ssh.service", "ssh.socket", "smartmontools.service", "smartd.service",
                   "e2scrub_reap.service", "e2scrub_all.timer", "apt-daily.timer",
@@ -71,7 +72,7 @@ DISABLED_UNITS = ("ssh.service", "ssh.socket", "smartmontools.service", "smartd.
 def key() -> str:
     """The hash naming the rootfs: everything that decides its content."""
     spec = {"suite": SUITE, "variant": VARIANT, "packages": sorted(PACKAGES),
-            "finish": FINISH_VERSION, "sshd_unit": SSHD_UNIT}  # fmt: skip
+            "finish": FINISH_VERSION, "sshd_unit": [SSHD_UNIT_NAME, SSHD_UNIT]}  # fmt: skip
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -68,7 +68,7 @@ class SlowPassthrough:
 
     def _own(self, full: str) -> None:
         """Give a new file or directory to the user who made it (this daemon runs as root)."""
-        from fuse import fuse_get_context  # type: ignore[import-untyped]
+        from fuse import fuse_get_context
 
         uid, gid, _pid = fuse_get_context()
         os.lchown(full, uid, gid)
