@@ -26,6 +26,9 @@ from tests.conftest import SandboxFactory
 from tests.goproxy_tree import APP_GOMOD, APP_MAIN, StaticUpstream, build_tree, standard_modules
 from tests.sandbox import SandboxHost
 from tests.sandbox_storage import Hdd, Slow9p
+from tests.test_verify_runner import warm_cache
+
+__all__ = ["warm_cache"]  # the session fixture, shared with the verify tests
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.slowstorage, pytest.mark.slow]
 
@@ -118,3 +121,120 @@ def test_hdd_is_a_rotational_disk_to_facts_and_cold_reads_wait_for_its_iops(
     assert warm < cold / 4, (cold, warm)
     # The remount is clean: the disk is mounted once, by the unit that mounts it at boot.
     assert sh(host, "findmnt -n -o SOURCE /home") == f"/dev/{disk.name}\n"
+
+
+# --- verify before and after apply ----------------------------------------------------------
+
+
+def gotune_json(*args: str) -> tuple[int, dict[str, Any]]:
+    out = subprocess.run([sys.executable, "-m", "gotune", *args, "--json"], capture_output=True,
+                         text=True, timeout=900, cwd=REPO)  # fmt: skip
+    assert "Traceback" not in out.stderr, out.stderr
+    return out.returncode, json.loads(out.stdout)
+
+
+def verify(host: SandboxHost) -> dict[str, Any]:
+    """One verify of the host's developer: the repeat build, tuned against Go's defaults."""
+    _code, result = gotune_json("verify", str(host_inventory(host)), "--bench", "repeat build",
+                                "--runs", "3")  # fmt: skip
+    found: dict[str, Any] = result["hosts"]["sbx1"]
+    return found
+
+
+def check_detail(result: dict[str, Any], name: str) -> tuple[bool, str]:
+    found = next(c for c in result["checks"] if c["name"] == name)
+    return bool(found["ok"]), str(found["detail"])
+
+
+def seed_verify_caches(host: SandboxHost, warm: Path, caches: list[str]) -> None:
+    """A standard library built before (see tests/test_verify_runner.warm_cache), via ssh."""
+    tarball = subprocess.run(["tar", "-C", str(warm), "-cf", "-", "."], capture_output=True,
+                             check=True).stdout  # fmt: skip
+    for cache in caches:
+        q = shlex.quote(cache)
+        out = subprocess.run([*host.ssh_argv(), f"mkdir -p {q} && tar -C {q} -xf - && "
+                              f"chown -R {USER}: {q}"], input=tarball, capture_output=True,
+                             timeout=120, check=False)  # fmt: skip
+        assert out.returncode == 0, out.stderr
+
+
+def test_gomodcache_on_slow9p_fails_verify_until_apply_moves_it_home(
+    sandbox: SandboxFactory, tmp_path: Path, warm_cache: Path
+) -> None:
+    data = {"gotune_users": [USER], "gotune_gocache_tmpfs": "never"}
+    host = sandbox(1, data=[data], storage=[Slow9p(latency_ms=0.5)]).hosts[0]
+    host.add_user(USER)
+    host.link_go()
+    gomodcache = "/mnt/c/Users/dev/go/pkg/mod"
+    tree = build_tree(tmp_path / "upstream", standard_modules(big_bytes=64 << 10))
+    with StaticUpstream(tree) as up:
+        goenv = f"GOMODCACHE={gomodcache}\nGOPROXY={up.url}\nGOSUMDB=off\nGOFLAGS=-mod=mod\n"
+        sh(host, f"mkdir -p ~/.config/go {gomodcache} && printf %s {shlex.quote(goenv)} > "
+                 f"~/.config/go/env && mkdir ~/app && cd ~/app && printf %s "
+                 f"{shlex.quote(APP_GOMOD)} > go.mod && printf %s {shlex.quote(APP_MAIN)} > main.go"
+                 " && go mod download", user=USER)  # fmt: skip
+    seed_verify_caches(
+        host,
+        warm_cache,
+        [
+            "/home/dev/.cache/go-build/gotune-verify-tuned",
+            "/home/dev/.cache/go-build/gotune-verify-default",
+        ],
+    )
+
+    before = verify(host)
+    ok, detail = check_detail(before, "dev: GOMODCACHE filesystem")
+    assert not ok and "fuse.9p at /mnt/c" in detail and before["verdict"] == "fail"
+
+    code, applied = gotune_json("apply", str(host_inventory(host)), "--yes", "--no-verify")
+    assert code == 0, applied
+    plan = {d["key"]: d for d in applied["hosts"]["sbx1"]["plan"]["decisions"]}
+    assert plan["GOMODCACHE"]["current"] == gomodcache and plan["GOMODCACHE"]["change"]
+    moved = plan["GOMODCACHE"]["value"]
+    assert not moved.startswith("/mnt/c")
+    # The moved cache is complete: the app builds from it with no proxy at all.
+    sh(host, "cd ~/app && GOPROXY=off go build -o /dev/null .", user=USER)
+
+    after = verify(host)
+    ok, detail = check_detail(after, "dev: GOMODCACHE filesystem")
+    assert ok, detail
+    (bench,) = after["benchmarks"]
+    assert bench["tuned"]["runs"] == bench["default"]["runs"] == 3
+
+
+def test_verify_on_an_hdd_home_before_and_after_apply_reports_both_placements(
+    sandbox: SandboxFactory, warm_cache: Path
+) -> None:
+    """GOCACHE leaves the HDD for a tmpfs. verify's builds are warm (the page cache
+    hides the disk), so here it only reports; the cold figures are the benchmark's."""
+    data = {"gotune_users": [USER], "gotune_gocache_tmpfs": "always", "gotune_tmpfs_max_gib": 1}
+    host = sandbox(1, data=[data], systemd=True, storage=[Hdd(path="/home")]).hosts[0]
+    host.add_user(USER)
+    host.link_go()
+    seed_verify_caches(
+        host,
+        warm_cache,
+        [
+            "/home/dev/.cache/go-build/gotune-verify-tuned",
+            "/home/dev/.cache/go-build/gotune-verify-default",
+        ],
+    )
+    before = verify(host)
+    ok, detail = check_detail(before, "dev: GOCACHE filesystem")
+    assert ok and "ext4 at /home" in detail, detail
+
+    code, applied = gotune_json("apply", str(host_inventory(host)), "--yes", "--no-verify")
+    assert code == 0, applied
+    gocache = next(d for d in applied["hosts"]["sbx1"]["plan"]["decisions"]
+                   if d["key"] == "GOCACHE")  # fmt: skip
+    assert gocache["medium"] == "tmpfs"
+    seed_verify_caches(host, warm_cache, [f"{gocache['value']}/gotune-verify-tuned"])
+    host.cold_caches()
+    after = verify(host)
+    ok, detail = check_detail(after, "dev: GOCACHE filesystem")
+    assert ok and "tmpfs" in detail, detail
+    (bench,) = after["benchmarks"]
+    print(
+        f"verify on hdd, repeat build: tuned {bench['tuned']['median_s']} s, "
+        f"default {bench['default']['median_s']} s, ratio {bench['ratio']}, {bench['verdict']}"
+    )
