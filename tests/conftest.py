@@ -8,15 +8,10 @@ from typing import Any, Protocol
 
 import pytest
 
+from tests import sandbox_storage
 from tests.recorded import RecordedTrees
-from tests.sandbox import (
-    Sandbox,
-    StorageArg,
-    missing_requirement,
-    missing_storage_requirement,
-    missing_systemd_requirement,
-    per_host_storage,
-)
+from tests.sandbox import Sandbox, missing_requirement, missing_systemd_requirement
+from tests.sandbox_storage import StorageArg
 
 
 @pytest.fixture(autouse=True)
@@ -74,8 +69,8 @@ def sandbox() -> Iterator[SandboxFactory]:
     ) -> Sandbox:
         flags = [systemd] * count if isinstance(systemd, bool) else list(systemd)
         why = missing_systemd_requirement() if any(flags) else None
-        specs = [s for host in per_host_storage(storage, count) for s in host]
-        why = why or (missing_storage_requirement(specs) if specs else None)
+        specs = [s for host in sandbox_storage.per_host(storage, count) for s in host]
+        why = why or (sandbox_storage.missing_requirement(specs) if specs else None)
         if why:
             pytest.skip(why)
         box = Sandbox(count, profiles=profiles, data=data, systemd=systemd, storage=storage)

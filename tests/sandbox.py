@@ -55,7 +55,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -92,7 +91,8 @@ from tests.sandbox_state import (
     remove_tree,
     start_time,
 )
-from tests.sandbox_storage import Hdd, Prepared, Storage
+from tests.sandbox_storage import Hdd, Prepared, Storage, StorageArg
+from tests.sandbox_systemd import SystemdPower
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "hwloc"
 # sshd listens within ~40 ms here; 10 s only catches a host that will never start.
@@ -132,29 +132,6 @@ def missing_systemd_requirement(build: bool = True) -> str | None:
         sandbox_rootfs.ensure(build=build)
     except (RuntimeError, subprocess.TimeoutExpired) as exc:
         return f"systemd hosts need their rootfs: {exc}"
-    return None
-
-
-def missing_storage_requirement(specs: Sequence[Storage]) -> str | None:
-    """Why these storage profiles cannot be had here, or None."""
-    from tests.sandbox_cgroups import hierarchies
-
-    found = hierarchies()
-    if "track" not in found:
-        return "slow storage needs a cgroup hierarchy to track the host's processes"
-    if any(isinstance(s, Hdd) for s in specs):
-        if "blkio" not in found:
-            return "the hdd profile needs the cgroup v1 blkio controller (IOPS throttling)"
-        for tool in ("losetup", "mkfs.ext4", "nsenter"):
-            if shutil.which(tool) is None:
-                return f"the hdd profile needs {tool}"
-    if any(not isinstance(s, Hdd) for s in specs):
-        if not Path("/dev/fuse").exists():
-            return "the slow9p profile needs /dev/fuse (modprobe fuse)"
-        try:
-            import fuse  # noqa: F401
-        except (ImportError, OSError) as exc:
-            return f"the slow9p profile needs fusepy and libfuse2: {exc}"
     return None
 
 
@@ -291,8 +268,11 @@ def _known_hosts_name(address: str, port: int) -> str:
 
 
 @dataclass
-class SandboxHost:
-    """One sandbox host: an sshd in its own namespaces with its own writable root."""
+class SandboxHost(SystemdPower):
+    """One sandbox host: an sshd in its own namespaces with its own writable root.
+
+    A systemd host also reboots, powers off, boots and crashes (``SystemdPower``).
+    """
 
     name: str
     address: str
@@ -392,8 +372,6 @@ class SandboxHost:
             "loops": [[d.loop, str(d.image)] for d in disks],
         }
 
-    # --- systemd hosts: power and boots ---------------------------------------------------
-
     def link_go(self, at: str = "/usr/local/bin/go") -> None:
         """Put the test Go toolchain on every user's PATH (a symlink to GOROOT_INSIDE)."""
         out = self.run(
@@ -402,101 +380,11 @@ class SandboxHost:
         if out.returncode != 0:
             raise RuntimeError(f"sandbox {self.name}: no Go toolchain at {GOROOT_INSIDE}")
 
-    def init_pid(self) -> int | None:
-        """The container's PID 1 (on this machine's PID numbering), None when it is not running."""
-        if not self.systemd or self.cgroups is None:
-            return None
-        return sandbox_systemd.container_init(self.cgroups.procs())
-
-    @property
-    def boots(self) -> int:
-        """How many times this host has booted (reboots included)."""
-        return sandbox_systemd.boots(self.dir)
-
-    def reboot(self) -> None:
-        """Reboot as the power button would (SIGRTMIN+5 to systemd) and wait until it runs again."""
-        self._signal_init(signal.SIGRTMIN + 5)
-        self.wait_booted(self.boots)
-
-    def poweroff(self) -> None:
-        """Power off cleanly (SIGRTMIN+4 to systemd: units stop, ExecStop= runs) and wait."""
-        self._signal_init(signal.SIGRTMIN + 4)
-        self.wait_stopped()
-
-    def crash(self) -> None:
-        """Pull the plug: SIGKILL the container's PID 1, so nothing stops cleanly."""
-        self._signal_init(signal.SIGKILL)
-        self.wait_stopped()
-
-    def boot(self) -> None:
-        """Boot a stopped host again, on the same layers (its files are still there)."""
-        if not self.systemd:
-            raise RuntimeError(f"sandbox {self.name}: only systemd hosts can be booted again")
-        if self.process is not None and self.process.poll() is None:
-            raise RuntimeError(f"sandbox {self.name} is running")
-        before = self.boots
-        _spawn(self)
-        self.wait_booted(before)
-
-    def wait_booted(self, boots_before: int, timeout: float = sandbox_systemd.BOOT_TIMEOUT) -> str:
-        """Wait for boot number ``boots_before + 1`` to reach ``running``; returns systemd's state.
-
-        After ``systemctl reboot`` inside, pass the ``boots`` read before it.
-        """
-        deadline = time.monotonic() + timeout
-        started = time.monotonic()
-        while self.boots <= boots_before:
-            self._check_launcher_alive()
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"sandbox {self.name}: no boot within {timeout} s")
-            time.sleep(POLL_INTERVAL * 10)
-        while not _port_open(self.address, self.port):
-            self._check_launcher_alive()
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"sandbox {self.name}: sshd not up {timeout} s after boot: "
-                    f"{_tail(self.log.read_text(errors='replace'))}"
-                )
-            time.sleep(POLL_INTERVAL * 10)
-        out = self.run("systemctl is-system-running --wait", timeout=timeout)
-        state = out.stdout.strip()
-        self.boot_seconds.append(time.monotonic() - started)
-        if state not in ("running", "degraded"):
-            raise RuntimeError(f"sandbox {self.name}: systemd is {state!r}: {out.stderr.strip()}")
-        return state
-
-    def wait_stopped(self, timeout: float = sandbox_systemd.BOOT_TIMEOUT) -> int:
-        """Wait until the host is off (launcher gone); returns nspawn's last exit status."""
-        assert self.process is not None
-        code = self.process.wait(timeout=timeout)
-        # The launcher was PID 1 of its namespace: everything it ran is gone with it.
-        if self.cgroups is not None:
-            self.cgroups.kill()
-        return code
-
-    def _signal_init(self, signum: int) -> None:
-        init = self.init_pid()
-        if init is None:
-            raise RuntimeError(f"sandbox {self.name}: not running")
-        os.kill(init, signum)
-
-    def _check_launcher_alive(self) -> None:
-        if self.process is not None and self.process.poll() is not None:
-            raise RuntimeError(
-                f"sandbox {self.name} stopped while booting: "
-                f"{_tail(self.log.read_text(errors='replace'))}"
-            )
-
-    # --- slow storage ----------------------------------------------------------------------
-
     def cold_caches(self) -> None:
         """Make the next reads of this host's disks come from the (throttled) device.
 
-        Each disk is unmounted and mounted again in the host's own namespace: the
-        kernel drops a filesystem's page, inode and dentry caches with its last
-        mount. A process that still uses the disk (cwd, open file) makes this fail,
-        and so does any other namespace holding the mount (a service's private
-        namespace would silently keep the cache): stop such services first.
+        See ``sandbox_storage.remount``: each disk is mounted again in the host's
+        own namespace; a process or another namespace still using it is an error.
         """
         disks = self.prepared.disks if self.prepared else []
         if not disks:
@@ -504,28 +392,14 @@ class SandboxHost:
         target = self.init_pid() if self.systemd else self.pid
         if target is None:
             raise RuntimeError(f"sandbox {self.name}: not running")
-        own = os.readlink(f"/proc/{target}/ns/mnt")
         for disk in disks:
-            others = {
-                ns: pid for ns, pid in sandbox_storage.holders(disk.majmin).items() if ns != own
-            }
-            if others:
-                raise RuntimeError(
-                    f"sandbox {self.name}: {disk.spec.path} is also mounted in the "
-                    f"namespaces of PIDs {sorted(others.values())}; stop them first"
-                )
-            where = disk.spec.path if self.systemd else str(self.root) + disk.spec.path
-            device = disk.device_inside if self.systemd else disk.loop
-            q = shlex.quote
-            out = subprocess.run(
-                ["nsenter", "-t", str(target), "-m", "--", "sh", "-c",
-                 f"sync && umount {q(where)} && mount -t ext4 {q(device)} {q(where)}"],
-                capture_output=True, text=True, timeout=60, check=False,
-            )  # fmt: skip
-            if out.returncode != 0:
-                raise RuntimeError(
-                    f"sandbox {self.name}: cannot remount {disk.spec.path}: {out.stderr.strip()}"
-                )
+            if self.systemd:
+                sandbox_storage.remount(disk, target, disk.spec.path, disk.device_inside)
+            else:
+                sandbox_storage.remount(disk, target, str(self.root) + disk.spec.path, disk.loop)
+
+    def _relaunch(self) -> None:
+        _spawn(self)
 
     def _save_record(self) -> None:
         _write(self.dir / "host.json", json.dumps(self._record()), 0o644)
@@ -566,7 +440,7 @@ class Sandbox:
         self.systemd = [systemd] * count if isinstance(systemd, bool) else list(systemd)
         if len(self.systemd) != count:
             raise ValueError(f"{len(self.systemd)} systemd flags for {count} hosts")
-        self.storage = per_host_storage(storage, count)
+        self.storage = sandbox_storage.per_host(storage, count)
         if data is None:
             host_data: list[dict[str, Any]] = [{} for _ in range(count)]
         elif isinstance(data, Mapping):
@@ -612,7 +486,9 @@ class Sandbox:
         if not reason and any(self.systemd):
             reason = missing_systemd_requirement()
         if not reason:
-            reason = missing_storage_requirement([s for specs in self.storage for s in specs])
+            reason = sandbox_storage.missing_requirement(
+                [s for specs in self.storage for s in specs]
+            )
         if reason:
             raise SandboxUnavailable(reason)
         session = _get_session()
@@ -740,7 +616,7 @@ class Sandbox:
         if goroot is not None:
             binds.append(f"--bind-ro={goroot}:{GOROOT_INSIDE}")
         if tree is not None:
-            binds += profile_binds(tree)
+            binds += sandbox_systemd.profile_binds(tree)
         return sandbox_systemd.launcher_script(
             host.dir, host.hostname, rootfs, join, storage_lines, binds
         )
@@ -831,49 +707,6 @@ class Sandbox:
             raise RuntimeError("sandbox teardown: " + "; ".join(errors))
 
 
-StorageArg = Storage | str | Sequence[Storage | str | Sequence[Storage | str] | None] | None
-
-
-def per_host_storage(storage: StorageArg, count: int) -> list[list[Storage]]:
-    """``storage=`` as one list of profiles per host.
-
-    ``"hdd"`` or ``Hdd()``: that profile on every host; ``["slow9p", "hdd"]``: both
-    on every host; ``[["hdd"], None]``: a list (or None) per host.
-    """
-    if storage is None:
-        return [[] for _ in range(count)]
-    if isinstance(storage, str | sandbox_storage.Slow9p | Hdd):
-        return [[sandbox_storage.parse(storage)] for _ in range(count)]
-    items = list(storage)
-    if all(isinstance(i, str | sandbox_storage.Slow9p | Hdd) for i in items):
-        flat = [sandbox_storage.parse(i) for i in items]  # type: ignore[arg-type]
-        return [list(flat) for _ in range(count)]
-    if len(items) != count:
-        raise ValueError(f"{len(items)} storage lists for {count} hosts")
-    per_host: list[list[Storage]] = []
-    for item in items:
-        if item is None:
-            per_host.append([])
-        elif isinstance(item, str | sandbox_storage.Slow9p | Hdd):
-            per_host.append([sandbox_storage.parse(item)])
-        else:
-            per_host.append([sandbox_storage.parse(i) for i in item])
-    return per_host
-
-
-def profile_binds(tree: Path) -> list[str]:
-    """nspawn options laying a recorded machine over a systemd host's /sys and /proc files."""
-    from tests.sandbox_mounts import PROC_FILES, profile_units
-
-    binds = [f"--bind-ro={tree / 'sys' / unit}:/sys/{unit}" for unit in profile_units(tree)]
-    binds += [
-        f"--bind-ro={tree / 'proc' / name}:/proc/{name}"
-        for name in PROC_FILES
-        if (tree / "proc" / name).is_file()
-    ]
-    return binds
-
-
 def _spawn(host: SandboxHost) -> None:
     """Start (or boot again) a host's launcher and record it."""
     with open(host.log, "ab") as log:
@@ -891,12 +724,6 @@ def _spawn(host: SandboxHost) -> None:
     # Read before anything can reap it: the child stays ours until we wait() for it.
     host.pid_start = start_time(host.pid)
     host._save_record()
-
-
-def _port_open(address: str, port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((address, port)) == 0
 
 
 def _check_literal(data: Mapping[str, Any]) -> None:

@@ -23,12 +23,15 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import string
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.sandbox_cgroups import hierarchies
 from tests.slowfs import WSL_SOURCE
 
 SLOWFS = Path(__file__).resolve().with_name("slowfs.py")
@@ -78,6 +81,57 @@ def parse(spec: Storage | str) -> Storage:
     if not SAFE_PATH.match(profile.path) or profile.path.startswith(("/proc", "/sys", "/dev")):
         raise ValueError(f"storage path {profile.path!r}: want a plain absolute path")
     return profile
+
+
+StorageArg = Storage | str | Sequence[Storage | str | Sequence[Storage | str] | None] | None
+
+
+def per_host(storage: StorageArg, count: int) -> list[list[Storage]]:
+    """``storage=`` as one list of profiles per host.
+
+    ``"hdd"`` or ``Hdd()``: that profile on every host; ``["slow9p", "hdd"]``: both
+    on every host; ``[["hdd"], None]``: a list (or None) per host.
+    """
+    if storage is None:
+        return [[] for _ in range(count)]
+    if isinstance(storage, str | Slow9p | Hdd):
+        return [[parse(storage)] for _ in range(count)]
+    items = list(storage)
+    if all(isinstance(i, str | Slow9p | Hdd) for i in items):
+        flat = [parse(i) for i in items]  # type: ignore[arg-type]
+        return [list(flat) for _ in range(count)]
+    if len(items) != count:
+        raise ValueError(f"{len(items)} storage lists for {count} hosts")
+    per_host: list[list[Storage]] = []
+    for item in items:
+        if item is None:
+            per_host.append([])
+        elif isinstance(item, str | Slow9p | Hdd):
+            per_host.append([parse(item)])
+        else:
+            per_host.append([parse(i) for i in item])
+    return per_host
+
+
+def missing_requirement(specs: Sequence[Storage]) -> str | None:
+    """Why these storage profiles cannot be had here, or None."""
+    found = hierarchies()
+    if "track" not in found:
+        return "slow storage needs a cgroup hierarchy to track the host's processes"
+    if any(isinstance(s, Hdd) for s in specs):
+        if "blkio" not in found:
+            return "the hdd profile needs the cgroup v1 blkio controller (IOPS throttling)"
+        for tool in ("losetup", "mkfs.ext4", "nsenter"):
+            if shutil.which(tool) is None:
+                return f"the hdd profile needs {tool}"
+    if any(not isinstance(s, Hdd) for s in specs):
+        if not Path("/dev/fuse").exists():
+            return "the slow9p profile needs /dev/fuse (modprobe fuse)"
+        try:
+            import fuse  # noqa: F401
+        except (ImportError, OSError) as exc:
+            return f"the slow9p profile needs fusepy and libfuse2: {exc}"
+    return None
 
 
 @dataclass
@@ -281,3 +335,28 @@ def holders(majmin: str) -> dict[str, int]:
         except (OSError, IndexError):
             continue
     return found
+
+
+def remount(disk: Disk, target: int, where: str, device: str) -> None:
+    """Unmount a disk and mount it again in the mount namespace of process ``target``.
+
+    The kernel drops a filesystem's page, inode and dentry caches with its last
+    mount, so the next reads come from the (throttled) device. Any other
+    namespace that still mounts it (a service's private namespace) would keep
+    that cache alive unseen: that, or a process using the disk, is an error.
+    """
+    own = os.readlink(f"/proc/{target}/ns/mnt")
+    others = {ns: pid for ns, pid in holders(disk.majmin).items() if ns != own}
+    if others:
+        raise RuntimeError(
+            f"{disk.spec.path} is also mounted in the namespaces of PIDs "
+            f"{sorted(others.values())}: stop them first"
+        )
+    q = shlex.quote
+    out = subprocess.run(
+        ["nsenter", "-t", str(target), "-m", "--", "sh", "-c",
+         f"sync && umount {q(where)} && mount -t ext4 {q(device)} {q(where)}"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    if out.returncode != 0:
+        raise RuntimeError(f"cannot remount {disk.spec.path}: {out.stderr.strip()}")

@@ -22,10 +22,16 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import signal
+import socket
+import subprocess
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from tests.sandbox_cgroups import hierarchies
+from tests.sandbox_cgroups import HostCgroups, hierarchies
+from tests.sandbox_mounts import PROC_FILES, profile_units
+from tests.sandbox_state import POLL_INTERVAL
 
 NSPAWN = "systemd-nspawn"
 # nspawn's exit status when the container asked for a reboot.
@@ -131,3 +137,135 @@ def populate_upper(upper: Path, hostname: str, address: str, units: dict[str, st
         (system / "local-fs.target.wants").mkdir(parents=True, exist_ok=True)
         (system / name).write_text(text)
         (system / "local-fs.target.wants" / name).symlink_to(f"/etc/systemd/system/{name}")
+
+
+def profile_binds(tree: Path) -> list[str]:
+    """nspawn options laying a recorded machine over a systemd host's /sys and /proc files."""
+    binds = [f"--bind-ro={tree / 'sys' / unit}:/sys/{unit}" for unit in profile_units(tree)]
+    binds += [
+        f"--bind-ro={tree / 'proc' / name}:/proc/{name}"
+        for name in PROC_FILES
+        if (tree / "proc" / name).is_file()
+    ]
+    return binds
+
+
+def port_open(address: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((address, port)) == 0
+
+
+def tail(text: str, lines: int = 5) -> str:
+    return " | ".join(text.strip().splitlines()[-lines:]) or "no output"
+
+
+class SystemdPower:
+    """Power and boots of a systemd sandbox host (``SandboxHost`` mixes this in)."""
+
+    name: str
+    address: str
+    port: int
+    dir: Path
+    systemd: bool
+    cgroups: HostCgroups | None
+    process: subprocess.Popen[bytes] | None
+    boot_seconds: list[float]
+
+    @property
+    def log(self) -> Path:
+        raise NotImplementedError
+
+    def run(
+        self, cmd: str, user: str = "root", timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        raise NotImplementedError
+
+    def _relaunch(self) -> None:
+        """Start the launcher again (the host's own code knows how)."""
+        raise NotImplementedError
+
+    def init_pid(self) -> int | None:
+        """The container's PID 1 (on this machine's PID numbering), None when it is not running."""
+        if not self.systemd or self.cgroups is None:
+            return None
+        return container_init(self.cgroups.procs())
+
+    @property
+    def boots(self) -> int:
+        """How many times this host has booted (reboots included)."""
+        return boots(self.dir)
+
+    def reboot(self) -> None:
+        """Reboot as the power button would (SIGRTMIN+5 to systemd) and wait until it runs again."""
+        self._signal_init(signal.SIGRTMIN + 5)
+        self.wait_booted(self.boots)
+
+    def poweroff(self) -> None:
+        """Power off cleanly (SIGRTMIN+4 to systemd: units stop, ExecStop= runs) and wait."""
+        self._signal_init(signal.SIGRTMIN + 4)
+        self.wait_stopped()
+
+    def crash(self) -> None:
+        """Pull the plug: SIGKILL the container's PID 1, so nothing stops cleanly."""
+        self._signal_init(signal.SIGKILL)
+        self.wait_stopped()
+
+    def boot(self) -> None:
+        """Boot a stopped host again, on the same layers (its files are still there)."""
+        if not self.systemd:
+            raise RuntimeError(f"sandbox {self.name}: only systemd hosts can be booted again")
+        if self.process is not None and self.process.poll() is None:
+            raise RuntimeError(f"sandbox {self.name} is running")
+        before = self.boots
+        self._relaunch()
+        self.wait_booted(before)
+
+    def wait_booted(self, boots_before: int, timeout: float = BOOT_TIMEOUT) -> str:
+        """Wait for boot number ``boots_before + 1`` to reach ``running``; returns systemd's state.
+
+        After ``systemctl reboot`` inside, pass the ``boots`` read before it.
+        """
+        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        while self.boots <= boots_before:
+            self._check_launcher_alive()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"sandbox {self.name}: no boot within {timeout} s")
+            time.sleep(POLL_INTERVAL * 10)
+        while not port_open(self.address, self.port):
+            self._check_launcher_alive()
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"sandbox {self.name}: sshd not up {timeout} s after boot: "
+                    f"{tail(self.log.read_text(errors='replace'))}"
+                )
+            time.sleep(POLL_INTERVAL * 10)
+        out = self.run("systemctl is-system-running --wait", timeout=timeout)
+        state = out.stdout.strip()
+        self.boot_seconds.append(time.monotonic() - started)
+        if state not in ("running", "degraded"):
+            raise RuntimeError(f"sandbox {self.name}: systemd is {state!r}: {out.stderr.strip()}")
+        return state
+
+    def wait_stopped(self, timeout: float = BOOT_TIMEOUT) -> int:
+        """Wait until the host is off (launcher gone); returns nspawn's last exit status."""
+        assert self.process is not None
+        code = self.process.wait(timeout=timeout)
+        # The launcher was PID 1 of its namespace: everything it ran is gone with it.
+        if self.cgroups is not None:
+            self.cgroups.kill()
+        return code
+
+    def _signal_init(self, signum: int) -> None:
+        init = self.init_pid()
+        if init is None:
+            raise RuntimeError(f"sandbox {self.name}: not running")
+        os.kill(init, signum)
+
+    def _check_launcher_alive(self) -> None:
+        if self.process is not None and self.process.poll() is not None:
+            raise RuntimeError(
+                f"sandbox {self.name} stopped while booting: "
+                f"{tail(self.log.read_text(errors='replace'))}"
+            )

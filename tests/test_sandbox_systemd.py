@@ -19,13 +19,13 @@ from tests.conftest import SandboxFactory
 from tests.sandbox import (
     Sandbox,
     SandboxHost,
-    missing_storage_requirement,
     missing_systemd_requirement,
 )
 from tests.sandbox_cgroups import PARENT, hierarchies
 from tests.sandbox_mounts import GOROOT_INSIDE, REPO
 from tests.sandbox_state import allocation_lock, clean_stale
 from tests.sandbox_storage import Hdd, Slow9p, Storage
+from tests.sandbox_storage import missing_requirement as missing_storage
 from tests.test_sandbox import processes_mounting, running
 
 UNAVAILABLE = missing_systemd_requirement()
@@ -79,8 +79,10 @@ def test_files_survive_reboots_and_poweroff_which_stop_units_cleanly_and_a_crash
     sandbox: SandboxFactory,
 ) -> None:
     host = sandbox(1, systemd=True).hosts[0]
-    made = host.run(f"printf %s {shlex.quote(STOP_MARK_UNIT)} > /etc/systemd/system/mark.service"
-                    " && systemctl enable --now mark.service && echo kept > /root/kept")
+    made = host.run(
+        f"printf %s {shlex.quote(STOP_MARK_UNIT)} > /etc/systemd/system/mark.service"
+        " && systemctl enable --now mark.service && echo kept > /root/kept"
+    )
     assert made.returncode == 0, made.stderr
 
     boots = host.boots
@@ -161,8 +163,8 @@ def pids_running(paths: object) -> list[int]:
 @pytest.mark.slowstorage
 def test_teardown_leaves_no_processes_mounts_cgroups_loops_fuse_daemons_or_dirs() -> None:
     specs: list[Storage] = [Slow9p(), Hdd()]
-    if missing_storage_requirement(specs):
-        pytest.skip(missing_storage_requirement(specs) or "")
+    if missing_storage(specs):
+        pytest.skip(missing_storage(specs) or "")
     with Sandbox(2, systemd=[True, False], storage=specs) as box:
         dirs = [h.dir for h in box.hosts]
         loops = [d.loop for h in box.hosts for d in (h.prepared.disks if h.prepared else [])]
@@ -187,8 +189,8 @@ KILLED = textwrap.dedent(
 
 @pytest.mark.slowstorage
 def test_a_killed_test_process_takes_its_container_along_and_the_next_run_cleans_the_rest() -> None:
-    if missing_storage_requirement([Hdd()]):
-        pytest.skip(missing_storage_requirement([Hdd()]) or "")
+    if missing_storage([Hdd()]):
+        pytest.skip(missing_storage([Hdd()]) or "")
     proc = subprocess.Popen([sys.executable, "-c", KILLED], cwd=REPO, stdout=subprocess.PIPE,
                             text=True)  # fmt: skip
     assert proc.stdout is not None
