@@ -19,6 +19,7 @@ from tests.conftest import SandboxFactory
 from tests.sandbox import (
     Sandbox,
     SandboxHost,
+    missing_requirement,
     missing_systemd_requirement,
 )
 from tests.sandbox_cgroups import PARENT, hierarchies
@@ -28,12 +29,17 @@ from tests.sandbox_storage import Hdd, Slow9p, Storage
 from tests.sandbox_storage import missing_requirement as missing_storage
 from tests.test_sandbox import processes_mounting, running
 
-UNAVAILABLE = missing_systemd_requirement()
-pytestmark = [
-    pytest.mark.sandbox,
-    pytest.mark.systemd,
-    pytest.mark.skipif(UNAVAILABLE is not None, reason=UNAVAILABLE or ""),
-]
+pytestmark = [pytest.mark.sandbox, pytest.mark.systemd]
+
+
+def skip_unless_available(*storage: Storage) -> None:
+    """For tests that start a Sandbox themselves (the fixture skips on its own); builds
+    the rootfs when it is missing, as the fixture does, and never at collection."""
+    reason = missing_requirement() or missing_systemd_requirement()
+    reason = reason or (missing_storage(list(storage)) if storage else None)
+    if reason:
+        pytest.skip(reason)
+
 
 # A unit that leaves a mark when it is stopped: clean shutdowns run ExecStop=, crashes do not.
 STOP_MARK_UNIT = """[Unit]
@@ -163,8 +169,7 @@ def pids_running(paths: object) -> list[int]:
 @pytest.mark.slowstorage
 def test_teardown_leaves_no_processes_mounts_cgroups_loops_fuse_daemons_or_dirs() -> None:
     specs: list[Storage] = [Slow9p(), Hdd()]
-    if missing_storage(specs):
-        pytest.skip(missing_storage(specs) or "")
+    skip_unless_available(*specs)
     with Sandbox(2, systemd=[True, False], storage=specs) as box:
         dirs = [h.dir for h in box.hosts]
         loops = [d.loop for h in box.hosts for d in (h.prepared.disks if h.prepared else [])]
@@ -189,8 +194,7 @@ KILLED = textwrap.dedent(
 
 @pytest.mark.slowstorage
 def test_a_killed_test_process_takes_its_container_along_and_the_next_run_cleans_the_rest() -> None:
-    if missing_storage([Hdd()]):
-        pytest.skip(missing_storage([Hdd()]) or "")
+    skip_unless_available(Hdd())
     proc = subprocess.Popen([sys.executable, "-c", KILLED], cwd=REPO, stdout=subprocess.PIPE,
                             text=True)  # fmt: skip
     assert proc.stdout is not None
