@@ -95,22 +95,36 @@ def missing_requirement() -> str | None:
     return None
 
 
+# Why this process's build failed: every later test skips at once instead of trying again.
+_failed: str | None = None
+
+
 def ensure(build: bool = True) -> Path:
     """The cached rootfs, built first when missing and ``build`` is true.
 
     Raises RuntimeError with the reason when there is none.
     """
+    global _failed
     found = cached()
     if found or not build:
         if found:
             return found
         raise RuntimeError(f"no systemd host rootfs at {path()} (python -m tests.sandbox_rootfs)")
-    reason = missing_requirement()
+    reason = missing_requirement() or _failed
     if reason:
         raise RuntimeError(reason)
+    try:
+        return _build_locked()
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+        _failed = str(exc) or type(exc).__name__
+        raise RuntimeError(_failed) from exc
+
+
+def _build_locked() -> Path:
+    """Build under the lock: one builder; the others wait and reuse its result."""
     CACHE_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
     with open(CACHE_DIR / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one builder; the others wait and reuse its result
+        fcntl.flock(lock, fcntl.LOCK_EX)
         found = cached()
         if found:
             return found
