@@ -25,6 +25,7 @@ import shlex
 import signal
 import socket
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ import pytest
 from tests.conftest import SandboxFactory
 from tests.goproxy_tree import APP_GOMOD, APP_MAIN, StaticUpstream, build_tree, standard_modules
 from tests.sandbox import SandboxHost
+from tests.sandbox_storage import Hdd
 from tests.test_apply import gotune
 from tests.test_wear_sandbox import FAKE_SMARTCTL, drive_at, put
 
@@ -307,3 +309,37 @@ def test_mirror_and_wear_units_run_under_systemd_and_undo_removes_every_trace(
         assert gotune_traces(host) == clean
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", port)) != 0  # the mirror is gone
+
+
+@pytest.mark.slowstorage
+def test_mirror_with_its_cache_on_a_separate_home_disk_runs_and_sees_no_home(
+    sandbox: SandboxFactory,
+) -> None:
+    """/home on its own disk: the plan puts the mirror's cache there, beside GOMODCACHE.
+    ProtectHome=yes hid it from the mirror, which then failed at every restart."""
+    port = free_port()
+    data = {"gotune_users": [USER], "gotune_gocache_tmpfs": "never",
+            "gotune_mirror_enabled": True, "gotune_mirror_port": port}  # fmt: skip
+    box = sandbox(1, data=[data], systemd=True, storage=[Hdd(path="/home")])
+    host = box.hosts[0]
+    developer(host)
+    result = apply(box.inventory)
+    cache = next(d for d in result["plan"]["decisions"] if d["key"] == "mirror")["value"]
+    assert cache.startswith("/home/")
+    mirror = "gotune-mirror.service"
+    health = wait_for("the mirror to answer", lambda: get_json(f"http://127.0.0.1:{port}/healthz"))
+    assert health["cache_dir"] == cache
+    assert show(host, mirror, "NRestarts")["NRestarts"] == "0"
+    pid = show(host, mirror, "MainPID")["MainPID"]
+    # Inside its namespace /home holds only the path to its cache: no developer's files.
+    assert sh(host, f"nsenter -t {pid} -m ls /home").split() == [cache.split("/")[2]]
+    assert undo(box.inventory)["ok"]
+
+
+def get_json(url: str) -> dict[str, Any] | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            found: dict[str, Any] = json.loads(r.read())
+            return found
+    except (OSError, ValueError):
+        return None
