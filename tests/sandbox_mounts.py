@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Sequence
 from pathlib import Path
 
 SSHD = "/usr/sbin/sshd"
@@ -67,23 +68,38 @@ def real_dir(path: Path) -> bool:
     return path.is_dir() and not path.is_symlink()
 
 
+# Where the test Go toolchain appears inside every host (read-only): outside any
+# home, so every user can run it wherever the checkout lives (/root is 0700).
+GOROOT_INSIDE = "/opt/gotune-sandbox/go"
 # Mounted fresh in every host: whatever the machine had there is hidden.
 FRESH_TMPFS = (Path("/tmp"), Path("/run"), Path("/dev/shm"))
 REPO = Path(__file__).resolve().parent.parent
 
 
-def start_script(host_dir: Path, hostname: str, tree: Path | None) -> str:
+def start_script(
+    host_dir: Path,
+    hostname: str,
+    tree: Path | None,
+    goroot: Path | None = None,
+    first: Sequence[str] = (),
+    last: Sequence[str] = (),
+) -> str:
     """The shell script run inside the new namespace: mounts, hostname, exec sshd.
 
     ``host_dir`` holds ``upper``, ``work`` and ``root`` (the mount point). Profile
     mounts that fail are reported and skipped (never fatal: sshd must start); the
     ones that worked are listed, one per line, in ``host_dir/overlaid``.
+
+    + goroot: the test Go toolchain, mounted read-only at GOROOT_INSIDE
+    + first: lines run before anything else (joining the host's cgroups)
+    + last: lines run after the host's own mounts (its slow storage)
     """
     q = shlex.quote
     root = str(host_dir / "root")
     listed = q(str(host_dir / "overlaid"))
     lines = [
         "set -eu",
+        *first,
         f"mount -t overlay overlay -o lowerdir=/,upperdir={q(str(host_dir / 'upper'))},"
         f"workdir={q(str(host_dir / 'work'))} {q(root)}",
         f"mount -t proc proc {q(root + '/proc')}",
@@ -136,6 +152,14 @@ def start_script(host_dir: Path, hostname: str, tree: Path | None) -> str:
         ]
     if tree is not None and real_dir(tree / "run" / "udev"):
         lines += [f"mkdir -p {q(root + '/run/udev')}", overlay(tree / "run" / "udev", "/run/udev")]
+    if goroot is not None:
+        inside = q(root + GOROOT_INSIDE)
+        lines += [
+            f"mkdir -p {inside}",
+            f"mount --bind {q(str(goroot))} {inside}",
+            f"mount -o remount,bind,ro {inside}",
+        ]
+    lines += [*last]
     lines += [
         f"hostname {q(hostname)}",
         f"exec chroot {q(root)} {SSHD} -D -e -f {SSH_DIR_INSIDE}/sshd_config",

@@ -160,9 +160,47 @@ def clean_stale() -> list[Path]:
                 kill_namespace(
                     record.get("pid"), record.get("pid_start"), record.get("mntns"), record["root"]
                 )
+                _release(record)
         shutil.rmtree(session_dir, ignore_errors=True)
         removed.append(session_dir)
+    _release_orphans()
     return removed
+
+
+def _release(record: dict[str, Any]) -> None:
+    """A stale host's cgroups (every process in them killed) and loop devices."""
+    from tests.sandbox_cgroups import HostCgroups
+    from tests.sandbox_storage import detach
+
+    cgroups = HostCgroups.from_record(record.get("cgroups"))
+    if cgroups is not None:
+        cgroups.kill()
+        cgroups.remove()
+    for item in record.get("loops") or []:
+        if isinstance(item, list) and len(item) == 2:
+            detach(str(item[0]), str(item[1]))
+
+
+def _release_orphans() -> None:
+    """Cgroups and loop devices of sessions whose dir is gone (removed by code that did not
+    know about them): a live session always has its dir, so these are nobody's."""
+    from tests.sandbox_cgroups import orphans
+    from tests.sandbox_storage import detach
+
+    live = {d.name for d in SANDBOX_ROOT.glob("s*")}
+    for cgroups in orphans(live):
+        cgroups.kill()
+        cgroups.remove()
+    for backing in Path("/sys/block").glob("loop*/loop/backing_file"):
+        try:
+            image = backing.read_text().strip().removesuffix(" (deleted)")
+        except OSError:
+            continue
+        inside = Path(image)
+        under = inside.is_relative_to(SANDBOX_ROOT)
+        parts = inside.relative_to(SANDBOX_ROOT).parts if under else ()
+        if len(parts) > 1 and parts[0] not in live:
+            detach(f"/dev/{backing.parent.parent.name}", image)
 
 
 def claimed_addresses() -> set[tuple[str, int]]:

@@ -103,7 +103,6 @@ def test_apply_then_second_apply_then_undo_on_a_developer_host(
     sandbox: Any, go_tarball: tuple[Path, str, str], tmp_path: Path
 ) -> None:
     tarball, version, sha = go_tarball
-    goroot = subprocess.run([str(GO), "env", "GOROOT"], capture_output=True, text=True).stdout
     data = {
         "gotune_users": [USER],
         "gotune_go_version": version,
@@ -125,8 +124,8 @@ def test_apply_then_second_apply_then_undo_on_a_developer_host(
         f"chmod -R a-w {OLD_GOMODCACHE}/example.com",
         user=USER,
     )
-    # The old toolchain: another go already on PATH.
-    sh(host, f"ln -s {goroot.strip()}/bin/go /usr/local/bin/go")
+    # The old toolchain: another go already on PATH (the harness's, readable by every user).
+    host.link_go()
     before = snapshot_of_files(host)
 
     # Each malformed setting is refused before any host is touched.

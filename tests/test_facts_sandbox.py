@@ -14,18 +14,11 @@ import pytest
 from gotune.facts.collect import collect_local
 from gotune.facts.machine import parse_output
 from tests.conftest import SandboxFactory
+from tests.sandbox_mounts import GOROOT_INSIDE
 
 REPO = Path(__file__).resolve().parent.parent
-GOROOT_BIN = (
-    REPO
-    / ".venv"
-    / "lib"
-    / f"python{sys.version_info.major}.{sys.version_info.minor}"
-    / "site-packages"
-    / "go"
-    / "bin"
-    / "go"
-)
+# The test Go toolchain as every sandbox host sees it, wherever this checkout lives.
+GOROOT_BIN = f"{GOROOT_INSIDE}/bin/go"
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 

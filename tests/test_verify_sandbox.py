@@ -20,6 +20,7 @@ import pytest
 
 from tests.conftest import SandboxFactory
 from tests.sandbox import SandboxHost
+from tests.sandbox_mounts import GOROOT_INSIDE
 from tests.test_verify_runner import real_go, warm_cache
 
 __all__ = ["warm_cache"]  # the session fixture, shared with the runner tests
@@ -44,9 +45,9 @@ def login(host: SandboxHost, user: str, cmd: str) -> str:
 
 
 def developer(host: SandboxHost, user: str) -> None:
-    go = real_go()
-    assert go is not None
-    sh(host, f"echo {shlex.quote(f'export PATH={go.parent}:$PATH')} > /etc/profile.d/go.sh")
+    assert real_go() is not None
+    # The harness's read-only copy: the venv's path may be unreadable to users (/root is 0700).
+    sh(host, f"echo {shlex.quote(f'export PATH={GOROOT_INSIDE}/bin:$PATH')} > /etc/profile.d/go.sh")
     host.add_user(user)
 
 
