@@ -39,28 +39,27 @@ from pyinfra.facts.files import Directory, File, FileContents
 from pyinfra.facts.server import Which
 from pyinfra.operations import files, server, systemd
 
-from gotune.agent.wear.state import DEFAULT_WEAR_STATE
-from gotune.deploys.agent import AGENT_DIR, install_agent, python3_path
+from gotune.agent.paths import AGENT_DIR, AGENT_PATH, WEAR_STATE
+from gotune.agent.paths import MIRROR_CRON as CRON_FILE
+from gotune.agent.paths import MIRROR_LOG as LOGFILE
+from gotune.agent.paths import MIRROR_NUMA_PYTHON as NUMA_WRAPPER
+from gotune.agent.paths import MIRROR_PIDFILE as PIDFILE
+from gotune.agent.paths import MIRROR_SUPERVISOR as SUPERVISOR
+from gotune.agent.paths import MIRROR_UNIT_FILE as UNIT_FILE
+from gotune.deploys.agent import install_agent, python3_path
 from gotune.errors import GotuneError
 from gotune.operations import state
 from gotune.operations.numa import wrapper_script
 from gotune.operations.render import render
 from gotune.plan.mirror import DEFAULT_CACHE_DIR
 from gotune.settings import Settings, validate_host_data
-from gotune.zipapp import AGENT_PATH
 
 q = shlex.quote
 
 MIRROR_USER = "gotune-mirror"
 UNIT = "gotune-mirror"
-UNIT_FILE = f"/etc/systemd/system/{UNIT}.service"
-SUPERVISOR = f"{AGENT_DIR}/gotune-mirror-supervise"
-PIDFILE = "/run/gotune-mirror.pid"
-LOGFILE = "/var/log/gotune-mirror.log"
-CRON_FILE = "/etc/cron.d/gotune-mirror"
-# The NUMA wrapper that runs the agent's python3 on the NIC-local node (multi-node hosts).
-NUMA_BIN_DIR = f"{AGENT_DIR}/numa"
-NUMA_WRAPPER = f"{NUMA_BIN_DIR}/python3"
+# The directory of the NUMA wrapper that runs the agent's python3 on the NIC-local node.
+NUMA_BIN_DIR = NUMA_WRAPPER.rsplit("/", 1)[0]
 GIB = 1 << 30
 
 
@@ -122,7 +121,7 @@ def serve_argv(python: str, settings: Settings, cache_dir: str | None = None) ->
         "--cache-dir", cache_dir,
         "--upstream", settings["gotune_mirror_upstream"],
         "--max-cache-size", str(int(float(settings["gotune_mirror_max_cache_gib"]) * GIB)),
-        "--wear-state", str(DEFAULT_WEAR_STATE),
+        "--wear-state", WEAR_STATE,
     ]  # fmt: skip
     if settings["gotune_mirror_allow"]:
         argv += ["--allow", ",".join(settings["gotune_mirror_allow"])]

@@ -26,16 +26,15 @@ from pyinfra.facts.files import Directory, File, Link
 from pyinfra.facts.server import Which
 from pyinfra.operations import files, server, systemd
 
-from gotune.agent.wear.check import DEFAULT_STATE_DIR, STATE_FILE
+from gotune.agent.paths import AGENT_DIR, AGENT_PATH, WEAR_STATE, WEAR_STATE_DIR
 from gotune.agent.wear.metrics import METRICS_FILE
 from gotune.agent.wear.status import Thresholds
-from gotune.deploys.agent import AGENT_DIR, install_agent, python3_path
+from gotune.deploys.agent import install_agent, python3_path
 from gotune.deploys.mirror import record_created, record_unit
 from gotune.errors import GotuneError
 from gotune.operations import state
 from gotune.operations.render import render
 from gotune.settings import Settings, validate_host_data
-from gotune.zipapp import AGENT_PATH
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 UNIT = "gotune-wear"
@@ -63,7 +62,7 @@ def check_command(python: str, settings: Settings) -> str:
         raise GotuneError(f"host {settings.host_name}: wear settings: {exc}") from None
     argv = [
         python, AGENT_PATH, "wear", "--record",
-        "--state-dir", str(DEFAULT_STATE_DIR),
+        "--state-dir", WEAR_STATE_DIR,
         "--warn-percent", str(th.warn_percent),
         "--critical-percent", str(th.critical_percent),
         "--media-errors-critical", str(th.media_errors_critical),
@@ -131,9 +130,9 @@ def install_wear() -> None:
         server.packages(name="Install smartmontools (smartctl)", packages=["smartmontools"])
     # Only the state directory: /var/lib/gotune also holds the undo records themselves.
     record_created(
-        name=f"Record {DEFAULT_STATE_DIR} for undo", path=str(DEFAULT_STATE_DIR), ancestors=False
+        name=f"Record {WEAR_STATE_DIR} for undo", path=WEAR_STATE_DIR, ancestors=False
     )
-    files.directory(name=f"Create {DEFAULT_STATE_DIR}", path=str(DEFAULT_STATE_DIR), mode="755")
+    files.directory(name=f"Create {WEAR_STATE_DIR}", path=WEAR_STATE_DIR, mode="755")
     textfile = settings["gotune_wear_textfile_dir"]
     if textfile:
         files.directory(name=f"Create {textfile}", path=textfile, mode="755")
@@ -144,7 +143,7 @@ def install_wear() -> None:
     first_reading(
         name="First wear reading",
         command=command,
-        state_file=str(DEFAULT_STATE_DIR / STATE_FILE),
+        state_file=WEAR_STATE,
     )
     if host.get_fact(Directory, path="/run/systemd/system"):
         service = state.file(

@@ -182,7 +182,7 @@ def _goproxy_list(value: Any) -> str | None:
 
 
 def _mirror_size(value: Any) -> str | None:
-    from gotune.agent.mirror.limits import parse_size
+    from gotune.agent.units import parse_size
 
     try:
         parse_size(value)
