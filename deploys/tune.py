@@ -17,7 +17,14 @@ from pyinfra import host
 from pyinfra.facts.files import FileContents
 from pyinfra.facts.server import User, Users, Which
 
-from gotune.deploys.mirror import developer_goproxy, install_mirror, installed_cache_dir
+from gotune.agent.paths import AGENT_DIR
+from gotune.deploys.agent import install_agent
+from gotune.deploys.mirror import (
+    developer_goproxy,
+    install_mirror,
+    installed_cache_dir,
+    record_created,
+)
 from gotune.deploys.wear import install_wear
 from gotune.errors import GotuneError
 from gotune.facts.gotune_state import ShellExports
@@ -145,6 +152,9 @@ def tune(hp: HostPlan) -> None:
         )
         for user in plan.users:
             _tune_user(hp, user, accounts[user], has_cron)
+        if numa.wrappers_wanted(plan.decisions, plan.users[0]):  # the agent measures them
+            record_created(name=f"Record {AGENT_DIR} for undo", path=AGENT_DIR)
+            install_agent()
         numa.apply_numa(plan.decisions, plan.users[0], systemd=hp.facts.platform.systemd)
     services(hp)
 
