@@ -2,9 +2,9 @@
 
 ``mirror`` and ``wear`` are user commands, declared here once; the ``gotune``
 command (``gotune.cli``) adds the same parsers, so a flag means the same on the
-control machine and in a unit file on a host. ``numa-measure`` is internal: the
-control machine runs it on a host (apply's NUMA measuring), and only the agent's
-own parser has it.
+control machine and in a unit file on a host. ``numa-measure`` and
+``verify-runner`` are internal: the control machine runs them on a host (apply's
+NUMA measuring, ``gotune verify``), and only the agent's own parser has them.
 Standard library only.
 """
 
@@ -95,7 +95,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def add_internal_commands(sub: argparse._SubParsersAction) -> None:
-    """Add ``numa-measure`` (the agent's parser only)."""
+    """Add ``numa-measure`` and ``verify-runner`` (the agent's parser only)."""
     p = sub.add_parser("numa-measure", help="(internal) time a NUMA wrapper against the plain "
                        "tool as a user; keep it only if it is faster")
     p.add_argument("--tool", required=True)
@@ -110,6 +110,10 @@ def add_internal_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--remove-unhelpful", action="store_true",
                    help="delete a wrapper that does not beat the noise")
     p.add_argument("workload", nargs="+", help="the tool's arguments, after --")
+    p = sub.add_parser("verify-runner", help="(internal) verify's benchmarks and observations "
+                       "as the developer users; prints one GOTUNE-VERIFY JSON line")
+    p.add_argument("request", nargs="?", default="{}", metavar="JSON",
+                   help="the request: users, benchmarks, runs ... or mode=record")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -121,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
         from gotune.agent.wear.cli import run as handler
     elif args.command == "numa-measure":
         from gotune.agent.numa_measure import run as handler
+    elif args.command == "verify-runner":
+        from gotune.agent.verify.runner import run as handler
     else:
         raise GotuneError(f"not an agent command: {args.command}")
     return handler(args)

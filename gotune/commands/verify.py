@@ -11,7 +11,7 @@ import argparse
 import json
 from typing import Any
 
-from gotune.agent.verify.runner import BENCHMARKS
+from gotune.agent.verify.bench import BENCHMARKS
 from gotune.errors import GotuneError, UsageError
 
 # --runs above this would keep a host busy for many minutes per benchmark.

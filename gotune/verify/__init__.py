@@ -18,9 +18,11 @@ earlier results come back in ``history`` for the trend chart.
 
 Modules, in the order the data flows:
 
-- ``target``  — the runner, executed on the host (standard library only)
+- ``gotune.agent.verify`` — the runner, executed on the host (the agent's
+  ``verify-runner``; standard library only)
 - ``plans``   — the plan each host should match now (as apply makes it)
-- ``remote``  — sends the runner through pyinfra and reads its answer
+- ``remote``  — runs the runner through pyinfra (the installed agent, or an
+  uploaded copy) and reads its answer
 - ``stats``   — medians, ratio, the "no measurable difference" rule
 - ``checks``  — state checks from the observations
 - ``diagnose``— likely causes of a failure
@@ -52,7 +54,7 @@ def run(state: Any, hosts: Iterable[Any], thorough: bool = False,
     """
     from gotune.agent.stats import MIN_RUNS_FOR_VERDICT, NOISE_FRACTION
     from gotune.errors import GotuneError
-    from gotune.verify.remote import record_history, run_runner
+    from gotune.verify.remote import host_agent, record_history
     from gotune.verify.result import history_record, host_result
 
     del state  # the hosts carry their connections; kept for the apply-side call shape
@@ -68,16 +70,16 @@ def run(state: Any, hosts: Iterable[Any], thorough: bool = False,
             args["runs"] = runs
         if benchmarks is not None:
             args["benchmarks"] = benchmarks
-        try:
-            raw = run_runner(host, args)
-        except GotuneError as exc:
-            raw = {"error": str(exc)}
-        plan = (plans or {}).get(host.name)
-        result = host_result(raw, plan)
-        if record and raw.get("history_path") and not raw.get("error"):
-            err = record_history(host, str(raw["history_path"]), history_record(result))
-            if err:
-                result["history_error"] = err
+        with host_agent(host) as agent:
+            try:
+                raw = agent.run(args)
+            except GotuneError as exc:
+                raw = {"error": str(exc)}
+            result = host_result(raw, (plans or {}).get(host.name))
+            if record and raw.get("history_path") and not raw.get("error"):
+                err = record_history(agent, str(raw["history_path"]), history_record(result))
+                if err:
+                    result["history_error"] = err
         out["hosts"][host.name] = result
     return out
 
