@@ -7,11 +7,13 @@ Two setups of one developer user on one sandbox host (root required):
 - ``tmpfs``: GOCACHE and GOTMPDIR on a size-capped tmpfs, the placement the plan
   chooses on a machine with RAM to spare outside a container.
 
-Each setup runs ``gotune verify --json`` twice (the first run also warms the
-verify caches; the second is the steady state apply sees) and prints the
-benchmark figures of the second run, plus the wall time of both.
+Each setup runs ``gotune verify --json`` once to warm the verify caches, then
+``--repeat`` times more (the steady state apply sees), and prints the benchmark
+figures of the last run, the wall time of every run and the median of the
+steady-state ones.
 
-    .venv/bin/python bench/verify.py [--thorough] [--runs N] [--report DIR]
+    .venv/bin/python bench/verify.py [--thorough] [--runs N] [--repeat N] [--setups LIST]
+        [--report DIR]
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -73,15 +76,16 @@ def figures(host: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def setup(name: str, inventory: Path, host: SandboxHost, extra: list[str],
-          report: str | None) -> dict[str, Any]:
+          report: str | None, repeat: int) -> dict[str, Any]:
     walls = []
     result: dict[str, Any] = {}
-    for i in range(2):
-        last = ["--report", str(Path(report) / name)] if report and i == 1 else []
+    for i in range(1 + repeat):
+        last = ["--report", str(Path(report) / name)] if report and i == repeat else []
         wall, result = verify(inventory, extra + last)
         walls.append(round(wall, 1))
     h = result["hosts"][host.name]
     return {"setup": name, "verdict": h["verdict"], "verify_wall_s": walls,
+            "steady_median_s": statistics.median(walls[1:]),
             "failed_checks": [c["name"] for c in h["checks"] if not c["ok"]],
             "benchmarks": figures(h)}
 
@@ -91,6 +95,8 @@ def main() -> None:
     parser.add_argument("--thorough", action="store_true")
     parser.add_argument("--runs", type=int)
     parser.add_argument("--report", metavar="DIR", help="write each setup's HTML report here")
+    parser.add_argument("--repeat", type=int, default=1, help="steady-state runs per setup")
+    parser.add_argument("--setups", default="after-apply,tmpfs", help="which setups to run")
     args = parser.parse_args()
     extra = (["--thorough"] if args.thorough else []) + (
         ["--runs", str(args.runs)] if args.runs else [])
@@ -106,12 +112,17 @@ def main() -> None:
                                  text=True, cwd=REPO, timeout=600)
         if applied.returncode != 0:
             raise SystemExit(f"apply failed: {applied.stderr.strip()[-300:]}")
-        report["setups"].append(setup("after-apply", sbx.inventory, host, extra, args.report))
-        sh(host, f"mkdir -p {TMPFS} && mount -t tmpfs -o size={TMPFS_SIZE},mode=0700 tmpfs "
-                 f"{TMPFS} && mkdir {TMPFS}/go-build {TMPFS}/tmp && chown -R alice: {TMPFS}")
-        sh(host, "su - alice -c " + shlex.quote(
-            f"go env -w GOCACHE={TMPFS}/go-build GOTMPDIR={TMPFS}/tmp"))
-        report["setups"].append(setup("tmpfs", sbx.inventory, host, extra, args.report))
+        wanted = args.setups.split(",")
+        if "after-apply" in wanted:
+            report["setups"].append(
+                setup("after-apply", sbx.inventory, host, extra, args.report, args.repeat))
+        if "tmpfs" in wanted:
+            sh(host, f"mkdir -p {TMPFS} && mount -t tmpfs -o size={TMPFS_SIZE},mode=0700 tmpfs "
+                     f"{TMPFS} && mkdir {TMPFS}/go-build {TMPFS}/tmp && chown -R alice: {TMPFS}")
+            sh(host, "su - alice -c " + shlex.quote(
+                f"go env -w GOCACHE={TMPFS}/go-build GOTMPDIR={TMPFS}/tmp"))
+            report["setups"].append(
+                setup("tmpfs", sbx.inventory, host, extra, args.report, args.repeat))
     print(json.dumps(report, indent=2))
 
 
