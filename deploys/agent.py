@@ -1,8 +1,9 @@
 """Install the gotune agent on a host: ``/opt/gotune/gotune.pyz``, run by the host's python3.
 
-The wear check and the mirror run on targets; both use only Python's standard
-library, so the deploy ships the ``gotune`` package as one zipapp built on the
-control machine (``gotune/zipapp.py``) instead of installing anything with pip.
+The wear check, the mirror and NUMA measuring run on targets from
+``gotune.agent``, which uses only Python's standard library, so the deploy ships
+it as one zipapp built on the control machine (``gotune/zipapp.py``) instead of
+installing anything with pip.
 The zipapp's bytes are reproducible, so a second run uploads nothing.
 
     pyinfra INVENTORY deploys/agent.py

@@ -38,6 +38,7 @@ UPLOAD_NAME = "gotune.pyz"
 # mktemp's template: private (0700 until filled, then 0755 so the developer user,
 # whom the root runner becomes, can read the archive), random name.
 TEMP_TEMPLATE = "/tmp/gotune-agent.XXXXXXXXXX"
+TEMP_PARENT = TEMP_TEMPLATE.rsplit("/", 1)[0] + "/"
 
 
 def _request(args: dict[str, Any]) -> list[str]:
@@ -83,8 +84,9 @@ def parse_output(stdout: str, stderr: str = "") -> dict[str, Any]:
 
 def _upload_dir(stdout: str) -> str | None:
     for line in stdout.splitlines():
-        if line.startswith(UPLOAD_MARKER) and line[len(UPLOAD_MARKER):].startswith("/tmp/"):
-            return line[len(UPLOAD_MARKER):].strip()
+        directory = line.removeprefix(UPLOAD_MARKER).strip()
+        if line.startswith(UPLOAD_MARKER) and directory.startswith(TEMP_PARENT):
+            return directory
     return None
 
 
