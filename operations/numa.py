@@ -198,8 +198,6 @@ def wrapper(
         missing = tool
     elif not host.get_fact(Which, command="numactl"):
         missing = "numactl"  # without it a wrapper cannot help
-    elif not host.get_fact(File, path=AGENT_PATH):
-        missing = f"the gotune agent ({AGENT_PATH})"  # without it a wrapper cannot be measured
     if real_path is None or missing:
         host.noop(f"{missing} is not installed: no {tool} wrapper")
         yield from _remove(path)
@@ -224,6 +222,10 @@ def wrapper(
             yield from _remove(path)
             return
         args = [a.replace("{goroot}", goroot) for a in args]
+    if not host.get_fact(File, path=AGENT_PATH):  # it measures; the deploy installs it first
+        host.noop(f"the gotune agent ({AGENT_PATH}) is not installed: {tool} wrapper not measured")
+        yield from _remove(path)
+        return
     yield from _ensure_dir(bin_dir)
     yield from state_file._inner(path=path, content=content, mode=0o755)
     yield record_path_cmd(record)
