@@ -16,7 +16,6 @@ import io
 import json
 import shlex
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from gotune.agent.launch import agent_sh, exec_agent_sh, find_python3_sh
@@ -141,7 +140,7 @@ class HostAgent:
             self._shell(f"rm -rf {shlex.quote(directory)}", SETUP_TIMEOUT_S)
 
 
-@contextmanager
+@contextlib.contextmanager
 def host_agent(host: Any) -> Iterator[HostAgent]:
     """The agent on ``host`` (a pyinfra Host) for the length of the ``with`` block."""
     agent = HostAgent(host)
