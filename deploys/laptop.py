@@ -23,13 +23,13 @@ from typing import Any, Protocol
 from pyinfra import host
 from pyinfra.api import deploy
 
+from gotune.agent.paths import PLAN_PATH
 from gotune.deploys.caches import deploy_caches
 from gotune.deploys.goenv import deploy_goenv
 from gotune.deploys.mirror import deploy_mirror
 from gotune.deploys.numa import deploy_numa
 from gotune.deploys.toolchain import deploy_toolchain
 from gotune.deploys.wear import deploy_wear
-from gotune.facts.state import PLAN_PATH
 from gotune.operations import state
 from gotune.plan.model import HostPlan
 

@@ -18,13 +18,6 @@ from typing import Any, TypeVar
 
 # Storage classes, fastest first; the planner ranks media by this order.
 STORAGE_CLASSES = ("nvme", "ssd", "emmc", "sd", "hdd", "virtual", "unknown")
-# Filesystems that are never a home for a Go cache (network, 9p/drvfs, FUSE).
-NETWORK_FSTYPES = frozenset(
-    {"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "drvfs", "virtiofs", "sshfs", "afs",
-     "ceph", "glusterfs", "lustre", "beegfs", "gpfs"}
-)
-
-
 @dataclass
 class CpuKind:
     """A group of CPUs of one kind: P-cores, E-cores, or one max frequency."""

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gotune.agent.paths import WEAR_TEXTFILE_DIR
 from gotune.errors import GotuneError
 
 PREFIX = "gotune_"
@@ -170,7 +171,7 @@ def _goproxy_list(value: str) -> str | None:
 
 
 def _size(value: str) -> str | None:
-    from gotune.agent.mirror.limits import parse_size
+    from gotune.agent.units import parse_size
 
     try:
         parse_size(value)
@@ -281,7 +282,7 @@ class Settings:
         _non_negative,
     )
     wear_textfile_dir: str = setting(
-        "/var/lib/prometheus/node-exporter",
+        WEAR_TEXTFILE_DIR,
         "node_exporter textfile collector directory for gotune_wear.prom ('': no metrics)",
         _plain_abs_path,
     )

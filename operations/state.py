@@ -33,7 +33,7 @@ from pyinfra import host
 from pyinfra.api import FileUploadCommand, StringCommand, operation
 from pyinfra.facts.files import Directory, File, FileContents, Link, Sha256File
 
-from gotune.facts.state import UNDO_DIR
+from gotune.agent.paths import UNDO_DIR
 
 q = shlex.quote
 

@@ -16,8 +16,8 @@ from pyinfra import host
 from pyinfra.api import StringCommand, operation
 from pyinfra.facts.server import Which
 
+from gotune.agent.paths import UNDO_DIR
 from gotune.facts.model import UndoRecord
-from gotune.facts.state import UNDO_DIR
 from gotune.operations.caches import move_cmd
 from gotune.operations.state import hexname, make_parents_cmd
 

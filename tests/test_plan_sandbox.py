@@ -10,6 +10,7 @@ applies and verifies.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -85,8 +86,12 @@ def installed_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from there, so ``import gotune`` can only find the wheel's copy.
     """
     out = tmp_path_factory.mktemp("wheel")
+    # Built from a copy: a build/ directory left in the checkout would carry stale modules.
+    source = out / "source"
+    skip = shutil.ignore_patterns(".venv", ".git", "build", "__pycache__", "*.egg-info")
+    shutil.copytree(REPO, source, symlinks=True, ignore=skip)
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(REPO)],
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(source)],
         check=True, capture_output=True, timeout=300,
     )  # fmt: skip
     (wheel,) = out.glob("gotune-*.whl")

@@ -1,7 +1,8 @@
 """verify's pure parts: statistics and verdicts, state checks, diagnosis, the report page.
 
-The observations fed in have the shape gotune/verify/target.py prints on a host
-(the sandbox tests in test_verify_sandbox.py produce the real thing end to end).
+The observations fed in have the shape the verify runner (``gotune.agent.verify``)
+prints on a host (the sandbox tests in test_verify_sandbox.py produce the real thing
+end to end).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from gotune.agent.stats import (
     summarize,
     verdict,
 )
-from gotune.agent.verify.runner import Bench, order
+from gotune.agent.verify.bench import Bench, order
 from gotune.plan.model import Plan
 from gotune.verify import html as report_html
 from gotune.verify import table

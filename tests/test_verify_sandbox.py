@@ -95,6 +95,9 @@ def test_verify_passes_after_apply_and_keeps_the_trend(
         assert b["ratio"] > 0
     page = Path(result["report"]).read_text()
     assert host.name in page and "first build (new module)" in page
+    # apply installed no agent here (no wear check, mirror or NUMA wrapper): verify
+    # brought its own zipapp and took it away again
+    assert sh(host, "ls -d /opt/gotune /tmp/gotune-agent.* 2>/dev/null || true") == ""
 
     # the result was kept on the host; the next run brings it back for the trend
     kept = sh(host, "cat /var/lib/gotune/verify/history.jsonl").splitlines()

@@ -8,8 +8,8 @@ same (``replicated_verdict``). Anything else is "no measurable difference": with
 a handful of interleaved runs on a shared machine, overlapping ranges mean the
 runs cannot tell the variants apart.
 
-Standard library only: ``operations/numa.py`` ships this file to targets, where
-``gotune/numa_measure.py`` keeps a NUMA wrapper only when this rule says "faster".
+Standard library only: on targets, the agent's ``numa-measure``
+(``gotune.agent.numa_measure``) keeps a NUMA wrapper only when this rule says "faster".
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from gotune.agent.verify.runner import BENCHMARKS
+from gotune.agent.verify.bench import BENCHMARKS
 from gotune.errors import GotuneError, UsageError
 
 # --runs above this would keep a host busy for many minutes per benchmark.

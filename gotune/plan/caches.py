@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from gotune.agent.paths import TMPFS_ROOT, USERS_CACHE_ROOT
 from gotune.facts.model import Facts, UserFacts
 from gotune.plan.model import Decision, MovedCache, TmpfsCache, TmpfsTmpdir, UserCaches
 from gotune.plan.storage import (
@@ -33,8 +34,8 @@ from gotune.plan.storage import (
 )
 from gotune.settings import Settings
 
-TMPFS_ROOT = "/var/cache/gotune/tmpfs"
-ROOT_FS_BASE = "/var/cache/gotune/users"
+# gotune's per-user directories on / (elsewhere: <mount>/gotune/<user>).
+ROOT_FS_BASE = USERS_CACHE_ROOT
 # Below 1 GiB a tmpfs GOCACHE holds less than one mid-sized project's build
 # outputs, so the trim would evict what the next build needs: disk is better.
 MIN_TMPFS_BYTES = 1 * GIB

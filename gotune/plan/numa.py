@@ -34,14 +34,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from gotune.agent.paths import NUMA_RECORD, WRAPPER_DIR
 from gotune.facts.model import Facts
 from gotune.facts.model import NumaNode as Node
 from gotune.plan.model import Decision, MirrorBinding, NumaNode, NumaPlan, NumaWrapper, TmpfsCache
 
-# Host-wide, root-owned, before the real tools on PATH (profile.d and environment.d).
-WRAPPER_DIR = "/usr/local/lib/gotune/bin"
 # Measured figures written by apply on the host, read back into the plan.
-MEASURED_PATH = "/var/lib/gotune/numa.json"
+MEASURED_PATH = NUMA_RECORD
 # The tools gotune may wrap, in the order the plan lists them.
 TOOLS = ("gopls", "go", "dlv")
 # Where IDEs look for gopls before PATH; said in the gopls decision so users can point

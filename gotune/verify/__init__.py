@@ -16,8 +16,10 @@ for the trend chart. Verify never imports deploys and never re-plans.
 
 Modules, in the order the data flows:
 
-- ``gotune.agent.verify`` — the runner, executed on the host (standard library only)
-- ``remote``  — runs the runner through pyinfra and reads its answer
+- ``gotune.agent.verify`` — the runner, executed on the host (the agent's
+  ``verify-runner``; standard library only)
+- ``remote``  — runs the runner through pyinfra (the installed agent, or an
+  uploaded copy) and reads its answer
 - ``gotune.agent.stats`` — medians, ratio, the "no measurable difference" rule
 - ``checks``  — state checks from the observations, one module per component
 - ``diagnose``— likely causes of a failure
@@ -60,7 +62,7 @@ def run(hosts: Iterable[Any], thorough: bool = False, runs: int | None = None,
     """
     from gotune.agent.stats import MIN_RUNS_FOR_VERDICT, NOISE_FRACTION
     from gotune.errors import GotuneError
-    from gotune.verify.remote import record_history, run_runner
+    from gotune.verify.remote import host_agent, record_history
     from gotune.verify.result import history_record, host_result
 
     out: dict[str, Any] = {"hosts": {}}
@@ -76,18 +78,19 @@ def run(hosts: Iterable[Any], thorough: bool = False, runs: int | None = None,
         if benchmarks is not None:
             args["benchmarks"] = benchmarks
         plan, plan_error = stored_plan(host)
-        try:
-            raw = run_runner(host, args)
-        except GotuneError as exc:
-            raw = {"error": str(exc)}
-        result = host_result(raw, plan)
-        result["expected_from"] = "plan" if plan is not None else "GOENV file"
-        if plan_error:
-            result["plan_error"] = plan_error
-        if record and raw.get("history_path") and not raw.get("error"):
-            err = record_history(host, str(raw["history_path"]), history_record(result))
-            if err:
-                result["history_error"] = err
+        with host_agent(host) as agent:
+            try:
+                raw = agent.run(args)
+            except GotuneError as exc:
+                raw = {"error": str(exc)}
+            result = host_result(raw, plan)
+            result["expected_from"] = "plan" if plan is not None else "GOENV file"
+            if plan_error:
+                result["plan_error"] = plan_error
+            if record and raw.get("history_path") and not raw.get("error"):
+                err = record_history(agent, str(raw["history_path"]), history_record(result))
+                if err:
+                    result["history_error"] = err
         out["hosts"][host.name] = result
     return out
 

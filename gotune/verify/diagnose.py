@@ -10,13 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from gotune.agent.mounts import is_host_shared, is_network_or_fuse
 from gotune.verify.checks.caches import TMPFS_MIN_FREE_BYTES, human_bytes
 
-# 9p and drvfs are how WSL2 and VMs share a host directory: every file
-# operation is a round trip to the host, the worst home for a build cache.
-HOST_SHARED_FSTYPES = frozenset({"9p", "drvfs", "virtiofs"})
-NETWORK_FSTYPES_SHORT = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "sshfs", "afs",
-                                   "ceph", "glusterfs", "lustre", "beegfs", "gpfs"})
 # scaling_max_freq more than 5 % below cpuinfo_max_freq is a cap (a power
 # profile, thermal limit or cpupower setting), not rounding between drivers.
 CPUFREQ_CAP_FRACTION = 0.95
@@ -51,11 +47,13 @@ def storage_causes(user: str, key: str, obs: dict[str, Any]) -> list[dict[str, s
     elif full:
         out.append(_cause("disk_full", f"{key} {path}: {obs.get('mount')} has "
                                        f"{human_bytes(free)} free"))
-    if fstype in HOST_SHARED_FSTYPES:
+    # 9p and drvfs are how WSL2 and VMs share a host directory: every file
+    # operation is a round trip to the host, the worst home for a build cache.
+    if is_host_shared(fstype):
         out.append(_cause("9p_storage", f"{key} {path} is on {fstype} ({obs.get('mount')}), "
                                         "a host-shared filesystem: every file access is a "
                                         "round trip"))
-    elif fstype in NETWORK_FSTYPES_SHORT or str(fstype or "").startswith("fuse"):
+    elif is_network_or_fuse(fstype):
         out.append(_cause("network_storage", f"{key} {path} is on {fstype} "
                                              f"({obs.get('source')}), network or FUSE storage"))
     if obs.get("rotational") and not obs.get("virtual"):
