@@ -25,6 +25,11 @@ def _inventory_arg(p: argparse.ArgumentParser) -> None:
         metavar="INVENTORY",
         help="pyinfra inventory file, '@local' or 'host1,host2' (default: inventories/local.py)",
     )
+    p.add_argument(
+        "--user", metavar="NAME",
+        help="the developer user on hosts whose data sets no gotune_users "
+        "(default: @local's invoking user; nobody over SSH)",
+    )  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

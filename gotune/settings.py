@@ -448,12 +448,25 @@ def _check_combinations(s: Settings) -> None:
         )
 
 
-def validate_inventory(inventory: Any) -> dict[str, Settings]:
+def validate_inventory(inventory: Any, user: str | None = None) -> dict[str, Settings]:
     """Validate every host of a pyinfra Inventory; the first problem raises.
+
+    + user: the developer user for hosts whose data sets no ``gotune_users``
+      (``--user`` on the command line)
 
     Nothing is connected or changed: this reads inventory data only.
     """
-    return {host.name: validate_host_data(host.data.dict(), host.name) for host in inventory}
+    return {
+        host.name: validate_host_data(with_user(host.data.dict(), user), host.name)
+        for host in inventory
+    }
+
+
+def with_user(data: Mapping[str, Any], user: str | None) -> Mapping[str, Any]:
+    """Host data with ``gotune_users = [user]`` unless it names its own developers."""
+    if user is None or PREFIX + "users" in data:
+        return data
+    return {**data, PREFIX + "users": [user]}
 
 
 def describe() -> list[dict[str, Any]]:

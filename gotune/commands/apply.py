@@ -232,7 +232,8 @@ def run(args: argparse.Namespace) -> int:
     from gotune.settings import validate_inventory
 
     os.environ.setdefault("PYINFRA_PROGRESS", "off")
-    settings = validate_inventory(load_inventory(args.inventory))  # before any host is contacted
+    # Every host's settings before any host is contacted.
+    settings = validate_inventory(load_inventory(args.inventory), args.user)
     with connected(args.inventory) as conn:
         plans, failed = host_plans(conn, settings)
         failed.update(conn.unreachable)

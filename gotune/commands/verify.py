@@ -41,10 +41,12 @@ def run(args: argparse.Namespace) -> int:
     if runs is not None and not 1 <= runs <= MAX_RUNS:
         raise UsageError(f"--runs must be between 1 and {MAX_RUNS}")
     benchmarks = _bench_list(getattr(args, "bench", None))
-    validate_inventory(load_inventory(args.inventory))  # bad settings: nothing runs anywhere
+    # Bad settings: nothing runs anywhere.
+    settings = validate_inventory(load_inventory(args.inventory), args.user)
     with connected(args.inventory) as conn:
+        users = {name: list(s.users) for name, s in settings.items()}
         result = verify_hosts(conn.hosts, thorough=args.thorough, runs=runs,
-                              benchmarks=benchmarks)
+                              benchmarks=benchmarks, users=users)
         for name, why in conn.unreachable.items():
             result["hosts"][name] = {
                 "verdict": "fail",
