@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from pyinfra import host
 from pyinfra.api import deploy
 
-from gotune.agent.paths import PLAN_PATH
+from gotune.agent.paths import PLAN_PATH, VERIFY_HISTORY
 from gotune.deploys.caches import deploy_caches
 from gotune.deploys.goenv import deploy_goenv
 from gotune.deploys.mirror import deploy_mirror
@@ -48,6 +48,7 @@ COMPONENTS: tuple[ComponentDeploy, ...] = (
     deploy_mirror,
     deploy_goenv,
 )
+VERIFY_DIR = VERIFY_HISTORY.rsplit("/", 1)[0]
 
 
 def plan_record(hp: HostPlan) -> str:
@@ -58,6 +59,10 @@ def plan_record(hp: HostPlan) -> str:
 @deploy("gotune laptop")
 def tune(hp: HostPlan) -> None:
     """Make the current host match its plan, then record the plan carried out."""
+    # verify keeps its history there after apply: undo removes it with the rest.
+    state.record_created(
+        name="Record gotune's verify directory for undo", path=VERIFY_DIR, ancestors=False
+    )
     for component in COMPONENTS:
         component(hp=hp)
     # A plan with nothing to change was carried out before: its record stays as it is,

@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import getpass
 import hashlib
 import ipaddress
 import json
 import os
+import pwd
 import re
 import types
 import typing
@@ -192,8 +192,10 @@ def _one_of(*choices: str) -> Validator:
 def default_users(host_name: str) -> tuple[str, ...]:
     """``@local``: the user who ran gotune (``SUDO_USER`` under sudo); elsewhere nobody.
 
-    Over SSH gotune cannot guess who develops on a machine, so a fleet lists its
-    ``gotune_users``; with none, only host-wide changes (the toolchain) are made.
+    Without sudo it is the effective uid's account, never ``$USER``: plain ``su``
+    leaves a stale ``USER=alice`` in root's environment, and a minimal system may
+    not set it at all. Over SSH gotune cannot guess who develops on a machine, so a
+    fleet lists its ``gotune_users``; with none, only host-wide changes are made.
     """
     if host_name != "@local":
         return ()
@@ -201,8 +203,8 @@ def default_users(host_name: str) -> tuple[str, ...]:
     if sudo_user and valid_user_name(sudo_user):
         return (sudo_user,)
     try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
+        user = pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:  # a uid without an account (a container's arbitrary uid)
         return ()
     return (user,) if valid_user_name(user) else ()
 
