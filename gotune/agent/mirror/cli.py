@@ -87,7 +87,8 @@ def _allow(text: str | None) -> list[ipaddress.IPv4Network | ipaddress.IPv6Netwo
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from gotune.agent.mirror.server import MirrorServer, parse_listen, run_forever
+    from gotune.agent.httpserver import parse_listen
+    from gotune.agent.mirror.server import MirrorServer, run_forever
 
     try:
         listen = parse_listen(args.listen)
