@@ -81,7 +81,7 @@ def mirror(code: Path, cache: Path) -> Iterator[tuple[int, tuple[str, int]]]:
             proc.wait()
 
 
-def proc_status(pid: int) -> dict[str, int]:
+def proc_status(pid: int) -> dict[str, float]:
     """Threads and resident memory (KiB) of ``pid``."""
     out = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

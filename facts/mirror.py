@@ -41,16 +41,17 @@ def parse_installed(unit: str | None, supervisor: str | None) -> InstalledMirror
 
 class MirrorSupervisor(FactBase[int]):
     """
-    The pid of the running mirror supervisor (non-systemd hosts), or None.
+    The pid of the running supervisor of the mirror (non-systemd hosts), or of another
+    agent service given its pid file (the build cache's); None when none runs.
 
     .. code:: python
 
         4242
     """
 
-    def command(self) -> str:
+    def command(self, pidfile: str = PIDFILE) -> str:
         return (
-            f"! test -f {PIDFILE} || {{ pid=$(cat {PIDFILE}); "
+            f"! test -f {pidfile} || {{ pid=$(cat {pidfile}); "
             'case "$pid" in *[!0-9]*|"") ;; *) ! test -d "/proc/$pid" || echo "$pid" ;; esac; }'
         )
 

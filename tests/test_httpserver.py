@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from gotune.agent.httpserver import Handler, Limits, Server
+from gotune.agent.httpserver import Handler, Head, Limits, Server
 from gotune.agent.mirror.core import Config, Mirror
 from gotune.agent.mirror.server import MirrorServer
 from gotune.agent.mirror.upstream import parse_url_list
@@ -45,7 +45,7 @@ class Echo(Handler):
 
 
 class EchoServer(Server):
-    def fast_answer(self, head, client):  # type: ignore[no-untyped-def]
+    def fast_answer(self, head: Head, client: tuple[str, int]) -> bytes | None:
         if head.target == "/fast":
             return b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfast\n"
         return None

@@ -145,6 +145,7 @@ def response(
     send_body: bool = True,
     close: bool = False,
     headers: Iterable[tuple[str, str]] = (),
+    length: int | None = None,
 ) -> bytes:
     """A whole HTTP/1.1 response as bytes, with the headers BaseHTTPRequestHandler sends.
 
@@ -152,6 +153,7 @@ def response(
     + send_body: False for HEAD (the length is still the body's)
     + close: add ``Connection: close``
     + headers: more (name, value) pairs
+    + length: the Content-Length when ``body`` is not given (a HEAD answer)
     """
     phrase = HTTPStatus(code).phrase if code in HTTPStatus._value2member_map_ else ""
     lines = [
@@ -159,7 +161,7 @@ def response(
         f"Server: {server}",
         f"Date: {email.utils.formatdate(usegmt=True)}",
         f"Content-Type: {content_type}",
-        f"Content-Length: {len(body)}",
+        f"Content-Length: {len(body) if length is None else length}",
         *(f"{name}: {value}" for name, value in headers),
     ]
     if close:
@@ -715,6 +717,21 @@ def parse_listen(text: str) -> tuple[str, int]:
         if host != "localhost":
             raise ValueError(f"invalid --listen address {host!r} (use an IP address)") from None
     return host, int(port)
+
+
+def parse_allow(text: str | None) -> list[Network] | None:
+    """``10.0.0.0/24,192.168.1.5`` -> networks (None for none); ValueError if malformed."""
+    if not text:
+        return None
+    nets: list[Network] = []
+    for item in text.split(","):
+        try:
+            nets.append(ipaddress.ip_network(item.strip(), strict=False))
+        except ValueError:
+            raise ValueError(
+                f"invalid --allow entry {item.strip()!r} (use CIDR, e.g. 10.0.0.0/24)"
+            ) from None
+    return nets
 
 
 def serve_until_stopped(server: Server, cleanup: Callable[[], None]) -> None:
