@@ -10,8 +10,10 @@ Each component is one name through every layer (``facts/<c>.py``,
 ``gotune/plan/<c>.py``, ``operations/<c>.py``, ``deploys/<c>.py``, its verify checks,
 ``templates/<c>-*.j2``; docs/architecture.md). ``COMPONENTS`` is their order:
 the toolchain before the caches (a new go must exist before caches move), the
-wear check before the mirror (the mirror reads its state), GOENV last (it
-carries every component's values to Go). Then the plan that was carried out is
+wear check before the mirror and the build cache (they read its state), the build
+cache's helper before GOENV names it in GOCACHEPROG, GOENV last but for the
+helper's measurement (it times go as GOENV has it, and takes an unhelpful helper
+out again). Then the plan that was carried out is
 stored on the host for verify and rollout.
 """
 
@@ -24,6 +26,7 @@ from pyinfra import host
 from pyinfra.api import deploy
 
 from gotune.agent.paths import PLAN_PATH, VERIFY_HISTORY
+from gotune.deploys.buildcache import deploy_buildcache, measure_buildcache
 from gotune.deploys.caches import deploy_caches
 from gotune.deploys.goenv import deploy_goenv
 from gotune.deploys.mirror import deploy_mirror
@@ -46,7 +49,9 @@ COMPONENTS: tuple[ComponentDeploy, ...] = (
     deploy_numa,
     deploy_wear,
     deploy_mirror,
+    deploy_buildcache,
     deploy_goenv,
+    measure_buildcache,
 )
 VERIFY_DIR = VERIFY_HISTORY.rsplit("/", 1)[0]
 

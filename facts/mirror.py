@@ -16,10 +16,13 @@ from gotune.agent.paths import MIRROR_PIDFILE as PIDFILE
 from gotune.facts.model import InstalledMirror
 
 
-def cache_dir_of(text: str) -> str | None:
-    """The ``--cache-dir`` on the ``mirror serve`` line of a unit file or supervisor."""
+def cache_dir_of(text: str, serve: str = " mirror serve ") -> str | None:
+    """The ``--cache-dir`` on the ``mirror serve`` line of a unit file or supervisor.
+
+    + serve: the command's words (``" buildcache serve "`` for the build cache)
+    """
     for line in text.splitlines():
-        if " mirror serve " not in line:
+        if serve not in line:
             continue
         try:
             argv = shlex.split(line.strip().removeprefix("ExecStart="))

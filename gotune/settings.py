@@ -385,6 +385,10 @@ class Settings:
         False, "this host writes its new build outputs to the team build cache (CI, a build "
         "server): it gets the write token; other hosts only read",
     )
+    buildcache_measure_runs: int = setting(
+        3, "cold builds per arm when apply measures the helper, with the site and without "
+        "(0: keep the helper without measuring it)", _non_negative,
+    )
     buildcache_token_file: str | None = setting(
         None,
         "the builders' write token, a file on the control machine (default: "

@@ -1,11 +1,11 @@
 """The agent's command line: what ``python3 /opt/gotune/gotune.pyz ...`` runs on a target.
 
-``mirror``, ``wear`` and ``buildcache`` are user commands, declared here once; the ``gotune``
-command (``gotune.cli``) adds the same parsers, so a flag means the same on the
-control machine and in a unit file on a host. ``numa-measure`` and
-``verify-runner`` are internal: the control machine runs them on a host (apply's
-NUMA measuring, ``gotune verify``), and only the agent's own parser has them.
-Standard library only.
+``mirror``, ``wear`` and ``buildcache`` are user commands, declared here once; the
+``gotune`` command (``gotune.cli``) adds the same parsers, so a flag means the same on
+the control machine and in a unit file on a host. ``numa-measure``,
+``buildcache-measure`` and ``verify-runner`` are internal: the control machine runs
+them on a host (apply's measuring, ``gotune verify``), and only the agent's own parser
+has them. Standard library only.
 """
 
 from __future__ import annotations
@@ -131,6 +131,12 @@ def add_internal_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--remove-unhelpful", action="store_true",
                    help="delete a wrapper that does not beat the noise")
     p.add_argument("workload", nargs="+", help="the tool's arguments, after --")
+    p = sub.add_parser("buildcache-measure", help="(internal) time a cold build with the team "
+                       "build cache against without, and a warm build with the helper against "
+                       "without; keep the helper only if it helps")
+    from gotune.agent.buildcache.measure import add_arguments
+
+    add_arguments(p)
     p = sub.add_parser("verify-runner", help="(internal) verify's benchmarks and observations "
                        "as the developer users; prints one GOTUNE-VERIFY JSON line")
     p.add_argument("request", nargs="?", default="{}", metavar="JSON",
@@ -148,6 +154,8 @@ def run(args: argparse.Namespace) -> int:
         from gotune.agent.wear.cli import run as handler
     elif args.command == "numa-measure":
         from gotune.agent.numa_measure import run as handler
+    elif args.command == "buildcache-measure":
+        from gotune.agent.buildcache.measure import run as handler
     elif args.command == "verify-runner":
         from gotune.agent.verify.runner import run as handler
     else:

@@ -3,16 +3,25 @@
 Go settings go where every Go process sees them: the per-user GOENV file (what
 ``go env -w`` writes), which an IDE started from a desktop reads too. The caches
 and the mirror decide values; this module collects them into one decision per
-user, and warns about shell exports that override the file.
+user, and warns about shell exports that override the file. The build cache's
+helper goes in as GOCACHEPROG (``gotune.plan.buildcache.gocacheprog``).
 """
 
 from __future__ import annotations
 
 from gotune.facts.model import UserFacts
-from gotune.plan.model import Decision, GoenvDecision, MirrorPlan, TmpfsCache, UserCaches
+from gotune.plan.buildcache import gocacheprog
+from gotune.plan.model import (
+    BuildcacheHelper,
+    Decision,
+    GoenvDecision,
+    MirrorPlan,
+    TmpfsCache,
+    UserCaches,
+)
 
 # Every key gotune may write into a GOENV file; nothing else is ever touched.
-GOENV_KEYS = ("GOCACHE", "GOMODCACHE", "GOTMPDIR", "GOPROXY")
+GOENV_KEYS = ("GOCACHE", "GOMODCACHE", "GOTMPDIR", "GOPROXY", "GOCACHEPROG")
 
 
 def goenv_path(uf: UserFacts) -> str | None:
@@ -30,18 +39,23 @@ def _wanted(d: Decision) -> bool:
 
 
 def plan_goenv(
-    uf: UserFacts, caches: UserCaches, mirror: MirrorPlan | None
+    uf: UserFacts, caches: UserCaches, mirror: MirrorPlan | None,
+    helper: BuildcacheHelper | None = None,
 ) -> tuple[GoenvDecision | None, list[str]]:
     """The user's GOENV decision (None: nothing to write) and warnings.
 
     + uf: the user's facts (their GOENV file, shell exports)
     + caches: the user's cache decisions
     + mirror: the mirror's decisions (its GOPROXY goes in), or None
+    + helper: the build cache helper (its GOCACHEPROG goes in, or gotune's goes out), or None
     """
     user = str(uf.user.name)
     values: dict[str, str | None] = {d.key: d.value for d in caches.decisions() if _wanted(d)}
     if mirror is not None:
         values["GOPROXY"] = mirror.cache.goproxy
+    has_prog, prog = gocacheprog(uf, helper)
+    if has_prog:
+        values["GOCACHEPROG"] = prog
     warnings = [f"{user}: {line} overrides the GOENV file where that shell runs"
                 for line in uf.exports]  # fmt: skip
     path = goenv_path(uf)

@@ -30,7 +30,7 @@ from typing import Any
 # Everything the user-side child runs is imported here, before it forks: as the
 # user it may not be able to read a root-only copy of the agent.
 from gotune.agent import mounts
-from gotune.agent.verify import bench, places, services
+from gotune.agent.verify import bench, buildcache, places, services
 from gotune.agent.verify.history import append_history, history_path, read_history
 from gotune.agent.verify.process import RunnerError
 from gotune.agent.verify.shells import (
@@ -46,7 +46,7 @@ from gotune.agent.verify.shells import (
 MARKER = "GOTUNE-VERIFY "
 # go env keys every observation reads; the plan's keys are added by the caller.
 GO_ENV_KEYS = ("GOCACHE", "GOMODCACHE", "GOTMPDIR", "GOPROXY", "GOFLAGS", "GOROOT",
-               "GOVERSION", "GOENV", "GOTOOLCHAIN")
+               "GOVERSION", "GOENV", "GOTOOLCHAIN", "GOCACHEPROG")
 # Caches whose placement the checks look at.
 CACHE_KEYS = ("GOCACHE", "GOMODCACHE", "GOTMPDIR")
 CPUFREQ_DIR = "/sys/devices/system/cpu"
@@ -101,6 +101,9 @@ def user_side(args: dict[str, Any], user_home: str, login: dict[str, str],
     if mirror is not None:
         result["mirror"] = mirror
         args = dict(args, mirror_bench=services.mirror_bench_args(mirror))
+    cacheprog = buildcache.probe(str(args.get("gocacheprog") or ""), login)
+    if cacheprog is not None:
+        result["buildcache"] = cacheprog
     if go is None:
         result["bench_error"] = "go not found on the user's login PATH"
         return result
@@ -135,6 +138,7 @@ def _user_record(user: User, index: int, args: dict[str, Any], keys: list[str]) 
     rec["non_login"] = shell_go_env(user, False, go, keys)
     side_args = dict(args)
     side_args["goproxy"] = str(rec["login"].get("env", {}).get("GOPROXY", ""))
+    side_args["gocacheprog"] = str(rec["login"].get("env", {}).get("GOCACHEPROG", ""))
     if index > 0:  # benchmarks once per host, for the first developer user
         side_args["benchmarks"] = []
         side_args["thorough"] = False
