@@ -155,6 +155,9 @@ def deploy_buildcache(hp: HostPlan) -> None:
         state.record_created(name=f"Record {BUILDCACHE_HELPER_DIR} for undo",
                              path=BUILDCACHE_HELPER_DIR)
         buildcache.helper(name="Build the GOCACHEPROG helper with the host's go", go=helper.go)
+        if hp.settings.buildcache_measure_runs and hp.plan.caches:  # the agent measures it
+            state.record_created(name=f"Record {AGENT_DIR} for undo", path=AGENT_DIR)
+            install_agent()
 
 
 @deploy("gotune team build cache: measure the helper")

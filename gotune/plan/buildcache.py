@@ -64,9 +64,10 @@ def site_url(settings: Settings) -> str | None:
     if not settings.buildcache_serves:
         return None
     listen = ipaddress.ip_address(settings.buildcache_address)
-    local = "127.0.0.1" if listen.is_unspecified or listen.is_loopback else str(listen)
-    if listen.version == 6 and not listen.is_unspecified and not listen.is_loopback:
-        local = f"[{listen}]"
+    if listen.is_unspecified:  # every address: this host reaches it on loopback
+        local = "127.0.0.1" if listen.version == 4 else "[::1]"
+    else:
+        local = str(listen) if listen.version == 4 else f"[{listen}]"
     return f"http://{local}:{settings.buildcache_port}"
 
 
