@@ -143,7 +143,12 @@ def test_runner_measures_tuned_and_go_defaults_in_separate_caches(
 
 def test_runner_without_go_on_the_login_path_says_so(tmp_path: Path, agent_pyz: Path) -> None:
     home = tmp_path / "empty-home"
-    home.mkdir()
+    # A login PATH with the tools a shell needs and no go (a distro's /usr/bin may have one).
+    tools = home / "bin"
+    tools.mkdir(parents=True)
+    for name in ("env", "sh"):
+        (tools / name).symlink_to(shutil.which(name) or f"/usr/bin/{name}")
+    (home / ".profile").write_text(f"PATH={tools}; export PATH\n")
     raw = run_runner(agent_pyz, {"users": [getpass.getuser()], "home": str(home),
                                  "benchmarks": [], "history_path": str(tmp_path / "h.jsonl")})
     rec = raw["users"][getpass.getuser()]
