@@ -150,7 +150,8 @@ def parse_wsl(dump: Dump, users: list[str], unknown: list[str]) -> Wsl:
 
 class WslFileBytes(FactBase[dict[str, object]]):
     """
-    A WSL configuration file's exact bytes and owner, as apply merges into them.
+    A WSL configuration file's exact bytes and owner, as apply merges into them; None
+    when it could not be read.
 
     + path: the file (``/etc/wsl.conf``, ``/mnt/c/Users/NAME/.wslconfig``)
 
@@ -162,12 +163,14 @@ class WslFileBytes(FactBase[dict[str, object]]):
     def command(self, path: str) -> str:
         p = shlex.quote(path)
         return (f"if test -f {p}; then stat -c %u {p} && base64 -w0 {p} && echo; "
-                f"elif test -e {p} || test -L {p}; then echo notafile; fi")
+                f"elif test -e {p} || test -L {p}; then echo notafile; else echo absent; fi")
 
-    def process(self, output: list[str]) -> dict[str, object]:
+    def process(self, output: list[str]) -> dict[str, object] | None:  # type: ignore[override]
         lines = [line.strip() for line in output]
-        if not lines:
+        if lines == ["absent"]:
             return {"exists": False, "uid": None, "data": b""}
+        if not lines:
+            return None  # the command failed: unknown, never "absent"
         if lines[0] == "notafile":
             return {"exists": True, "uid": None, "data": None}
         try:

@@ -90,6 +90,8 @@ def config_file(
                         keep_bom=False, owner_uid=0)
     """
     now = host.get_fact(WslFileBytes, path=path)
+    if now is None:
+        raise OperationError(f"{path} cannot be read on the host; nothing written")
     exists, uid, data = now["exists"], now["uid"], now["data"]
     if exists and not isinstance(data, bytes):
         raise OperationError(f"{path} is not a regular file gotune can read; nothing written")

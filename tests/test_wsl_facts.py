@@ -81,7 +81,8 @@ def test_garbled_measurements_are_dropped_not_guessed() -> None:
 def test_the_apply_time_fact_reads_bytes_and_owner() -> None:
     fact = WslFileBytes()
     assert fact.process(["0", "W2Jvb3RdCg=="]) == {"exists": True, "uid": 0, "data": b"[boot]\n"}
-    assert fact.process([]) == {"exists": False, "uid": None, "data": b""}
-    assert fact.process(["notafile"])["data"] is None
+    assert fact.process(["absent"]) == {"exists": False, "uid": None, "data": b""}
+    assert fact.process([]) is None  # the command failed: never taken for "absent"
+    assert fact.process(["notafile"]) == {"exists": True, "uid": None, "data": None}
     assert "'/mnt/c/Users/O'\"'\"'Brien/.wslconfig'" in fact.command(
         "/mnt/c/Users/O'Brien/.wslconfig")
