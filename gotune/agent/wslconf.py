@@ -161,11 +161,18 @@ def _split(text: str) -> tuple[list[str], list[str]]:
     return lines, ends
 
 
-def read_value(raw: str) -> tuple[str, bool, str | None]:
-    """(value as WSL reads it, whether it continues on the next line, why it is invalid).
+@dataclass(frozen=True)
+class Value:
+    """What follows ``key =`` on a line, as WSL reads it."""
 
-    + raw: what follows ``key =`` on the line
-    """
+    text: str  # quotes dropped, escapes undone, trailing blanks trimmed
+    continues: bool = False  # a backslash ends the line: the next line goes on
+    problem: str | None = None  # why WSL rejects the line
+    comment: int | None = None  # where an unquoted "#" starts a comment
+
+
+def read_value(raw: str) -> Value:
+    """The value in ``raw`` (what follows ``key =`` on the line)."""
     out: list[str] = []
     trimmed = 0
     quoted = False
@@ -176,22 +183,22 @@ def read_value(raw: str) -> tuple[str, bool, str | None]:
             quoted = not quoted
         elif ch == "\\":
             if i + 1 == len(raw):
-                return "".join(out[:trimmed]), True, None
+                return Value("".join(out[:trimmed]), continues=True)
             nxt = raw[i + 1]
             if nxt not in _ESCAPES:
-                return "", False, f"WSL rejects the escape \\{nxt}"
+                return Value("", problem=f"WSL rejects the escape \\{nxt}")
             out.append(_ESCAPES[nxt])
             i += 1
         elif ch == "#" and not quoted:
-            break
+            return Value("".join(out[:trimmed]), comment=i)
         else:
             out.append(ch)
         if ch not in " \t":
             trimmed = len(out)
         i += 1
     if quoted:
-        return "", False, 'a double quote is not closed'
-    return "".join(out[:trimmed]), False, None
+        return Value("", problem="a double quote is not closed")
+    return Value("".join(out[:trimmed]))
 
 
 def parse(text: str) -> Config:
@@ -224,16 +231,16 @@ def parse(text: str) -> Config:
             i += 1
             continue
         first = i
-        raw = line[k.end() :]
-        value, more, why = read_value(raw)
-        while more and why is None and i + 1 < len(lines):
+        value = read_value(line[k.end() :])
+        text = value.text
+        while value.continues and i + 1 < len(lines):
             i += 1
-            rest, more, why = read_value(lines[i])
-            value += rest
-        if why is not None:
-            conf.problems.append(Problem(first + 1, line, why))
+            value = read_value(lines[i])
+            text += value.text
+        if value.problem is not None:
+            conf.problems.append(Problem(first + 1, line, value.problem))
         else:
-            conf.entries.append(Entry(section, k.group(2), value, first, i))
+            conf.entries.append(Entry(section, k.group(2), text, first, i))
         i += 1
     return conf
 
@@ -334,24 +341,11 @@ def merge(
 def _comment_tail(line: str) -> str:
     """The blanks and ``# comment`` after a one-line value, kept when the value changes."""
     k = _KEY.match(line)
-    if k is None:
+    raw = line[k.end() :] if k else ""
+    at = read_value(raw).comment
+    if at is None:
         return ""
-    raw = line[k.end() :]
-    quoted = False
-    i = 0
-    while i < len(raw):
-        ch = raw[i]
-        if ch == '"':
-            quoted = not quoted
-        elif ch == "\\":
-            i += 1
-        elif ch == "#" and not quoted:
-            start = i
-            while start > 0 and raw[start - 1] in " \t":
-                start -= 1
-            return raw[start:]
-        i += 1
-    return ""
+    return raw[len(raw[:at].rstrip(" \t")) :]
 
 
 def _first_block(conf: Config, section: str) -> int | None:

@@ -99,15 +99,15 @@ def _gib(text: str | None) -> float | None:
         return None
 
 
-def _readable(f: WslConfigFile) -> tuple[Config | None, str | None]:
-    """The parsed file, or why gotune leaves it alone."""
-    if f.error:
-        return None, f"{f.path} cannot be read ({f.error})"
-    conf = parse(f.text or "")
-    if conf.problems:
-        return None, (f"{f.path} {conf.problems[0]}: WSL skips such lines (an older WSL "
-                      f"ignored the whole file); fix it, then apply again")
-    return conf, None
+def _readable(key: str, f: WslConfigFile, used: list[str]) -> Config | WslConfig:
+    """The parsed file, or the decision that leaves it alone, saying why."""
+    conf = parse(f.text or "") if not f.error else None
+    if conf is not None and not conf.problems:
+        return conf
+    why = (f"{f.path} {conf.problems[0]}: WSL skips such lines (an older WSL ignored the "
+           "whole file); fix it, then apply again" if conf is not None else
+           f"{f.path} cannot be read ({f.error})")
+    return _refused(key, f.path, why, used, f.exists)
 
 
 def _restart_note(restart: str | None) -> str:
@@ -138,6 +138,13 @@ def _file_decision(
 def _refused(key: str, path: str, why: str, used: list[str], exists: bool) -> WslConfig:
     return WslConfig(key=key, value=path, medium="file", reason=f"left alone: {why}",
                      facts_used=used, current=path if exists else None, refused=why)
+
+
+def _left_alone(
+    key: str, path: str, why: str, used: list[str], exists: bool
+) -> tuple[WslConfig, list[str]]:
+    """The decision that leaves a file alone, and the warning that says why."""
+    return _refused(key, path, why, used, exists), [why]
 
 
 def append_path_decision(
@@ -186,15 +193,14 @@ def plan_conf(facts: Facts, wsl: Wsl) -> tuple[WslConfig, list[str]]:
             f"platform.systemd={facts.platform.systemd}",
             f"wsl.windows_path_entries={len(wsl.windows_path_entries)}"]  # fmt: skip
     if f.exists and f.owner_uid not in (0, None):
-        refusal = (f"{WSL_CONF} belongs to uid {f.owner_uid}, not root; gotune changes only "
-               f"root's files there (`chown root: {WSL_CONF}`, then apply again)")
-        return _refused("wsl.conf", f.path, refusal, used, True), [refusal]
+        return _left_alone("wsl.conf", f.path, f"{WSL_CONF} belongs to uid {f.owner_uid}, not "
+                           f"root; gotune changes only root's files there (`chown root: "
+                           f"{WSL_CONF}`, then apply again)", used, True)  # fmt: skip
     if f.exists and f.owner_uid is None:
-        refusal = f"the owner of {WSL_CONF} is unknown"
-        return _refused("wsl.conf", f.path, refusal, used, True), [refusal]
-    conf, problem = _readable(f)
-    if conf is None:
-        return _refused("wsl.conf", f.path, str(problem), used, f.exists), [str(problem)]
+        return _left_alone("wsl.conf", f.path, f"the owner of {WSL_CONF} is unknown", used, True)
+    conf = _readable("wsl.conf", f, used)
+    if isinstance(conf, WslConfig):
+        return conf, [str(conf.refused)]
     have = conf.values()
     wanted = {SYSTEMD: "true"}
     options = [o.strip() for o in (have.get(AUTOMOUNT_OPTIONS.lower()) or "").split(",")
@@ -240,16 +246,16 @@ def plan_wslconfig(wsl: Wsl, settings: Settings) -> tuple[WslConfig | None, list
             f"wsl.windows_cpus={wsl.windows_cpus}"]  # fmt: skip
     f = wsl.wslconfig
     if wsl.windows_profile is None or f is None:
-        refusal = (f"the Windows profile is unknown ({wsl.windows_error or 'not found'}): set "
-                   "gotune_wsl_windows_profile (e.g. /mnt/c/Users/NAME) to size .wslconfig")
-        return _refused(".wslconfig", "%USERPROFILE%\\.wslconfig", refusal, used,
-                        False), [refusal]
+        return _left_alone(".wslconfig", "%USERPROFILE%\\.wslconfig", "the Windows profile is "
+                           f"unknown ({wsl.windows_error or 'not found'}): set "
+                           "gotune_wsl_windows_profile (e.g. /mnt/c/Users/NAME) to size "
+                           ".wslconfig", used, False)  # fmt: skip
     if not f.exists and not wsl.windows_profile_exists:
-        refusal = f"the Windows profile {wsl.windows_profile} is not there (is /mnt/c mounted?)"
-        return _refused(".wslconfig", f.path, refusal, used, False), [refusal]
-    conf, problem = _readable(f)
-    if conf is None:
-        return _refused(".wslconfig", f.path, str(problem), used, f.exists), [str(problem)]
+        return _left_alone(".wslconfig", f.path, f"the Windows profile {wsl.windows_profile} "
+                           "is not there (is /mnt/c mounted?)", used, False)  # fmt: skip
+    conf = _readable(".wslconfig", f, used)
+    if isinstance(conf, WslConfig):
+        return conf, [str(conf.refused)]
     have = conf.values()
     wanted: dict[str, str] = {}
     why: list[str] = []
