@@ -103,6 +103,17 @@ def test_after_apply_the_same_files_plan_no_change() -> None:
     assert not any("wsl --shutdown" in w for w in plan.warnings)
 
 
+def test_a_larger_memory_and_ones_for_true_are_the_users_and_stay() -> None:
+    f = wsl_facts(conf="[boot]\nsystemd=1\n[interop]\nappendWindowsPath=0\n",
+                  wslconfig="[wsl2]\nmemory=30GB\nprocessors=4\n")
+    plan = plan_for(f)
+    assert conf_of(plan).keys["boot.systemd"] == "1"
+    assert conf_of(plan).keys["interop.appendWindowsPath"] == "0"
+    wc = wslconfig_of(plan)
+    assert wc.keys == {"wsl2.processors": "16", "experimental.autoMemoryReclaim": "gradual"}
+    assert "your 30GB is at least the 24GB gotune would give: kept" in wc.reason
+
+
 def test_the_windows_path_stays_when_the_lookups_show_no_difference() -> None:
     conf = conf_of(plan_for(wsl_facts(without_s=SLOW_WITH)))
     assert "interop.appendWindowsPath" not in conf.keys

@@ -88,6 +88,13 @@ def parse_bool(value: str | None) -> bool | None:
     return True if word in TRUE_WORDS else False if word in FALSE_WORDS else None
 
 
+def _spelled(have: dict[str, str], key: str, want: bool) -> str:
+    """``key``'s value as the file already spells it when it reads as ``want`` (``1``
+    stays ``1``), else ``true``/``false``."""
+    now = have.get(key.lower())
+    return str(now) if parse_bool(now) is want else ("true" if want else "false")
+
+
 def _gib(text: str | None) -> float | None:
     """A memory size as WSL reads it (``8GB``, ``4096MB``) in GiB; None when not one."""
     word = (text or "").strip().upper().removesuffix("B")
@@ -162,7 +169,8 @@ def append_path_decision(
         past = wsl.recorded or {}
         before = (f" (gotune measured {past.get('with_ms')} ms per lookup with them, "
                   f"{past.get('without_ms')} ms without)") if past.get("with_ms") else ""
-        return "false", f"appendWindowsPath is already false{before}", None
+        why = f"appendWindowsPath is already false{before}"
+        return _spelled(have, APPEND_PATH, False), why, None
     with_s, without_s = wsl.lookup_with_s, wsl.lookup_without_s
     entries = len(wsl.windows_path_entries)
     if not with_s or not without_s:
@@ -202,7 +210,7 @@ def plan_conf(facts: Facts, wsl: Wsl) -> tuple[WslConfig, list[str]]:
     if isinstance(conf, WslConfig):
         return conf, [str(conf.refused)]
     have = conf.values()
-    wanted = {SYSTEMD: "true"}
+    wanted = {SYSTEMD: _spelled(have, SYSTEMD, True)}
     options = [o.strip() for o in (have.get(AUTOMOUNT_OPTIONS.lower()) or "").split(",")
                if o.strip()]  # fmt: skip
     if METADATA not in options:
@@ -264,17 +272,21 @@ def plan_wslconfig(wsl: Wsl, settings: Settings) -> tuple[WslConfig | None, list
         total = wsl.windows_memory_bytes / GIB
         gib = memory_for(wsl.windows_memory_bytes)
         now = _gib(have.get(MEMORY.lower()))
-        if now is not None or gib > total * WSL_DEFAULT_SHARE:
+        if gib > (now if now is not None else total * WSL_DEFAULT_SHARE):
             wanted[MEMORY] = f"{gib}GB"
             why.append(f"memory: {gib} of Windows' {total:.0f} GiB (Windows keeps "
                        f"{WINDOWS_SHARE:.0%}, at least {WINDOWS_MIN_GIB} GiB); go build "
                        "links and gopls hold whole programs in memory")
+        elif now is not None:
+            why.append(f"memory: your {have.get(MEMORY.lower())} is at least the {gib}GB gotune "
+                       "would give: kept")
         else:
             why.append(f"memory: WSL's default, half of Windows' {total:.0f} GiB, is "
-                       f"already what Windows can spare")
+                       "already what Windows can spare")
     if wsl.windows_cpus:
         now_cpus = have.get(PROCESSORS.lower())
-        if now_cpus is not None and now_cpus.strip() != str(wsl.windows_cpus):
+        if now_cpus is not None and now_cpus.strip().isdigit() and (
+                int(now_cpus) < wsl.windows_cpus):
             wanted[PROCESSORS] = str(wsl.windows_cpus)
         why.append(f"processors: all {wsl.windows_cpus} logical processors (WSL's default): "
                    "go build compiles one package per processor")
