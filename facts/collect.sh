@@ -442,7 +442,8 @@ collect_wsl_profile() { profile=; emit_header X "wsl profile"
   fi
   # %USERPROFILE% is for cmd to expand; nothing here is a shell word of ours.
   out=$(cd / && with_timeout "$WINDOWS_TIMEOUT" "$value" /d /c echo '%USERPROFILE%' \
-    </dev/null 2>/dev/null | tr -d '\r'); status=$?
+    </dev/null 2>/dev/null; printf ' %d' "$?")
+  status=${out##* }; out=$(printf '%s' "${out% *}" | tr -d '\r\n')
   case $out in
     ?:\\*) profile=$(with_timeout "$STATVFS_TIMEOUT" wslpath -u "$out" </dev/null 2>/dev/null);;
   esac
