@@ -9,9 +9,11 @@ the run before anything changes anywhere.
 Each component is one name through every layer (``facts/<c>.py``,
 ``gotune/plan/<c>.py``, ``operations/<c>.py``, ``deploys/<c>.py``, its verify checks,
 ``templates/<c>-*.j2``; docs/architecture.md). ``COMPONENTS`` is their order:
-the toolchain before the caches (a new go must exist before caches move), the
-wear check before the mirror (the mirror reads its state), GOENV last (it
-carries every component's values to Go). Then the plan that was carried out is
+wsl first on a WSL2 distro (``[boot] systemd=true`` is in place before the services
+are installed; systemd itself starts only after ``wsl --shutdown``), the toolchain
+before the caches (a new go must exist before caches move), the wear check before
+the mirror (the mirror reads its state), GOENV last (it carries every component's
+values to Go). Then the plan that was carried out is
 stored on the host for verify and rollout.
 """
 
@@ -30,6 +32,7 @@ from gotune.deploys.mirror import deploy_mirror
 from gotune.deploys.numa import deploy_numa
 from gotune.deploys.toolchain import deploy_toolchain
 from gotune.deploys.wear import deploy_wear
+from gotune.deploys.wsl import deploy_wsl
 from gotune.operations import state
 from gotune.plan.model import HostPlan
 
@@ -41,6 +44,7 @@ class ComponentDeploy(Protocol):
 
 
 COMPONENTS: tuple[ComponentDeploy, ...] = (
+    deploy_wsl,
     deploy_toolchain,
     deploy_caches,
     deploy_numa,

@@ -137,6 +137,18 @@ def _plain_abs_path(value: str) -> str | None:
     return None
 
 
+def _linux_path(value: str) -> str | None:
+    if not value.startswith("/") or any(ord(c) < 32 for c in value) or "/../" in value + "/":
+        return f"{value!r} must be an absolute Linux path (like /mnt/c/Users/alice)"
+    return None
+
+
+def _linux_paths(value: Any) -> str | None:
+    if not all(isinstance(p, str) for p in value):
+        return "must be a list of paths"
+    return next((problem for p in value if (problem := _linux_path(p))), None)
+
+
 def _ip_address(value: str) -> str | None:
     try:
         ipaddress.ip_address(value)
@@ -330,6 +342,24 @@ class Settings:
     )
     mirror_limit_requests: float | None = setting(
         None, "upstream requests per second; default unlimited", _positive
+    )
+
+    # WSL2 (a WSL2 distro only; elsewhere these are not read).
+    wsl_enabled: bool = setting(
+        True, "on WSL2, tune /etc/wsl.conf, %USERPROFILE%\\.wslconfig and inotify's limit"
+    )
+    wsl_wslconfig: bool = setting(
+        True, "on WSL2, size the Windows user's .wslconfig for Go builds (false: leave it alone)"
+    )
+    wsl_windows_profile: str | None = setting(
+        None,
+        "the Windows user's profile as a Linux path, e.g. /mnt/c/Users/alice (default: asked "
+        "through interop: cmd.exe /c echo %USERPROFILE%, wslpath -u)",
+        _linux_path,
+    )
+    wsl_project_dirs: tuple[str, ...] = setting(
+        (), "project directories to check: one on a Windows drive (/mnt/X) gets a warning "
+        "with the measured cost of a file lookup there", _linux_paths,
     )
 
     # --- derived views -----------------------------------------------------------------------

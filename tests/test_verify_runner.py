@@ -129,7 +129,10 @@ def test_runner_measures_tuned_and_go_defaults_in_separate_caches(
     assert rec["paths"]["GOCACHE"]["fstype"]
 
     result = host_result(raw)
-    assert result["verdict"] == "pass", result
+    # Every check passes; the verdict also weighs the 0.3 s target, which a loaded
+    # machine can miss, so it is not asserted here (bench/verify.py measures it).
+    assert all(c["ok"] for c in result["checks"]), result["checks"]
+    assert result["benchmarks"][0].get("error") is None
     assert result["benchmarks"][0]["tuned"]["runs"] == 2
 
     # the result is kept on the host and comes back as history on the next run
@@ -137,7 +140,7 @@ def test_runner_measures_tuned_and_go_defaults_in_separate_caches(
                                   "record": history_record(result)})
     assert kept == {"recorded": str(history)}
     again = run_runner(agent_pyz, dict(args, benchmarks=[]))
-    assert [h["verdict"] for h in again["history"]] == ["pass"]
+    assert [h["verdict"] for h in again["history"]] == [result["verdict"]]
     assert oct(os.stat(history).st_mode & 0o777) == "0o644"
 
 

@@ -70,6 +70,19 @@ NUMA_PROFILE_SNIPPET = "/etc/profile.d/zz-gotune-numa.sh"
 # systemd's user manager reads it for every service of the session, desktop apps included.
 NUMA_ENVIRONMENT_D = "/etc/environment.d/60-gotune-numa.conf"
 
+# -- WSL2 ------------------------------------------------------------------------------
+
+# The distro's own WSL settings, read by WSL's init when the distro starts.
+WSL_CONF = "/etc/wsl.conf"
+# Written (tmpfs: gone once WSL restarts) when apply or undo changed wsl.conf or
+# .wslconfig: windows/gotune-wsl.ps1 offers `wsl --shutdown` when it exists.
+WSL_RESTART_MARKER = "/run/gotune/wsl-restart-needed"
+# The measured cost of the Windows PATH entries that decided [interop] appendWindowsPath.
+WSL_RECORD = f"{STATE_DIR}/wsl.json"
+# gopls and VS Code watch every folder of a workspace with inotify.
+WSL_SYSCTL_FILE = "/etc/sysctl.d/60-gotune-inotify.conf"
+INOTIFY_WATCHES = "/proc/sys/fs/inotify/max_user_watches"
+
 # -- caches ----------------------------------------------------------------------------
 
 # Root-owned parent of gotune's cache directories on the root filesystem.

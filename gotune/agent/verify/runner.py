@@ -9,7 +9,8 @@ unit-tested there). Standard library only.
 Per developer user: go env in a login and a non-login shell (``shells``), then,
 as that user, where each cache lives (``places``), gotune's services
 (``services``) and the A/B benchmarks (``bench``); once per host the CPU
-frequency caps, the NUMA record, the wear state and earlier results (``history``).
+frequency caps, the NUMA record, the wear state, a WSL2 distro's settings (``wsl``)
+and earlier results (``history``).
 A request ``{"mode": "record", "path": P, "record": R}`` appends R to the history.
 """
 
@@ -30,7 +31,7 @@ from typing import Any
 # Everything the user-side child runs is imported here, before it forks: as the
 # user it may not be able to read a root-only copy of the agent.
 from gotune.agent import mounts
-from gotune.agent.verify import bench, places, services
+from gotune.agent.verify import bench, places, services, wsl
 from gotune.agent.verify.history import append_history, history_path, read_history
 from gotune.agent.verify.process import RunnerError
 from gotune.agent.verify.shells import (
@@ -46,7 +47,7 @@ from gotune.agent.verify.shells import (
 MARKER = "GOTUNE-VERIFY "
 # go env keys every observation reads; the plan's keys are added by the caller.
 GO_ENV_KEYS = ("GOCACHE", "GOMODCACHE", "GOTMPDIR", "GOPROXY", "GOFLAGS", "GOROOT",
-               "GOVERSION", "GOENV", "GOTOOLCHAIN")
+               "GOVERSION", "GOENV", "GOTOOLCHAIN", "GOPATH")
 # Caches whose placement the checks look at.
 CACHE_KEYS = ("GOCACHE", "GOMODCACHE", "GOTMPDIR")
 CPUFREQ_DIR = "/sys/devices/system/cpu"
@@ -160,6 +161,9 @@ def measure(args: dict[str, Any]) -> dict[str, Any]:
     wear = services.wear_probe()
     if wear is not None:
         out["wear"] = wear
+    found = wsl.observe()
+    if found is not None:
+        out["wsl"] = found
     hist = str(args.get("history_path") or history_path(out["users"][users[0]]["home"]))
     out["history_path"] = hist
     out["history"] = read_history(hist)
