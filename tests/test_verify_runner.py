@@ -137,7 +137,12 @@ def test_runner_measures_tuned_and_go_defaults_in_separate_caches(
 
 def test_runner_without_go_on_the_login_path_says_so(tmp_path: Path, agent_pyz: Path) -> None:
     home = tmp_path / "empty-home"
-    home.mkdir()
+    (home / "bin").mkdir(parents=True)
+    # A login PATH with the tools a shell needs and no go (Debian's golang-go puts one in
+    # /usr/bin, which merged /usr also shows as /bin/go).
+    for tool in ("env", "cat"):
+        (home / "bin" / tool).symlink_to(shutil.which(tool) or f"/usr/bin/{tool}")
+    (home / ".profile").write_text(f"PATH={home}/bin\n")
     raw = run_runner(agent_pyz, {"users": [getpass.getuser()], "home": str(home),
                                  "benchmarks": [], "history_path": str(tmp_path / "h.jsonl")})
     rec = raw["users"][getpass.getuser()]
