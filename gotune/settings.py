@@ -137,6 +137,13 @@ def _plain_abs_path(value: str) -> str | None:
     return None
 
 
+def _abs_paths(value: Any) -> str | None:
+    for item in value:
+        if not isinstance(item, str) or not item.startswith("/") or "\0" in item or "\n" in item:
+            return f"{item!r} is not an absolute path"
+    return None
+
+
 def _ip_address(value: str) -> str | None:
     try:
         ipaddress.ip_address(value)
@@ -263,6 +270,14 @@ class Settings:
     snapshot_minutes: int = setting(
         30, "how often a tmpfs GOCACHE is saved to disk (minutes), besides at shutdown",
         _positive,
+    )
+
+    # Verify: the user's own workloads.
+    projects: tuple[str, ...] = setting(
+        (),
+        "Go project directories gotune verify builds as the first developer user, as they "
+        "would (go build ./..., go test -run XXX ./...), in its own caches",
+        _abs_paths,
     )
 
     # SSD wear: thresholds of the periodic check, the mirror's budget at "warn".
