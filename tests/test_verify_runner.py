@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from gotune.agent.verify.workload import STD_PACKAGES
 from gotune.verify.remote import host_agent, parse_output, runner_command
 from gotune.verify.result import history_record, host_result
 from gotune.zipapp import build
@@ -41,7 +42,8 @@ def real_go() -> Path | None:
 
 @pytest.fixture(scope="session")
 def warm_cache() -> Iterator[Path]:
-    """A Go build cache holding the standard library a hello-world needs.
+    """A Go build cache holding the standard library a hello-world and the generated
+    service (``gotune.agent.verify.workload.STD_PACKAGES``) need.
 
     Copied into a variant's verify cache before a test, it stands for a machine
     that has built Go before (the cache entries' keys do not depend on the cache
@@ -56,6 +58,8 @@ def warm_cache() -> Iterator[Path]:
     (root / "mod" / "go.mod").write_text("module example.com/warm\n")
     (root / "mod" / "main.go").write_text(
         'package main\n\nimport "fmt"\n\nfunc main() { fmt.Println("warm") }\n')
+    (root / "mod" / "std.go").write_text("package main\n\nimport (\n" + "".join(
+        f'\t_ "{p}"\n' for p in STD_PACKAGES) + ")\n")
     env = {"PATH": os.environ["PATH"], "HOME": str(root), "GOENV": "off",
            "GOCACHE": str(root / "cache"), "GOTOOLCHAIN": "local"}
     subprocess.run([str(go), "build", "-o", os.devnull, "."], cwd=root / "mod", env=env,

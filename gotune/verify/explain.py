@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from gotune.agent.mounts import is_network_or_fuse
-from gotune.agent.stats import FASTER, SAME, SLOWER
+from gotune.agent.stats import FASTER, MIN_RUNS_FOR_VERDICT, SAME, SLOWER
 from gotune.verify.table import seconds
 
 # The variant a headline compares tuned with: the user's own setup first.
@@ -120,7 +120,11 @@ def _placement(b: dict[str, Any], variants: dict[str, Any], cold: bool) -> str:
     now = ", ".join(f"{k} on {place_text(mine.get(k))}" for k in changed)
     figures = f"{WHO[other]}: {then}, {seconds(o)}; now {now}, {seconds(t)}"
     if verdict in (FASTER, SLOWER):
-        return f"{figures}: {_verdict_text(verdict, ratio)}"
+        return f"{figures}: {_verdict_text(verdict, ratio)}, with {page_cache}"
+    runs = min((b.get(k) or {}).get("runs") or 0 for k in ("tuned", other))
+    if runs < MIN_RUNS_FOR_VERDICT:
+        return (f"{figures}: too few runs for a verdict (n={runs}; {MIN_RUNS_FOR_VERDICT} "
+                "needed), with " + page_cache)
     networked = any(is_network_or_fuse((p or {}).get("fstype"))
                     for k in changed for p in (mine.get(k), theirs.get(k)))
     if not cold and not networked:

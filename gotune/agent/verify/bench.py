@@ -33,7 +33,6 @@ from typing import Any
 from gotune.agent.verify import projects, workload
 from gotune.agent.verify.process import RunnerError, last_line
 from gotune.agent.verify.variants import BEFORE, DEFAULT, TUNED, Variant
-from gotune.agent.verify.variants import default_env as default_env
 from gotune.agent.verify.variants import order as order
 
 # The benchmarks: name -> (target seconds or None, default runs).
@@ -127,7 +126,7 @@ def remove_tree(path: str) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def run_go(argv: list[str], env: dict[str, str], cwd: str) -> float:
+def timed(argv: list[str], env: dict[str, str], cwd: str) -> float:
     """Seconds ``argv`` took; RunnerError with go's last lines when it failed."""
     start = time.perf_counter()
     out = subprocess.run(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
@@ -137,9 +136,6 @@ def run_go(argv: list[str], env: dict[str, str], cwd: str) -> float:
         raise RunnerError(last_line(out.stderr or out.stdout, ERROR_LINES)
                           or f"{argv[1]} exited {out.returncode}")
     return elapsed
-
-
-timed = run_go  # the name bench.py has always had
 
 
 def go_line(versions: Sequence[str]) -> str:
@@ -211,10 +207,6 @@ class Bench:
             fh.write('package main\n\nimport "fmt"\n\n'
                      f'func main() {{ fmt.Println("gotune verify {tag}") }}\n')
         return d
-
-    def run(self, name: str, runs: int) -> dict[str, Any]:
-        """One of ``BENCHMARKS`` (see ``run_job``)."""
-        return self.run_job(Job(name, BENCHMARKS[name][0], runs))
 
     def run_job(self, job: Job) -> dict[str, Any]:
         """Warm-up, ``job.runs`` interleaved rounds, and a confirming batch when they differ."""
@@ -298,7 +290,7 @@ class Bench:
                 d = os.path.join(self.work, f"repeat-{v.name}")
                 if not os.path.isdir(d):
                     os.rename(self.new_module(v), d)
-                    run_go([self.go_of(v), "build", "-o", "out"], v.env, d)
+                    timed([self.go_of(v), "build", "-o", "out"], v.env, d)
                 return {"dir": d}
             if name == "cold build cmd/go":
                 shutil.rmtree(v.cache + "-cold", ignore_errors=True)
@@ -331,7 +323,7 @@ class Bench:
             env = dict(v.env, GOMODCACHE=modcache, GOPROXY=f"file://{self.service['proxy']}",
                        GOSUMDB="off", GONOSUMDB="", GOPRIVATE="", GONOPROXY="", GOWORK="off",
                        GOFLAGS="-mod=mod")
-            run_go([self.go_of(v), "mod", "download"], env, service)
+            timed([self.go_of(v), "mod", "download"], env, service)
             self.filled.add((v.name, ""))
         return {"dir": service, "modcache": modcache}
 
@@ -348,7 +340,7 @@ class Bench:
             env = projects.fill_env(v.env, modcache, self.modcache_source)
             # a module missing from the user's cache shows in the timed build's error
             with contextlib.suppress(RunnerError):
-                run_go([self.go_of(v), "mod", "download", f"-modfile={scratch}/go.mod"], env,
+                timed([self.go_of(v), "mod", "download", f"-modfile={scratch}/go.mod"], env,
                        directory)
         self.filled.add((v.name, directory))
         return {"dir": directory, "modcache": modcache}
@@ -373,32 +365,32 @@ class Bench:
         return guarded
 
     def _build(self, v: Variant, ctx: dict[str, str], warm: bool) -> float:
-        return run_go([self.go_of(v), "build", "-o", "out"], v.env, ctx["dir"])
+        return timed([self.go_of(v), "build", "-o", "out"], v.env, ctx["dir"])
 
     def _cmd_go(self, v: Variant, ctx: dict[str, str], warm: bool) -> float:
-        return run_go([self.go_of(v), "build", "-o", os.devnull, "cmd/go"], v.env, ctx["dir"])
+        return timed([self.go_of(v), "build", "-o", os.devnull, "cmd/go"], v.env, ctx["dir"])
 
     def _cold_cmd_go(self, v: Variant, ctx: dict[str, str], warm: bool) -> float:
         env = dict(v.env, GOCACHE=v.cache + "-cold")
         try:
-            return run_go([self.go_of(v), "build", "-o", os.devnull, "cmd/go"], env, ctx["dir"])
+            return timed([self.go_of(v), "build", "-o", os.devnull, "cmd/go"], env, ctx["dir"])
         finally:
             shutil.rmtree(v.cache + "-cold", ignore_errors=True)
 
     def _go_test(self, v: Variant, ctx: dict[str, str], warm: bool) -> float:
-        return run_go([self.go_of(v), "test", "-count=1", TEST_PACKAGE], v.env, ctx["dir"])
+        return timed([self.go_of(v), "test", "-count=1", TEST_PACKAGE], v.env, ctx["dir"])
 
     def _service_build(self, v: Variant, ctx: dict[str, str], warm: bool) -> float:
         # Every module is in the verify module cache and go.sum is complete: no network.
         env = dict(v.env, GOMODCACHE=ctx["modcache"], GOPROXY="off", GOWORK="off")
-        return run_go([self.go_of(v), "build", "./..."], env, ctx["dir"])
+        return timed([self.go_of(v), "build", "./..."], env, ctx["dir"])
 
     def _project_step(self, kind: str) -> Step:
         args = list(projects.KINDS[kind])
 
         def step(v: Variant, ctx: dict[str, str], warm: bool) -> float:
             env = projects.build_env(v.env, ctx["modcache"])
-            return run_go([self.go_of(v), *args], env, ctx["dir"])
+            return timed([self.go_of(v), *args], env, ctx["dir"])
 
         return step
 
@@ -410,7 +402,7 @@ class Bench:
         if v.name != TUNED:
             env["GOPROXY"] = str(self.mirror["upstream"])
         try:
-            return run_go([self.go_of(v), "mod", "download", *self.mirror["modules"]], env,
+            return timed([self.go_of(v), "mod", "download", *self.mirror["modules"]], env,
                           ctx["dir"])
         finally:
             remove_tree(ctx["modcache"])

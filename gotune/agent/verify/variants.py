@@ -200,7 +200,7 @@ def _before(go: str, login: dict[str, str], baseline: dict[str, Any] | None,
         info["unmeasurable"] = f"go env in the baseline environment: {exc}"
         return None, info
     same_go = os.path.realpath(bin_go) == os.path.realpath(go)
-    for other in (DEFAULT, TUNED):
+    for other in (TUNED, DEFAULT):  # all three the same: apply changed nothing builds see
         if same_go and now == values[other]:
             info["same_as"] = other
             return None, info
