@@ -16,8 +16,10 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-# Storage classes, fastest first; the planner ranks media by this order.
-STORAGE_CLASSES = ("nvme", "ssd", "emmc", "sd", "hdd", "virtual", "unknown")
+# Storage classes, fastest first (the one list, shared with the agent's live classification).
+from gotune.agent.mounts import STORAGE_CLASSES as STORAGE_CLASSES
+
+
 @dataclass
 class CpuKind:
     """A group of CPUs of one kind: P-cores, E-cores, or one max frequency."""

@@ -139,7 +139,7 @@ def _plain_abs_path(value: str) -> str | None:
 
 def _linux_path(value: str) -> str | None:
     if not value.startswith("/") or any(ord(c) < 32 for c in value) or "/../" in value + "/":
-        return f"{value!r} must be an absolute Linux path (like /mnt/c/Users/alice)"
+        return f"{value!r} must be an absolute Linux path"
     return None
 
 
@@ -277,6 +277,14 @@ class Settings:
     snapshot_minutes: int = setting(
         30, "how often a tmpfs GOCACHE is saved to disk (minutes), besides at shutdown",
         _positive,
+    )
+
+    # Verify: the user's own workloads.
+    projects: tuple[str, ...] = setting(
+        (),
+        "Go project directories gotune verify builds as the first developer user, as they "
+        "would (go build ./..., go test -run XXX ./...), in its own caches",
+        _linux_paths,
     )
 
     # SSD wear: thresholds of the periodic check, the mirror's budget at "warn".

@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from gotune.agent.verify.workload import STD_PACKAGES
 from gotune.verify.remote import host_agent, parse_output, runner_command
 from gotune.verify.result import history_record, host_result
 from gotune.zipapp import build
@@ -42,7 +43,8 @@ def real_go() -> Path | None:
 
 @pytest.fixture(scope="session")
 def warm_cache() -> Iterator[Path]:
-    """A Go build cache holding the standard library a hello-world needs.
+    """A Go build cache holding the standard library a hello-world and the generated
+    service (``gotune.agent.verify.workload.STD_PACKAGES``) need.
 
     Copied into a variant's verify cache before a test, it stands for a machine
     that has built Go before (the cache entries' keys do not depend on the cache
@@ -57,6 +59,8 @@ def warm_cache() -> Iterator[Path]:
     (root / "mod" / "go.mod").write_text("module example.com/warm\n")
     (root / "mod" / "main.go").write_text(
         'package main\n\nimport "fmt"\n\nfunc main() { fmt.Println("warm") }\n')
+    (root / "mod" / "std.go").write_text("package main\n\nimport (\n" + "".join(
+        f'\t_ "{p}"\n' for p in STD_PACKAGES) + ")\n")
     env = {"PATH": os.environ["PATH"], "HOME": str(root), "GOENV": "off",
            "GOCACHE": str(root / "cache"), "GOTOOLCHAIN": "local"}
     subprocess.run([str(go), "build", "-o", os.devnull, "."], cwd=root / "mod", env=env,
@@ -149,7 +153,7 @@ def test_runner_without_go_on_the_login_path_says_so(tmp_path: Path, agent_pyz: 
     # A login PATH with the tools a shell needs and no go (a distro's /usr/bin may have one).
     tools = home / "bin"
     tools.mkdir(parents=True)
-    for name in ("env", "sh"):
+    for name in ("env", "sh", "cat"):
         (tools / name).symlink_to(shutil.which(name) or f"/usr/bin/{name}")
     (home / ".profile").write_text(f"PATH={tools}; export PATH\n")
     raw = run_runner(agent_pyz, {"users": [getpass.getuser()], "home": str(home),

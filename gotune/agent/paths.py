@@ -29,8 +29,13 @@ PLAN_PATH = f"{STATE_DIR}/plan.json"
 # The NUMA wrappers' A/B figures, keyed by tool; a wrapper is measured again only
 # when its content (sha256) changes.
 NUMA_RECORD = f"{STATE_DIR}/numa.json"
+# Verify's records on the host.
+VERIFY_DIR = f"{STATE_DIR}/verify"
 # One JSON line per verify result on the host, for the trend (runner as root).
-VERIFY_HISTORY = f"{STATE_DIR}/verify/history.jsonl"
+VERIFY_HISTORY = f"{VERIFY_DIR}/history.jsonl"
+# Each developer user's Go setup as apply found it, before changing anything: verify's
+# "before" variant (written once; undo removes it).
+VERIFY_BASELINE = f"{VERIFY_DIR}/baseline.json"
 
 # -- the SSD wear check ----------------------------------------------------------------
 
