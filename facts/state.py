@@ -26,6 +26,7 @@ from gotune.agent.paths import (
     NUMA_RECORD,
     PLAN_PATH,
     UNDO_DIR,
+    VERIFY_BASELINE,
 )
 from gotune.facts.collect import Dump
 from gotune.facts.mirror import parse_installed
@@ -126,3 +127,24 @@ class StoredPlan(FactBase[dict[str, Any]]):
 
     def process(self, output: list[str]) -> dict[str, Any] | None:  # type: ignore[override]
         return parse_json_object("\n".join(output))
+
+
+class RecordedBaseline(FactBase[list[str]]):
+    """
+    The developer users whose setup before gotune is recorded in the baseline
+    (``/var/lib/gotune/verify/baseline.json``); empty when there is none. Apply
+    records the others, and never re-records these.
+
+    .. code:: python
+
+        ["alice", "bob"]
+    """
+
+    default = list
+
+    def command(self, path: str = VERIFY_BASELINE) -> str:
+        return f"! test -f {path} || cat {path}"
+
+    def process(self, output: list[str]) -> list[str]:
+        users = (parse_json_object("\n".join(output)) or {}).get("users")
+        return sorted(users) if isinstance(users, dict) else []

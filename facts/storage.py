@@ -14,7 +14,7 @@ import re
 
 from gotune.agent import mounts as table
 from gotune.facts.collect import Dump
-from gotune.facts.model import STORAGE_CLASSES, BlockDevice, Mount, PathPlacement
+from gotune.facts.model import BlockDevice, Mount, PathPlacement
 from gotune.facts.sysfs import parse_int
 
 BLOCK_CLASS = "/sys/class/block"
@@ -36,26 +36,9 @@ def _parent_disk(dump: Dump, root: str, name: str) -> str:
     return parts[-2] if len(parts) >= 2 and parts[-1] == name else name
 
 
-def classify(
-    name: str,
-    link: str,
-    model: str | None,
-    vendor: str | None,
-    rotational: str | None,
-    mmc_type: str | None,
-) -> str:
-    """A disk's class from its name, sysfs path and identity (not for dm/md stacks)."""
-    if table.is_virtual_disk(name, link, vendor, model):
-        return "virtual"
-    if name.startswith("nvme"):
-        return "nvme"
-    if name.startswith("mmcblk"):
-        return {"MMC": "emmc", "SD": "sd"}.get((mmc_type or "").strip().upper(), "unknown")
-    if rotational == "1":
-        return "hdd"
-    if rotational == "0":
-        return "ssd"
-    return "unknown"
+# A disk's class from its name, sysfs path and identity: the one rule, shared with
+# verify's runner (``gotune.agent.mounts.disk_class``).
+classify = table.disk_class
 
 
 def _udev_rpm(dump: Dump, majmin: str | None) -> int | None:
@@ -66,9 +49,7 @@ def _udev_rpm(dump: Dump, majmin: str | None) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def _slowest(classes: list[str]) -> str:
-    known = [c for c in classes if c in STORAGE_CLASSES and c != "unknown"]
-    return max(known, key=STORAGE_CLASSES.index) if known else "unknown"
+_slowest = table.slowest_class
 
 
 def parse_devices(dump: Dump) -> list[BlockDevice]:

@@ -64,6 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--thorough", action="store_true", help="also run the slow cold-build benchmark")
     p.add_argument("--runs", type=int, metavar="N", help="runs per variant (default per benchmark)")
     p.add_argument("--bench", metavar="LIST", help="comma-separated benchmark names, or 'none'")
+    p.add_argument("--project", action="append", default=[], metavar="DIR",
+                   help="also build this Go module as the developer would (repeatable; "
+                        "added to the gotune_projects setting)")
+    p.add_argument("--cold", action="store_true",
+                   help="drop the page cache before every timed run (root on the host; "
+                        "slower): the morning after a reboot")
+    p.add_argument("--workload-packages", type=int, metavar="N",
+                   help="packages in the generated service (default 200; fewer is quicker)")
     json_arg(p)
 
     p = sub.add_parser("undo", help="restore what gotune changed")

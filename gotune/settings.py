@@ -141,6 +141,18 @@ def _plain_abs_path(value: str) -> str | None:
     return None
 
 
+def _linux_path(value: str) -> str | None:
+    if not value.startswith("/") or any(ord(c) < 32 for c in value) or "/../" in value + "/":
+        return f"{value!r} must be an absolute Linux path"
+    return None
+
+
+def _linux_paths(value: Any) -> str | None:
+    if not all(isinstance(p, str) for p in value):
+        return "must be a list of paths"
+    return next((problem for p in value if (problem := _linux_path(p))), None)
+
+
 def _ip_address(value: str) -> str | None:
     try:
         ipaddress.ip_address(value)
@@ -283,6 +295,14 @@ class Settings:
         _positive,
     )
 
+    # Verify: the user's own workloads.
+    projects: tuple[str, ...] = setting(
+        (),
+        "Go project directories gotune verify builds as the first developer user, as they "
+        "would (go build ./..., go test -run XXX ./...), in its own caches",
+        _linux_paths,
+    )
+
     # SSD wear: thresholds of the periodic check, the mirror's budget at "warn".
     wear_warn_percent: int = setting(
         80, "wear status 'warn' from this share of rated endurance used (percent)", _percent
@@ -394,6 +414,24 @@ class Settings:
         "the builders' write token, a file on the control machine (default: "
         "~/.config/gotune/buildcache.token, made on first use); never stored in the plan",
         _control_file,
+    )
+
+    # WSL2 (a WSL2 distro only; elsewhere these are not read).
+    wsl_enabled: bool = setting(
+        True, "on WSL2, tune /etc/wsl.conf, %USERPROFILE%\\.wslconfig and inotify's limit"
+    )
+    wsl_wslconfig: bool = setting(
+        True, "on WSL2, size the Windows user's .wslconfig for Go builds (false: leave it alone)"
+    )
+    wsl_windows_profile: str | None = setting(
+        None,
+        "the Windows user's profile as a Linux path, e.g. /mnt/c/Users/alice (default: asked "
+        "through interop: cmd.exe /c echo %USERPROFILE%, wslpath -u)",
+        _linux_path,
+    )
+    wsl_project_dirs: tuple[str, ...] = setting(
+        (), "project directories to check: one on a Windows drive (/mnt/X) gets a warning "
+        "with the measured cost of a file lookup there", _linux_paths,
     )
 
     # --- derived views -----------------------------------------------------------------------

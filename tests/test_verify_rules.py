@@ -93,10 +93,13 @@ def test_missed_target_fails_even_when_faster_than_default() -> None:
     assert not benchmark_ok(r)
 
 
-def test_a_benchmark_that_could_not_run_is_an_error() -> None:
+def test_a_benchmark_that_could_not_run_is_an_error_never_a_missed_target() -> None:
     r = benchmark_result(bench([], [], target=1.5, error="tuned: Permission denied"))
-    assert r["verdict"] == "error" and r["tuned"] is None and r["target_met"] is False
+    assert r["verdict"] == "error" and r["tuned"] is None
+    assert r["target_met"] is None and r["targets_met"] == {}  # go's message, no "MISSED"
     assert not benchmark_ok(r)
+    assert "MISSED" not in table.render({"hosts": {"h": {"verdict": "fail", "checks": [],
+                                                           "benchmarks": [r]}}})
 
 
 def test_a_difference_counts_only_when_the_confirmation_batch_repeats_it() -> None:

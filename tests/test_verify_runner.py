@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from gotune.agent.verify.workload import STD_PACKAGES
 from gotune.verify.remote import host_agent, parse_output, runner_command
 from gotune.verify.result import history_record, host_result
 from gotune.zipapp import build
@@ -42,7 +43,8 @@ def real_go() -> Path | None:
 
 @pytest.fixture(scope="session")
 def warm_cache() -> Iterator[Path]:
-    """A Go build cache holding the standard library a hello-world needs.
+    """A Go build cache holding the standard library a hello-world and the generated
+    service (``gotune.agent.verify.workload.STD_PACKAGES``) need.
 
     Copied into a variant's verify cache before a test, it stands for a machine
     that has built Go before (the cache entries' keys do not depend on the cache
@@ -57,6 +59,8 @@ def warm_cache() -> Iterator[Path]:
     (root / "mod" / "go.mod").write_text("module example.com/warm\n")
     (root / "mod" / "main.go").write_text(
         'package main\n\nimport "fmt"\n\nfunc main() { fmt.Println("warm") }\n')
+    (root / "mod" / "std.go").write_text("package main\n\nimport (\n" + "".join(
+        f'\t_ "{p}"\n' for p in STD_PACKAGES) + ")\n")
     env = {"PATH": os.environ["PATH"], "HOME": str(root), "GOENV": "off",
            "GOCACHE": str(root / "cache"), "GOTOOLCHAIN": "local"}
     subprocess.run([str(go), "build", "-o", os.devnull, "."], cwd=root / "mod", env=env,
@@ -129,7 +133,10 @@ def test_runner_measures_tuned_and_go_defaults_in_separate_caches(
     assert rec["paths"]["GOCACHE"]["fstype"]
 
     result = host_result(raw)
-    assert result["verdict"] == "pass", result
+    # Every check passes; the verdict also weighs the 0.3 s target, which a loaded
+    # machine can miss, so it is not asserted here (bench/verify.py measures it).
+    assert all(c["ok"] for c in result["checks"]), result["checks"]
+    assert result["benchmarks"][0].get("error") is None
     assert result["benchmarks"][0]["tuned"]["runs"] == 2
 
     # the result is kept on the host and comes back as history on the next run
@@ -137,13 +144,18 @@ def test_runner_measures_tuned_and_go_defaults_in_separate_caches(
                                   "record": history_record(result)})
     assert kept == {"recorded": str(history)}
     again = run_runner(agent_pyz, dict(args, benchmarks=[]))
-    assert [h["verdict"] for h in again["history"]] == ["pass"]
+    assert [h["verdict"] for h in again["history"]] == [result["verdict"]]
     assert oct(os.stat(history).st_mode & 0o777) == "0o644"
 
 
 def test_runner_without_go_on_the_login_path_says_so(tmp_path: Path, agent_pyz: Path) -> None:
     home = tmp_path / "empty-home"
-    home.mkdir()
+    # A login PATH with the tools a shell needs and no go (a distro's /usr/bin may have one).
+    tools = home / "bin"
+    tools.mkdir(parents=True)
+    for name in ("env", "sh", "cat"):
+        (tools / name).symlink_to(shutil.which(name) or f"/usr/bin/{name}")
+    (home / ".profile").write_text(f"PATH={tools}; export PATH\n")
     raw = run_runner(agent_pyz, {"users": [getpass.getuser()], "home": str(home),
                                  "benchmarks": [], "history_path": str(tmp_path / "h.jsonl")})
     rec = raw["users"][getpass.getuser()]

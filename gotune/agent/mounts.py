@@ -9,7 +9,8 @@ runner (on the target, live) all ask the same questions, answered here once:
   ones the later, which shadows the earlier);
 - what a filesystem type is: ``fs_kind`` and the ``is_*`` predicates over the
   ``*_FSTYPES`` sets (network, host-shared, FUSE, memory, pseudo);
-- whether a block device is a hypervisor's disk: ``is_virtual_disk``;
+- whether a block device is a hypervisor's disk: ``is_virtual_disk``, and a disk's
+  class (nvme, ssd, hdd ...): ``disk_class``;
 - what backs an overlay: ``overlay_upper_mount``, only what the table proves;
 - a mount's storage class: ``mount_class`` ("network", "tmpfs", a disk's class,
   or "unknown").
@@ -231,6 +232,41 @@ def is_virtual_disk(name: str, link: str = "", vendor: str | None = None,
     return (any(bus in link for bus in VIRTUAL_DISK_LINKS)
             or bool(VIRTUAL_DISK_MODEL.search(ident))
             or bool(VIRTUAL_DISK_NAME.fullmatch(name)))
+
+
+# Storage classes, fastest first; the planner ranks media by this order.
+STORAGE_CLASSES = ("nvme", "ssd", "emmc", "sd", "hdd", "virtual", "unknown")
+
+
+def slowest_class(classes: Sequence[str]) -> str:
+    """The slowest known class of a stack's disks (dm over md over disks); "unknown" if none."""
+    known = [c for c in classes if c in STORAGE_CLASSES and c != "unknown"]
+    return max(known, key=STORAGE_CLASSES.index) if known else "unknown"
+
+
+def disk_class(name: str, link: str, model: str | None, vendor: str | None,
+               rotational: str | None, mmc_type: str | None) -> str:
+    """A whole disk's class (one of facts' ``STORAGE_CLASSES``) from its identity.
+
+    + name: the disk's kernel name (``nvme0n1``, ``sda``, ``mmcblk0``; not a partition)
+    + link: its sysfs device path
+    + model, vendor: ``device/model`` and ``device/vendor``
+    + rotational: ``queue/rotational`` as read ("1", "0" or None)
+    + mmc_type: ``device/type`` of an MMC card ("MMC" for eMMC, "SD")
+
+    Not for dm/md stacks: their class is the slowest of the disks below them.
+    """
+    if is_virtual_disk(name, link, vendor, model):
+        return "virtual"
+    if name.startswith("nvme"):
+        return "nvme"
+    if name.startswith("mmcblk"):
+        return {"MMC": "emmc", "SD": "sd"}.get((mmc_type or "").strip().upper(), "unknown")
+    if rotational == "1":
+        return "hdd"
+    if rotational == "0":
+        return "ssd"
+    return "unknown"
 
 
 # -- overlays and storage classes ------------------------------------------------------

@@ -29,8 +29,13 @@ PLAN_PATH = f"{STATE_DIR}/plan.json"
 # The NUMA wrappers' A/B figures, keyed by tool; a wrapper is measured again only
 # when its content (sha256) changes.
 NUMA_RECORD = f"{STATE_DIR}/numa.json"
+# Verify's records on the host.
+VERIFY_DIR = f"{STATE_DIR}/verify"
 # One JSON line per verify result on the host, for the trend (runner as root).
-VERIFY_HISTORY = f"{STATE_DIR}/verify/history.jsonl"
+VERIFY_HISTORY = f"{VERIFY_DIR}/history.jsonl"
+# Each developer user's Go setup as apply found it, before changing anything: verify's
+# "before" variant (written once; undo removes it).
+VERIFY_BASELINE = f"{VERIFY_DIR}/baseline.json"
 
 # -- the SSD wear check ----------------------------------------------------------------
 
@@ -69,6 +74,19 @@ WRAPPER_DIR = "/usr/local/lib/gotune/bin"
 NUMA_PROFILE_SNIPPET = "/etc/profile.d/zz-gotune-numa.sh"
 # systemd's user manager reads it for every service of the session, desktop apps included.
 NUMA_ENVIRONMENT_D = "/etc/environment.d/60-gotune-numa.conf"
+
+# -- WSL2 ------------------------------------------------------------------------------
+
+# The distro's own WSL settings, read by WSL's init when the distro starts.
+WSL_CONF = "/etc/wsl.conf"
+# Written (tmpfs: gone once WSL restarts) when apply or undo changed wsl.conf or
+# .wslconfig: windows/gotune-wsl.ps1 offers `wsl --shutdown` when it exists.
+WSL_RESTART_MARKER = "/run/gotune/wsl-restart-needed"
+# The measured cost of the Windows PATH entries that decided [interop] appendWindowsPath.
+WSL_RECORD = f"{STATE_DIR}/wsl.json"
+# gopls and VS Code watch every folder of a workspace with inotify.
+WSL_SYSCTL_FILE = "/etc/sysctl.d/60-gotune-inotify.conf"
+INOTIFY_WATCHES = "/proc/sys/fs/inotify/max_user_watches"
 
 # -- caches ----------------------------------------------------------------------------
 

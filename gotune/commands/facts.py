@@ -143,6 +143,13 @@ def summary(name: str, f: Facts) -> str:
             lines.append(f"  go      not found for {user}")
     if not f.users:
         lines.append("  users   none (set gotune_users for go env and cache placement)")
+    if f.wsl is not None:
+        w = f.wsl
+        lines.append(
+            f"  wsl     Windows {_gib(w.windows_memory_bytes)}, {w.windows_cpus or '?'} threads"
+            f" · profile {w.windows_profile or '? (' + str(w.windows_error) + ')'}"
+            f" · {len(w.windows_path_entries)} Windows PATH entries"
+        )
     for nic in f.nics:
         if not nic.virtual:
             speed = f"{nic.speed_mbps} Mb/s" if nic.speed_mbps else ("down" if not nic.up else "?")

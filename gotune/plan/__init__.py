@@ -6,7 +6,8 @@ apply would carry out on that host. One module per component, called in the
 order the components depend on each other: ``toolchain``; ``caches`` (GOMODCACHE,
 GOCACHE, GOTMPDIR per developer user); ``numa`` (follows GOCACHE's device);
 ``mirror`` (follows the first user's GOMODCACHE); ``buildcache`` (beside the mirror;
-its helper follows the toolchain); ``wear``; and ``goenv``, which collects what the
+its helper follows the toolchain); ``wear``; ``wsl`` (a WSL2 distro's wsl.conf,
+.wslconfig, inotify and GOPATH); and ``goenv``, which collects what the
 others want in each user's GOENV file.
 """
 
@@ -21,6 +22,7 @@ from gotune.plan.model import Decision, Plan
 from gotune.plan.numa import plan_numa
 from gotune.plan.toolchain import plan_toolchain
 from gotune.plan.wear import plan_wear
+from gotune.plan.wsl import plan_wsl
 from gotune.settings import Settings
 
 __all__ = ["Decision", "Plan", "make_plan"]
@@ -30,7 +32,8 @@ UNKNOWN_MEDIA = ("virtual", "unknown")
 
 
 def make_plan(facts: Facts, settings: Settings) -> Plan:
-    """Decide the toolchain, each developer user's caches and GOENV, NUMA, mirror and wear.
+    """Decide the toolchain, each developer user's caches and GOENV, NUMA, mirror, build cache,
+    wear and WSL.
 
     + facts: the host's complete facts (hardware, every developer user, gotune's own state)
     + settings: the host's validated settings
@@ -53,9 +56,12 @@ def make_plan(facts: Facts, settings: Settings) -> Plan:
         facts, settings, first.gomodcache if first else None, toolchain
     )
     plan.wear = plan_wear(facts, settings)
+    plan.wsl, found = plan_wsl(facts, settings)
+    plan.warnings += found
+    gopaths = plan.wsl.gopath if plan.wsl else {}
     helper = plan.buildcache.helper if plan.buildcache else None
     for name, caches in plan.caches.items():
-        goenv, found = plan_goenv(users[name], caches, plan.mirror, helper)
+        goenv, found = plan_goenv(users[name], caches, plan.mirror, gopaths.get(name), helper)
         plan.warnings += found
         if goenv is not None:
             plan.goenv[name] = goenv

@@ -233,9 +233,15 @@ def plan_user_caches(
     gocache = dataclasses.replace(gocache, reason=f"{gocache.reason} (no tmpfs: {tmpfs_why})")
     gotmp_now = uf.setting("GOTMPDIR")
     ours = bool(gotmp_now and gotmp_now.startswith(TMPFS_ROOT + "/"))
+    # A GOTMPDIR on a network or host-shared filesystem (WSL2's /mnt/c) slows every
+    # compile and link it holds the temporary files of: back to the system temp dir.
+    remote = bool(gotmp_now) and place_of(facts, str(gotmp_now)).network
     gotmp = Decision(
-        key="GOTMPDIR", value=None if ours else gotmp_now, medium="default",
-        reason="GOTMPDIR stays the system temp dir: GOCACHE is not on tmpfs",
-        facts_used=["GOCACHE not on tmpfs"], change=ours, user=user, current=gotmp_now,
+        key="GOTMPDIR", value=None if ours or remote else gotmp_now, medium="default",
+        reason=(f"GOTMPDIR {gotmp_now} is on a network filesystem: back to the system temp "
+                "dir" if remote else "GOTMPDIR stays the system temp dir: GOCACHE is not on "
+                "tmpfs"),
+        facts_used=["GOCACHE not on tmpfs"], change=ours or remote, user=user,
+        current=gotmp_now,
     )  # fmt: skip
     return UserCaches(gomod, gocache, gotmp), []

@@ -18,10 +18,12 @@ from gotune.plan.model import (
     MirrorPlan,
     TmpfsCache,
     UserCaches,
+    WslGopath,
 )
 
-# Every key gotune may write into a GOENV file; nothing else is ever touched.
-GOENV_KEYS = ("GOCACHE", "GOMODCACHE", "GOTMPDIR", "GOPROXY", "GOCACHEPROG")
+# Every key gotune may write into a GOENV file; nothing else is ever touched (GOPATH
+# only on WSL2, to move it off Windows' drives; GOCACHEPROG only naming gotune's helper).
+GOENV_KEYS = ("GOCACHE", "GOMODCACHE", "GOTMPDIR", "GOPROXY", "GOPATH", "GOCACHEPROG")
 
 
 def goenv_path(uf: UserFacts) -> str | None:
@@ -40,6 +42,7 @@ def _wanted(d: Decision) -> bool:
 
 def plan_goenv(
     uf: UserFacts, caches: UserCaches, mirror: MirrorPlan | None,
+    gopath: WslGopath | None = None,
     helper: BuildcacheHelper | None = None,
 ) -> tuple[GoenvDecision | None, list[str]]:
     """The user's GOENV decision (None: nothing to write) and warnings.
@@ -47,12 +50,15 @@ def plan_goenv(
     + uf: the user's facts (their GOENV file, shell exports)
     + caches: the user's cache decisions
     + mirror: the mirror's decisions (its GOPROXY goes in), or None
+    + gopath: on WSL2, the user's GOPATH moved off Windows' drives, or None
     + helper: the build cache helper (its GOCACHEPROG goes in, or gotune's goes out), or None
     """
     user = str(uf.user.name)
     values: dict[str, str | None] = {d.key: d.value for d in caches.decisions() if _wanted(d)}
     if mirror is not None:
         values["GOPROXY"] = mirror.cache.goproxy
+    if gopath is not None:
+        values["GOPATH"] = gopath.value
     has_prog, prog = gocacheprog(uf, helper)
     if has_prog:
         values["GOCACHEPROG"] = prog

@@ -1,4 +1,4 @@
-"""Verify: rerun the benchmarks tuned vs default, check the state, explain failures.
+"""Verify: rerun the benchmarks now vs before gotune vs Go's defaults, check the state, explain.
 
 For any caller holding connected pyinfra hosts::
 
@@ -23,14 +23,44 @@ Modules, in the order the data flows:
 - ``gotune.agent.stats`` — medians, ratio, the "no measurable difference" rule
 - ``checks``  — state checks from the observations, one module per component
 - ``diagnose``— likely causes of a failure
+- ``explain`` — why a difference is, or is not, there (from the variants' placements)
 - ``result``  — one host's result document and its history line
 - ``table``, ``html`` — the terminal table and the self-contained HTML report
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
+
+
+@dataclass(frozen=True)
+class Workloads:
+    """What verify builds besides the seed's benchmarks, and how.
+
+    + projects: Go module directories to build on every host, besides each host's
+      ``gotune_projects``
+    + cold: drop the page cache before every timed run (root on the host)
+    + workload_packages: the generated service's size (None: its default, 200)
+    """
+
+    projects: Sequence[str] = ()
+    cold: bool = False
+    workload_packages: int | None = None
+
+    def request(self, host: Any) -> dict[str, Any]:
+        """The runner's arguments for ``host`` (its own projects first)."""
+        from gotune.settings import validate_host_data
+
+        data = {k: v for k, v in host.data.dict().items() if k.startswith("gotune_")}
+        mine = validate_host_data(data, host.name).projects
+        out: dict[str, Any] = {"projects": list(dict.fromkeys([*mine, *self.projects]))}
+        if self.cold:
+            out["cold"] = True
+        if self.workload_packages:
+            out["workload_packages"] = self.workload_packages
+        return out
 
 
 def stored_plan(host: Any) -> tuple[Any, str | None]:
@@ -49,7 +79,8 @@ def stored_plan(host: Any) -> tuple[Any, str | None]:
 
 def run(hosts: Iterable[Any], thorough: bool = False, runs: int | None = None,
         benchmarks: list[str] | None = None, record: bool = True,
-        users: Mapping[str, list[str]] | None = None) -> dict[str, Any]:
+        users: Mapping[str, list[str]] | None = None, workloads: Workloads | None = None,
+        ) -> dict[str, Any]:
     """Verify each host; the per-host JSON of ``gotune verify --json``.
 
     + hosts: the connected pyinfra Hosts to verify, one after the other (benchmarks on
@@ -59,24 +90,29 @@ def run(hosts: Iterable[Any], thorough: bool = False, runs: int | None = None,
     + benchmarks: benchmark names to run (default: the standard set; [] for checks only)
     + record: append each result to the host's history
     + users: host name -> developer users; default: the host's ``gotune_users`` setting
+    + workloads: projects to build, ``--cold``, the generated service's size (``Workloads``)
     """
-    from gotune.agent.stats import MIN_RUNS_FOR_VERDICT, NOISE_FRACTION
+    from gotune.agent.stats import DECISIVE_RATIO, MIN_RUNS_FOR_VERDICT, NOISE_FRACTION
     from gotune.errors import GotuneError
     from gotune.verify.remote import host_agent, record_history
     from gotune.verify.result import history_record, host_result
 
     out: dict[str, Any] = {"hosts": {}}
+    if workloads is not None and workloads.cold:
+        out["cold"] = True
     for host in hosts:
         host_users = (users or {}).get(host.name)
         if host_users is None:
             host_users = _users_of(host)
         args: dict[str, Any] = {"users": host_users, "thorough": thorough,
                                 "confirm": {"min_runs": MIN_RUNS_FOR_VERDICT,
-                                            "noise_fraction": NOISE_FRACTION}}
+                                            "noise_fraction": NOISE_FRACTION,
+                                            "decisive_ratio": DECISIVE_RATIO}}
         if runs:
             args["runs"] = runs
         if benchmarks is not None:
             args["benchmarks"] = benchmarks
+        args.update((workloads or Workloads()).request(host))
         plan, plan_error = stored_plan(host)
         with host_agent(host) as agent:
             try:

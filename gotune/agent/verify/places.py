@@ -20,6 +20,8 @@ PROBE_BYTES = 4096
 # Major 0 is an anonymous device (tmpfs, overlay, network filesystems): no disk behind it.
 NO_DISK_MAJOR = "0:"
 SYS_DEV_BLOCK = "/sys/dev/block"
+# dm over md over disks is three levels; eight stops a loop in a broken sysfs.
+MAX_STACK_DEPTH = 8
 
 
 def _read_first(paths: list[str]) -> str | None:
@@ -30,24 +32,54 @@ def _read_first(paths: list[str]) -> str | None:
     return None
 
 
+def _disk_identity(real: str) -> tuple[str, str, str | None, str | None, str | None, str | None]:
+    """(disk name, its sysfs path, model, vendor, rotational, mmc type) of a block device's
+    whole disk (a partition's parent)."""
+    parent = os.path.dirname(real)
+    disk = parent if os.path.exists(f"{real}/partition") else real
+
+    def attr(rel: str) -> str | None:
+        return _read_first([f"{disk}/{rel}"])
+
+    return (os.path.basename(disk), disk, attr("device/model"), attr("device/vendor"),
+            attr("queue/rotational"), attr("device/type"))
+
+
+def _class_of(real: str, depth: int = 0) -> str:
+    """A block device's storage class; a dm/md stack is as slow as its slowest disk."""
+    slaves = os.path.join(real, "slaves")
+    with contextlib.suppress(OSError):
+        below = sorted(os.listdir(slaves))
+        if below and depth < MAX_STACK_DEPTH:
+            return mounts.slowest_class([
+                _class_of(os.path.realpath(os.path.join(slaves, b)), depth + 1) for b in below])
+    name, link, model, vendor, rotational, mmc_type = _disk_identity(real)
+    return mounts.disk_class(name, link, model, vendor, rotational, mmc_type)
+
+
 def block_device(devno: str) -> dict[str, Any]:
-    """Name, rotational flag and whether it is a VM's virtual disk, from sysfs."""
+    """Name, rotational flag, whether it is a VM's virtual disk and its class, from sysfs."""
     base = f"{SYS_DEV_BLOCK}/{devno}"
     info: dict[str, Any] = {}
     if not os.path.exists(base):
         return info
     real = os.path.realpath(base)
-    name = os.path.basename(real)
-    parent = os.path.dirname(real)
-    info["device"] = name
-    rot = _read_first([f"{real}/queue/rotational", f"{parent}/queue/rotational"])
-    info["rotational"] = None if rot is None else rot == "1"
-    vendor = _read_first([f"{real}/device/vendor", f"{parent}/device/vendor"])
-    model = _read_first([f"{real}/device/model", f"{parent}/device/model"])
-    partition = os.path.exists(f"{real}/partition")
-    disk = os.path.basename(parent) if partition else name
-    info["virtual"] = mounts.is_virtual_disk(disk, parent if partition else real, vendor, model)
+    name, link, model, vendor, rotational, _mmc = _disk_identity(real)
+    info["device"] = os.path.basename(real)
+    info["rotational"] = None if rotational is None else rotational == "1"
+    info["virtual"] = mounts.is_virtual_disk(name, link, vendor, model)
+    info["class"] = _class_of(real)
     return info
+
+
+def storage_class(entry: MountEntry, table: list[MountEntry]) -> str:
+    """The class of the storage behind a mount: "network", "tmpfs", a disk's class, "unknown"."""
+    def disk(m: MountEntry) -> str:
+        if not m.devno or m.devno.startswith(NO_DISK_MAJOR):
+            return "unknown"
+        return str(block_device(m.devno).get("class", "unknown"))
+
+    return mounts.mount_class(entry, table, disk, exists=os.path.isdir)
 
 
 def place(path: str, table: list[MountEntry]) -> dict[str, Any]:
@@ -65,6 +97,7 @@ def place(path: str, table: list[MountEntry]) -> dict[str, Any]:
         info["super_options"] = ",".join(m.super_options)
         if not m.devno.startswith(NO_DISK_MAJOR):
             info.update(block_device(m.devno))
+        info["class"] = storage_class(m, table)
     # A dead server or FUSE daemon would hang statvfs, and the whole runner with it.
     if probe and not mounts.is_network_or_fuse(info.get("fstype")):
         with contextlib.suppress(OSError):

@@ -12,11 +12,13 @@ import json
 import os
 import pwd
 import re
+import select
 import shutil
 import subprocess
 from collections.abc import Callable
 from typing import Any
 
+from gotune.agent.verify.cold import Dropper
 from gotune.agent.verify.process import QUICK_TIMEOUT_S, RunnerError, last_line, run
 
 # The environment a non-login process (an IDE, a cron job) starts with.
@@ -26,6 +28,8 @@ SWITCH_TOOLS = ("runuser", "su")
 SBIN_DIRS = ("/usr/sbin", "/sbin", "/usr/bin", "/bin")
 # A GOENV line's key, and any go env key the runner asks for.
 GO_KEY = re.compile(r"[A-Z][A-Z0-9_]*")
+# The child's answer is read in pieces of this size.
+READ_CHUNK = 1 << 16
 
 
 class User:
@@ -129,6 +133,24 @@ def go_env_value(go: str, env: dict[str, str], key: str) -> str:
     return out.stdout.strip()
 
 
+def go_env_values(go: str, env: dict[str, str], keys: tuple[str, ...]) -> dict[str, str]:
+    """``go env -json KEYS`` with exactly ``env``; a key this go does not know reads "".
+
+    + go: the go binary (any version from 1.19)
+    + env: the whole environment of the variant
+    + keys: validated names (``GO_KEY``)
+    """
+    out = subprocess.run([go, "env", "-json", *keys], env=env, stdin=subprocess.DEVNULL,
+                         capture_output=True, text=True, timeout=QUICK_TIMEOUT_S, check=False)
+    if out.returncode != 0:
+        raise RunnerError(f"go env: {last_line(out.stderr)}")
+    try:
+        values = json.loads(out.stdout or "{}")
+    except ValueError as exc:
+        raise RunnerError("go env -json printed no JSON") from exc
+    return {k: str(values.get(k) or "") for k in keys}
+
+
 def read_goenv_file(env: dict[str, str], home: str) -> dict[str, Any] | None:
     """The user's GOENV file (what `go env -w` writes) as key -> value."""
     path = env.get("GOENV") or os.path.join(
@@ -148,8 +170,12 @@ def read_goenv_file(env: dict[str, str], home: str) -> dict[str, Any] | None:
     return {"path": path, "exists": True, "values": values}
 
 
-def as_user(user: User, fn: Callable[..., dict[str, Any]], *fargs: Any) -> dict[str, Any]:
+def as_user(user: User, fn: Callable[..., dict[str, Any]], *fargs: Any,
+            helper: Dropper | None = None) -> dict[str, Any]:
     """Run ``fn(*fargs)`` in a child process with the user's uid, return its JSON.
+
+    + helper: the root side of ``--cold`` (``cold.Dropper``): while the child runs, this
+      process answers its requests to drop the page cache
 
     The child imports nothing new: as the user it may not read a root-only copy of
     the agent, so every module it needs is imported before the fork.
@@ -160,6 +186,8 @@ def as_user(user: User, fn: Callable[..., dict[str, Any]], *fargs: Any) -> dict[
         code = 0
         try:
             os.close(rfd)
+            if helper is not None:
+                helper.child_side()
             if not user.same:
                 os.setgroups(user.groups())
                 os.setgid(user.gid)
@@ -174,11 +202,34 @@ def as_user(user: User, fn: Callable[..., dict[str, Any]], *fargs: Any) -> dict[
             fh.write(data)
         os._exit(code)
     os.close(wfd)
-    with os.fdopen(rfd, "rb") as fh:
-        raw = fh.read()
+    raw = _read_serving(rfd, helper)
     os.waitpid(pid, 0)
     try:
         out: dict[str, Any] = json.loads(raw.decode(errors="replace"))
     except ValueError:
         out = {"error": "the user-side runner printed no result"}
     return out
+
+
+def _read_serving(rfd: int, helper: Dropper | None) -> bytes:
+    """The child's whole answer from ``rfd``, serving ``helper``'s requests meanwhile."""
+    if helper is not None:
+        helper.parent_side()
+    waiting = [rfd] + ([helper.req_r] if helper is not None else [])
+    chunks: list[bytes] = []
+    try:
+        while rfd in waiting:
+            ready, _, _ = select.select(waiting, [], [])
+            if helper is not None and helper.req_r in ready and not helper.serve_one():
+                waiting.remove(helper.req_r)
+            if rfd in ready:
+                chunk = os.read(rfd, READ_CHUNK)
+                if chunk:
+                    chunks.append(chunk)
+                else:
+                    waiting.remove(rfd)
+    finally:
+        os.close(rfd)
+        if helper is not None:
+            helper.close_parent()
+    return b"".join(chunks)
