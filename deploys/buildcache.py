@@ -11,8 +11,10 @@ Save → apply → verify → undo, side by side:
   of the builders' token; builders get the token, one root-made copy per developer user
   that only they can read; the helper (``templates/buildcache-cacheprog.go.j2``) is built
   on the host by its own go. Then GOENV carries GOCACHEPROG (``deploys/goenv.py``), and
-  ``measure_buildcache`` (after GOENV) times the helper as the first developer and takes
-  it out of GOENV at once when it does not help; the next plan reads the figures.
+  ``measure_buildcache`` (after GOENV) times the helper as the first developer on verify's
+  generated workload (and cmd/go) and takes it out of GOENV at once when it does not
+  help; the next plan reads the figures. A builder builds the same workload once with
+  its token instead: the site is then warm for every reader's measurement.
 - verify: ``gotune/verify/checks/buildcache.py`` (the site answers, the helper runs, go
   gets outputs through it)
 - undo: every file, directory and unit is recorded first; the GOENV file is restored
@@ -43,6 +45,7 @@ from gotune.agent.paths import (
     BUILDCACHE_ETC,
     BUILDCACHE_HELPER_DIR,
     BUILDCACHE_LOG,
+    BUILDCACHE_MEASURE_ROOT,
     BUILDCACHE_PIDFILE,
     BUILDCACHE_SUPERVISOR,
     BUILDCACHE_TOKEN_DIGEST,
@@ -158,6 +161,8 @@ def deploy_buildcache(hp: HostPlan) -> None:
         if hp.settings.buildcache_measure_runs and hp.plan.caches:  # the agent measures it
             state.record_created(name=f"Record {AGENT_DIR} for undo", path=AGENT_DIR)
             install_agent()
+            state.record_created(name=f"Record {BUILDCACHE_MEASURE_ROOT} for undo",
+                                 path=BUILDCACHE_MEASURE_ROOT)
 
 
 @deploy("gotune team build cache: measure the helper")
@@ -174,12 +179,25 @@ def measure_buildcache(hp: HostPlan) -> None:
         host.noop("gotune_buildcache_measure_runs is 0: the helper is kept unmeasured")
         return
     assert helper.go is not None and helper.go_version is not None
-    buildcache.measured(
-        name="Measure the GOCACHEPROG helper (cold build with the site vs without, warm "
-        "build with the helper vs without); keep it only if it helps",
-        helper_sha=buildcache.source_sha256(buildcache.helper_source()), site=helper.site,
-        go_version=helper.go_version, go=helper.go, users=users, cold_runs=runs,
-    )  # fmt: skip
+    args: dict[str, Any] = {
+        "helper_sha": buildcache.source_sha256(buildcache.helper_source()),
+        "site": helper.site, "go_version": helper.go_version, "go": helper.go, "users": users,
+        "cold_runs": runs, "packages": hp.settings.buildcache_measure_packages,
+        "cmd_go": hp.settings.buildcache_measure_cmd_go,
+    }  # fmt: skip
+    # Two operations, builders' first: pyinfra runs each operation on every host of the
+    # run before the next, so readers measure a site that this run's builders warmed.
+    if helper.builder:
+        buildcache.measured(
+            name="Warm the team build cache: build verify's generated workload with the "
+            "builder's token", token_file=f"{helper.token_dir}/{users[0]}", **args,
+        )  # fmt: skip
+    else:
+        buildcache.measured(
+            name="Measure the GOCACHEPROG helper on verify's generated workload (cold build "
+            "with the site vs without, warm build with the helper vs without); keep it only "
+            "if it helps", **args,
+        )  # fmt: skip
 
 
 # `pyinfra INVENTORY deploys/buildcache.py` executes this file (not as an import).

@@ -407,7 +407,15 @@ class Settings:
     )
     buildcache_measure_runs: int = setting(
         3, "cold builds per arm when apply measures the helper, with the site and without "
-        "(0: keep the helper without measuring it)", _non_negative,
+        "(0: keep the helper without measuring it; a builder warms the site instead)",
+        _non_negative,
+    )
+    buildcache_measure_packages: int = setting(
+        200, "packages of the generated workload the helper is measured on (verify's "
+        "service; fewer for a quick apply)", _positive,
+    )
+    buildcache_measure_cmd_go: bool = setting(
+        True, "the helper's measurement (and a builder's warm-up) also builds cmd/go",
     )
     buildcache_token_file: str | None = setting(
         None,

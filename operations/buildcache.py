@@ -6,8 +6,9 @@
   GOCACHEPROG). It builds again only when the source's SHA-256 differs from the one
   the installed binary was built from (its stamp file); the binary replaces the old
   one by a rename, so a go command never starts half a helper.
-- ``measured`` runs the agent's ``buildcache-measure`` on the host (a cold first build
-  with the site vs without, a warm no-op with the helper vs without; figures to
+- ``measured`` runs the agent's ``buildcache-measure`` on the host (on verify's generated
+  workload and cmd/go: a cold first build with the site vs without, a warm no-op with
+  the helper vs without; on a builder, one build that warms the site; figures to
   ``/var/lib/gotune/buildcache.json``), unless the record already holds figures for
   this helper, site and go, and the site held something to measure then.
 
@@ -116,17 +117,23 @@ def measured(
     go: str,
     users: list[str],
     cold_runs: int,
+    packages: int | None = None,
+    cmd_go: bool = False,
+    token_file: str | None = None,
     record: str = BUILDCACHE_RECORD,
 ) -> Generator[Any, None, None]:
     """
     Measure the helper on the host (as the first user) and record the figures; a helper
-    that does not help leaves the users' GOENV at once.
+    that does not help leaves the users' GOENV at once. On a builder, warm the site instead.
 
     + helper_sha: the helper's source SHA-256 (figures for another one do not count)
     + site: the team build cache the helper asks
     + go_version: the developers' go (``go1.24.3``); go: its binary
     + users: the developer users (the first one builds; all lose an unhelpful helper)
     + cold_runs: cold builds per arm
+    + packages: the generated workload's packages (None: verify's default)
+    + cmd_go: also build cmd/go
+    + token_file: a builder's token file (the first user's copy): warm the site with it
     + record: the JSON file the figures go to
 
     **Example:**
@@ -135,17 +142,25 @@ def measured(
 
         buildcache.measured(helper_sha="4be1...", site="http://10.0.0.5:3001",
                             go_version="go1.24.3", go="/usr/local/go/bin/go",
-                            users=["alice"], cold_runs=3)
+                            users=["alice"], cold_runs=3, cmd_go=True)
     """
     m = host.get_fact(BuildcacheMeasured, path=record)
-    same = (m.get("helper_sha256"), m.get("site"), m.get("go_version")) == (
-        helper_sha, site, go_version)
+    role = "builder" if token_file else "reader"
+    same = (m.get("helper_sha256"), m.get("site"), m.get("go_version"),
+            m.get("role", "reader")) == (helper_sha, site, go_version, role)
     if same and not m.get("site_cold"):
         host.noop(f"measured before: {'kept' if m.get('keep') else 'not kept'} ({m.get('why')})")
         return
-    yield record_path_cmd(record)
-    yield StringCommand(agent_sh([
+    argv = [
         "buildcache-measure", "--user", users[0], "--users", ",".join(users), "--go", go,
         "--helper", BUILDCACHE_HELPER, "--site", site, "--helper-sha256", helper_sha,
         "--record", record, "--cold-runs", str(int(cold_runs)), "--remove-unhelpful",
-    ]))  # fmt: skip
+    ]  # fmt: skip
+    if packages is not None:
+        argv += ["--packages", str(int(packages))]
+    if cmd_go:
+        argv.append("--cmd-go")
+    if token_file:
+        argv += ["--token-file", token_file]
+    yield record_path_cmd(record)
+    yield StringCommand(agent_sh(argv))

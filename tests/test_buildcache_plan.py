@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from gotune.agent.buildcache.measure import judge
 from gotune.agent.paths import BUILDCACHE_HELPER, BUILDCACHE_TOKENS
 from gotune.errors import GotuneError
 from gotune.facts.model import Facts, InstalledBuildcache
@@ -146,3 +147,48 @@ def test_the_plan_survives_its_json_and_never_holds_the_token() -> None:
     text = json.dumps(plan.to_dict())
     assert Plan.from_dict(json.loads(text)).buildcache == plan.buildcache
     assert "/secret/t" not in text
+
+
+def test_a_builders_record_keeps_its_helper_and_names_what_it_uploaded() -> None:
+    prog = f"{BUILDCACHE_HELPER} -site {SITE} -token-file {BUILDCACHE_TOKENS}/dev"
+    f = laptop(goenv={"GOCACHEPROG": prog})
+    f.gotune.buildcache_measured = {
+        "site": SITE, "go_version": "go1.24.3", "keep": True, "role": "builder",
+        "warmed": {"workload": {"uploads": 380, "seconds": 31.0},
+                   "cmd/go": {"uploads": 160, "seconds": 50.2}}}
+    h = helper_of(plan_for(f, gotune_users=["dev"], gotune_buildcache_url=SITE,
+                           gotune_buildcache_builder=True))
+    assert h.value and not h.change
+    assert "warmed the site: cmd/go 160 outputs uploaded in 50.2 s, workload 380" in h.reason
+    # The same figures on a host that is no longer a builder are measured again.
+    plan = plan_for(f, gotune_users=["dev"], gotune_buildcache_url=SITE)
+    assert "apply measures it" in helper_of(plan).reason
+
+
+def test_a_site_that_could_show_nothing_keeps_the_helper_and_measures_again() -> None:
+    prog = f"{BUILDCACHE_HELPER} -site {SITE}"
+    f = laptop(goenv={"GOCACHEPROG": prog})
+    f.gotune.buildcache_measured = measured(False, site_cold=True, role="reader",
+                                            why="the site failed while apply measured")
+    h = helper_of(plan_for(f, gotune_users=["dev"], gotune_buildcache_url=SITE))
+    assert h.value == prog and not h.change
+    assert "apply measures it again: the site failed while apply measured" in h.reason
+
+
+@pytest.mark.parametrize(("cold", "noop", "keep", "site_cold", "why"), [
+    ({"site_hits": 0, "ratio": 1.0, "apart": False}, [], False, True, "held none"),
+    ({"site_hits": 3, "ratio": 1.0, "apart": False, "site_down": ["dial tcp: refused"]}, [],
+     False, True, "failed while apply measured (dial tcp: refused)"),
+    ({"site_hits": 90, "ratio": 1.1, "apart": True}, [], False, False, "only 1.10x"),
+    ({"site_hits": 90, "ratio": 9.0, "apart": False}, [], False, False, "ranges apart"),
+    ({"site_hits": 90, "ratio": 9.0, "apart": True}, [{"verdict": "slower", "ratio": 1.2}],
+     False, False, "no-op build slower (1.2x)"),
+    ({"site_hits": 90, "ratio": 9.0, "apart": True},
+     [{"verdict": "no measurable difference", "ratio": 1.01}], True, False, "9.0x faster"),
+])  # fmt: skip
+def test_the_measurement_keeps_a_helper_only_when_the_site_helps(
+    cold: dict[str, object], noop: list[dict[str, object]], keep: bool, site_cold: bool,
+    why: str,
+) -> None:
+    got = judge(cold, noop)
+    assert got[:2] == (keep, site_cold) and why in got[2], got

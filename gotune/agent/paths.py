@@ -118,6 +118,11 @@ BUILDCACHE_HELPER_DIR = "/usr/local/lib/gotune/buildcache"
 BUILDCACHE_HELPER_SRC = f"{BUILDCACHE_HELPER_DIR}/src"
 BUILDCACHE_HELPER = f"{BUILDCACHE_HELPER_DIR}/gotune-cacheprog"
 BUILDCACHE_HELPER_SHA = f"{BUILDCACHE_HELPER}.source-sha256"
+# Where the helper's measurement keeps the generated workload and its module cache: one
+# path on every host, because go's action IDs for packages outside GOROOT name their
+# directory (cmd/go/internal/work: buildActionID, without -trimpath), so a reader finds
+# what a builder put only for the same tree at the same path.
+BUILDCACHE_MEASURE_ROOT = "/var/tmp/gotune-buildcache"
 # The helper's A/B figures (cold build with the site vs without, warm no-op with the
 # helper vs without); the next plan keeps GOCACHEPROG only where they say it helps.
 BUILDCACHE_RECORD = f"{STATE_DIR}/buildcache.json"

@@ -125,6 +125,17 @@ def measured_text(m: Mapping[str, Any]) -> str:
             f"{noop.get('plain_median_s', 0):.3f} s without ({noop.get('ratio') or 0:.3f}x, "
             f"verdict '{noop.get('verdict', '?')}')"
         )
+    go_cold = m.get("cold_cmd_go") or {}
+    if go_cold.get("site_median_s") is not None:
+        parts.append(
+            f"cmd/go cold {go_cold['site_median_s']:.2f} s with the site vs "
+            f"{go_cold.get('plain_median_s', 0):.2f} s without ({go_cold.get('ratio') or 0:.1f}x)"
+        )
+    warmed = m.get("warmed") or {}
+    if warmed:
+        parts.append("warmed the site: " + ", ".join(
+            f"{name} {w.get('uploads', 0)} outputs uploaded in {w.get('seconds', 0):.1f} s"
+            for name, w in sorted(warmed.items())))
     return "; ".join(parts) or str(m.get("why") or "no figures")
 
 
@@ -159,8 +170,18 @@ def _helper(facts: Facts, settings: Settings, toolchain: Decision) -> Buildcache
             change=not _in_goenv(facts, command),
             reason=f"{why}; kept without measuring it (gotune_buildcache_measure_runs is 0)",
         )  # fmt: skip
-    m = facts.gotune.buildcache_measured
-    if m and m.get("site") == url and m.get("go_version") == version:
+    m = facts.gotune.buildcache_measured or {}
+    role = "builder" if settings.buildcache_builder else "reader"
+    same = bool(m) and (m.get("site"), m.get("go_version"), m.get("role", "reader")) == (
+        url, version, role)
+    if same and m.get("site_cold"):  # nothing to show yet: kept, measured again
+        used.append(f"measured:{BUILDCACHE_RECORD}")
+        return BuildcacheHelper(
+            value=command, medium="GOCACHEPROG", facts_used=used, **common,
+            change=not _in_goenv(facts, command), measured=dict(m),
+            reason=f"{why}; apply measures it again: {m.get('why') or 'the site was cold'}",
+        )  # fmt: skip
+    if same:
         used.append(f"measured:{BUILDCACHE_RECORD}")
         if m.get("keep"):
             return BuildcacheHelper(
@@ -172,10 +193,15 @@ def _helper(facts: Facts, settings: Settings, toolchain: Decision) -> Buildcache
             reason=f"tried the team build cache ({url}); not kept: {m.get('why') or ''} "
             f"({measured_text(m)})",
         )  # fmt: skip
+    measures = (
+        "apply warms the site with verify's generated workload" if settings.buildcache_builder
+        else "apply measures it on verify's generated workload (a cold first build with the "
+        "site vs without, a warm no-op build with the helper vs without) and keeps it only "
+        "where it helps"
+    )
     return BuildcacheHelper(
         value=command, medium="GOCACHEPROG", facts_used=used, change=True, **common,
-        reason=f"{why}; apply measures it (a cold first build with the site vs without, a "
-        "warm no-op build with the helper vs without) and keeps it only where it helps",
+        reason=f"{why}; {measures}",
     )  # fmt: skip
 
 

@@ -2,27 +2,44 @@
 
 Apply runs it as root (``gotune buildcache-measure``, ``operations/buildcache.py``) once
 the developers' GOENV carries the helper. Every build runs as the developer user, with
-Go's defaults (``GOENV=off``) and only the arm's GOCACHE and GOCACHEPROG set, on a
-generated module that imports what every program needs first (the runtime, fmt,
-strings, sort ...), in a directory inside the user's GOCACHE placement (tmpfs or disk):
+Go's defaults (``GOENV=off``) and only the arm's GOCACHE and GOCACHEPROG set; the caches
+are fresh directories inside the user's GOCACHE placement (tmpfs or disk).
 
-- ``cold``: the first build from an empty local cache with the site (the helper asks
-  it) against without any helper; ``--cold-runs`` each, interleaved. The helper never
-  writes here: what the site holds is what its builders put there.
-- ``noop``: a warm no-op build with the helper against without; a warm-up each, then
-  ``--pairs`` interleaved pairs (A B, B A, ...).
+What is built:
 
-The helper is kept when the cold build with the site is at least ``MIN_COLD_GAIN``
-times faster (medians) with the two arms' ranges apart, and verify's rule does not call
-the warm no-op "slower" (``gotune.agent.stats``). A site that held none of the workload's
-outputs cannot show anything: the record says ``site_cold`` and the next apply measures
-again. With ``--remove-unhelpful`` a helper that is not kept leaves the users' GOENV at
-once (``go env -u GOCACHEPROG``, as each user); the next plan then wants it gone too.
-The figures go to ``/var/lib/gotune/buildcache.json`` for the plan and the report.
+- ``workload``: verify's generated service (``gotune.agent.verify.workload``,
+  ``--packages`` packages and a dozen modules from its own GOPROXY tree, downloaded
+  once beforehand), ``go build ./...``. It lives at ``BUILDCACHE_MEASURE_ROOT``, the
+  same path on every host: go's action IDs for packages outside GOROOT name their
+  directory, so only the same tree at the same path finds a builder's outputs.
+- ``cmd/go`` (``--cmd-go``): ``go build -o /dev/null cmd/go``, in GOROOT, shared from
+  any path.
+
+A builder (``--token-file``) warms the site: one build of each target from an empty
+cache with the helper and its token, so the site holds what a new machine's first
+build needs (but go's index of each module directory, keyed by its files' mtimes: a
+reader indexes its own module cache). It keeps its helper (that is how the site
+fills); nothing else is timed.
+
+A reader measures:
+
+- ``cold``: each target from an empty local cache with the site (the helper asks it;
+  it never writes) against no helper; ``--cold-runs`` each, interleaved;
+- ``noop``: a no-op build of each target with the helper against without, on the warm
+  caches the last cold runs left; a warm-up each, then ``--pairs`` pairs (A B, B A ...).
+
+The helper is kept when the workload's cold build with the site is at least
+``MIN_COLD_GAIN`` times faster (medians) with the two arms' ranges apart, and verify's
+rule (``gotune.agent.stats``) calls no warm no-op "slower". A site that held none of the
+workload's outputs, or failed, cannot show anything: the record says ``site_cold``,
+the helper stays and the next apply measures again. With ``--remove-unhelpful`` a
+helper measured not to help leaves the users' GOENV at once (``go env -u GOCACHEPROG``,
+as each user). The figures go to
+``/var/lib/gotune/buildcache.json`` for the plan, verify and the report.
 
     python3 /opt/gotune/gotune.pyz buildcache-measure --user alice --go /usr/local/go/bin/go \\
         --helper /usr/local/lib/gotune/buildcache/gotune-cacheprog \\
-        --site http://10.0.0.5:3001 --helper-sha256 4be1... --remove-unhelpful
+        --site http://10.0.0.5:3001 --helper-sha256 4be1... --cmd-go --remove-unhelpful
 """
 
 from __future__ import annotations
@@ -31,43 +48,34 @@ import argparse
 import json
 import os
 import shutil
+import stat
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from gotune.agent.fsutil import write_atomic
-from gotune.agent.paths import BUILDCACHE_RECORD
+from gotune.agent.paths import BUILDCACHE_MEASURE_ROOT, BUILDCACHE_RECORD
 from gotune.agent.runas import Account, account, output, run_timed
 from gotune.agent.stats import SLOWER, summarize, verdict
+from gotune.agent.verify import workload as generated
+from gotune.agent.verify.bench import go_line, remove_tree
 from gotune.errors import UsageError
 
-# Three cold builds per arm: each takes tens of seconds without the site on a laptop;
-# a gain worth keeping (MIN_COLD_GAIN) shows clearly in three.
+# Three cold builds per arm: the one without the site takes a minute or more on a
+# laptop; a gain worth keeping (MIN_COLD_GAIN) shows clearly in three.
 DEFAULT_COLD_RUNS = 3
 # Seven warm no-op pairs: above verify's minimum runs for a verdict, a few seconds.
 DEFAULT_PAIRS = 7
 # The cold build with the site must be at least this much faster to keep the helper: below
 # it the site saves too little to be worth a process per go command.
 MIN_COLD_GAIN = 1.2
-RECORD_VERSION = 1
-# The workload: what a first build on a new machine spends its time on (the standard
-# library's compiled packages), and one package of its own (always built here).
-WORKLOAD_IMPORTS = ("fmt", "os", "sort", "strings")
+RECORD_VERSION = 2
+# The user's caches for the arms, inside their GOCACHE placement.
 MEASURE_DIR = "gotune-buildcache-measure"
-
-
-def workload(work: Path, go_version: str) -> Path:
-    """A module of one package that imports ``WORKLOAD_IMPORTS``, in ``work``."""
-    minor = go_version.removeprefix("go").split(".")[:2]
-    (work / "go.mod").write_text(f"module gotune.local/buildcachemeasure\n\ngo {'.'.join(minor)}\n")
-    imports = "\n".join(f'\t"{p}"' for p in WORKLOAD_IMPORTS)
-    (work / "main.go").write_text(
-        f"package main\n\nimport (\n{imports}\n)\n\nfunc main() {{\n"
-        "\tnames := strings.Fields(\"gotune build cache measure\")\n\tsort.Strings(names)\n"
-        "\tfmt.Fprintln(os.Stdout, strings.Join(names, \" \"))\n}\n"
-    )
-    return work
+WORKLOAD = "workload"
+CMD_GO = "cmd/go"
 
 
 def user_dir(path: Path, who: Account) -> None:
@@ -81,33 +89,77 @@ def user_dir(path: Path, who: Account) -> None:
         os.chown(p, who.uid, who.gid)
 
 
-class Arms:
-    """The two ways go runs here: with the helper (``helper``) and without (``plain``)."""
+def own_root(root: Path) -> None:
+    """``root`` as a directory of root's (0755), made if missing; RuntimeError when a
+    symlink or someone else's directory is there (a shared /var/tmp)."""
+    try:
+        st = os.lstat(root)
+    except FileNotFoundError:
+        root.mkdir(mode=0o755, parents=True)
+        st = os.lstat(root)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+        raise RuntimeError(f"{root} is not a directory of this agent's own")
 
-    def __init__(self, who: Account, go: str, helper: str, site: str, root: Path) -> None:
-        self.who, self.go, self.root = who, go, root
-        self.stats = root / "helper-stats.jsonl"
+
+class Targets:
+    """The workload (and cmd/go) at the shared path, and how each is built."""
+
+    def __init__(self, who: Account, go: str, version: str, packages: int | None,
+                 cmd_go: bool, scratch: Path, root: Path = Path(BUILDCACHE_MEASURE_ROOT),
+                 ) -> None:
+        own_root(root)
+        self.root = root
+        tree = generated.generate(str(root / WORKLOAD), go_line([version]), packages)
+        self.service = str(tree["service"])
+        self.info = {k: tree[k] for k in ("packages", "files", "bytes", "modules")}
+        self.info["dir"] = self.service
+        self.modcache = root / "modcache"
+        if self.modcache.exists() and self.modcache.stat().st_uid != who.uid:
+            remove_tree(str(self.modcache))  # another user's: go would not write to it
+        user_dir(self.modcache, who)
         self.base = {**who.env, "GOENV": "off", "GOTOOLCHAIN": "local", "GOFLAGS": "",
-                     "GOPROXY": "off", "GOSUMDB": "off", "GOMODCACHE": str(root / "modcache")}
-        self.prog = f"{helper} -site {site}"
+                     "GOSUMDB": "off", "GOWORK": "off", "GOMODCACHE": str(self.modcache)}
+        run_timed([go, "mod", "download"], who, self.service,
+                  {**self.base, "GOPROXY": f"file://{tree['proxy']}",
+                   "GOCACHE": str(scratch)})
+        self.names = [WORKLOAD, CMD_GO] if cmd_go else [WORKLOAD]
+
+    def argv(self, go: str, name: str) -> tuple[list[str], str]:
+        """(the build command, its directory) of target ``name``."""
+        if name == CMD_GO:
+            return [go, "build", "-o", os.devnull, "cmd/go"], str(self.root)
+        return [go, "build", "./..."], self.service
+
+
+class Arms:
+    """The ways go runs here: with the helper (``helper``), a builder's (``warm``), without
+    (``plain``)."""
+
+    def __init__(self, who: Account, go: str, helper: str, site: str, root: Path,
+                 targets: Targets, token_file: str | None = None) -> None:
+        self.who, self.go, self.root, self.targets = who, go, root, targets
+        self.stats = root / "helper-stats.jsonl"
+        self.progs = {"helper": f"{helper} -site {site}"}
+        if token_file:
+            self.progs["warm"] = f"{helper} -site {site} -token-file {token_file}"
 
     def env(self, arm: str, cache: Path) -> dict[str, str]:
-        env = {**self.base, "GOCACHE": str(cache)}
-        if arm == "helper":
-            env["GOCACHEPROG"] = self.prog
+        env = {**self.targets.base, "GOPROXY": "off", "GOCACHE": str(cache)}
+        if arm in self.progs:
+            env["GOCACHEPROG"] = self.progs[arm]
             env["GOTUNE_CACHEPROG_STATS"] = str(self.stats)
         return env
 
     def fresh(self, name: str) -> Path:
         """An empty directory of the user's (a cache that starts cold)."""
-        path = self.root / name
+        path = self.root / name.replace("/", "-")
         shutil.rmtree(path, ignore_errors=True)
         user_dir(path, self.who)
         return path
 
-    def build(self, arm: str, cache: Path, work: Path) -> float:
-        return run_timed([self.go, "build", "-o", os.devnull, "."], self.who, str(work),
-                         self.env(arm, cache))
+    def build(self, arm: str, cache: Path, target: str) -> float:
+        argv, cwd = self.targets.argv(self.go, target)
+        return run_timed(argv, self.who, cwd, self.env(arm, cache))
 
     def helper_stats(self) -> list[dict[str, Any]]:
         """The helper's stats lines so far (one per go command), then forgets them."""
@@ -132,51 +184,75 @@ def figures(a: list[float], b: list[float], names: tuple[str, str]) -> dict[str,
     }  # fmt: skip
 
 
-def measure_cold(arms: Arms, work: Path, runs: int) -> dict[str, Any]:
-    """The first build from an empty cache, with the site against without."""
-    site: list[float] = []
-    plain: list[float] = []
-    for i in range(runs):
-        order = [("helper", site), ("plain", plain)]
-        for arm, sink in order if i % 2 == 0 else reversed(order):
-            sink.append(arms.build(arm, arms.fresh(f"cold-{arm}"), work))
-    out = figures(site, plain, ("site", "plain"))
-    runs_stats = arms.helper_stats()
-    out["site_hits"] = statistics.median([s.get("SiteHits", 0) for s in runs_stats] or [0])
-    out["gets"] = statistics.median([s.get("Gets", 0) for s in runs_stats] or [0])
+def interleaved(arms: list[str], rounds: int,
+                run: Callable[[str], float]) -> dict[str, list[float]]:
+    """``run(arm)`` for each arm, ``rounds`` times, in ABBA order (A B, B A, ...)."""
+    out: dict[str, list[float]] = {arm: [] for arm in arms}
+    for i in range(rounds):
+        for arm in arms if i % 2 == 0 else list(reversed(arms)):
+            out[arm].append(run(arm))
     return out
 
 
-def measure_noop(arms: Arms, work: Path, pairs: int) -> dict[str, Any]:
-    """A warm no-op build with the helper against without (same module, warm caches)."""
-    caches = {arm: arms.fresh(f"noop-{arm}") for arm in ("helper", "plain")}
-    for arm, cache in caches.items():  # warm-up: fills each cache, not counted
-        arms.build(arm, cache, work)
-    helper: list[float] = []
-    plain: list[float] = []
-    for i in range(pairs):
-        order = [("helper", helper), ("plain", plain)]
-        for arm, sink in order if i % 2 == 0 else reversed(order):
-            sink.append(arms.build(arm, caches[arm], work))
+def warm_site(arms: Arms, target: str) -> dict[str, Any]:
+    """A builder's build of ``target`` from an empty cache: its outputs go to the site."""
+    took = arms.build("warm", arms.fresh(f"warm-{target}"), target)
+    done = arms.helper_stats()
+    return {"seconds": round(took, 3), "puts": sum(s.get("Puts", 0) for s in done),
+            "uploads": sum(s.get("Uploads", 0) for s in done),
+            "upload_errors": sum(s.get("UploadErrors", 0) for s in done)}
+
+
+def measure_cold(arms: Arms, target: str, runs: int) -> dict[str, Any]:
+    """The first build of ``target`` from an empty cache, with the site against without."""
+    caches: dict[str, Path] = {}
+
+    def run(arm: str) -> float:
+        caches[arm] = arms.fresh(f"{arm}-{target}")
+        return arms.build(arm, caches[arm], target)
+
+    samples = interleaved(["helper", "plain"], runs, run)
+    out = figures(samples["helper"], samples["plain"], ("site", "plain"))
+    done = arms.helper_stats()
+    out["site_hits"] = statistics.median([s.get("SiteHits", 0) for s in done] or [0])
+    out["gets"] = statistics.median([s.get("Gets", 0) for s in done] or [0])
+    # Why a run got fewer hits than it could: the site failed, or used up the budget.
+    out["site_down"] = sorted({s["SiteDown"] for s in done if s.get("SiteDown")})
+    out["site_slow_runs"] = sum(bool(s.get("SiteSlow")) for s in done)
+    return out
+
+
+def measure_noop(arms: Arms, target: str, pairs: int) -> dict[str, Any]:
+    """A no-op build of ``target`` with the helper against without, on the caches the
+    last cold runs left warm."""
+    caches = {arm: arms.root / f"{arm}-{target}".replace("/", "-") for arm in ("helper", "plain")}
+    for arm, cache in caches.items():  # warm-up: not counted
+        arms.build(arm, cache, target)
+    samples = interleaved(["helper", "plain"], pairs,
+                          lambda arm: arms.build(arm, caches[arm], target))
     arms.helper_stats()
-    out = figures(helper, plain, ("helper", "plain"))
+    out = figures(samples["helper"], samples["plain"], ("helper", "plain"))
     out["ratio"] = (round(out["helper_median_s"] / out["plain_median_s"], 3)
                     if out["plain_median_s"] else None)  # above 1: the helper costs time
-    out["verdict"] = verdict(summarize(helper), summarize(plain))
+    out["verdict"] = verdict(summarize(samples["helper"]), summarize(samples["plain"]))
     return out
 
 
-def judge(cold: dict[str, Any], noop: dict[str, Any]) -> tuple[bool, bool, str]:
-    """(keep, site_cold, why) from the figures (see the module docstring)."""
+def judge(cold: dict[str, Any], noops: list[dict[str, Any]]) -> tuple[bool, bool, str]:
+    """(keep, site_cold, why) from the workload's cold figures and every no-op's."""
+    if cold.get("site_down"):
+        return False, True, (f"the site failed while apply measured ({cold['site_down'][0]}); "
+                             "apply measures again")
     if not cold.get("site_hits"):
         return False, True, ("the site held none of the workload's outputs (no builder has "
-                             "built with this Go yet); apply measures again")
+                             "built it with this Go yet); apply measures again")
     gain = cold.get("ratio") or 0.0
     if not cold.get("apart") or gain < MIN_COLD_GAIN:
         return False, False, (f"the site made a cold build only {gain:.2f}x faster (needs "
                               f"{MIN_COLD_GAIN}x and ranges apart)")
-    if noop.get("verdict") == SLOWER:
-        return False, False, f"the helper made a warm no-op build slower ({noop.get('ratio')}x)"
+    slower = [n for n in noops if n.get("verdict") == SLOWER]
+    if slower:
+        return False, False, f"the helper made a warm no-op build slower ({slower[0]['ratio']}x)"
     return True, False, f"a cold build {gain:.1f}x faster, warm builds not slower"
 
 
@@ -196,10 +272,36 @@ def go_env_value(go: str, who: Account, key: str) -> str:
     return output([go, "env", key], who, who.home, {**who.env, "GOTOOLCHAIN": "local"}).strip()
 
 
+def measure(args: argparse.Namespace, who: Account, record: dict[str, Any], root: Path) -> None:
+    """Fill ``record``: a builder's warm-up, or a reader's cold and no-op figures."""
+    targets = Targets(who, args.go, record["go_version"], args.packages, args.cmd_go,
+                      root / "download")
+    record["workload"] = targets.info
+    arms = Arms(who, args.go, args.helper, args.site, root, targets, args.token_file)
+    if args.token_file:
+        record["role"] = "builder"
+        record["warmed"] = {name: warm_site(arms, name) for name in targets.names}
+        uploads = sum(w["uploads"] for w in record["warmed"].values())
+        record["keep"], record["site_cold"] = True, False
+        record["why"] = (f"a builder: its helper fills the site ({uploads} outputs uploaded "
+                         "while it built the workload)")
+        return
+    record["role"] = "reader"
+    cold = {name: measure_cold(arms, name, args.cold_runs) for name in targets.names}
+    noop = {name: measure_noop(arms, name, args.pairs) for name in targets.names}
+    record["cold"], record["noop"] = cold[WORKLOAD], noop[WORKLOAD]
+    if CMD_GO in cold:
+        record["cold_cmd_go"], record["noop_cmd_go"] = cold[CMD_GO], noop[CMD_GO]
+    record["keep"], record["site_cold"], record["why"] = judge(cold[WORKLOAD],
+                                                              list(noop.values()))
+
+
 def run(args: argparse.Namespace) -> int:
     """``gotune buildcache-measure``: measure, record, print the record as JSON."""
     if args.cold_runs < 1 or args.pairs < 1:
         raise UsageError("--cold-runs and --pairs must be at least 1")
+    if args.packages is not None and args.packages < 1:
+        raise UsageError("--packages must be at least 1")
     who = account(args.user, args.go)
     record: dict[str, Any] = {
         "version": RECORD_VERSION, "helper_sha256": args.helper_sha256, "site": args.site,
@@ -211,11 +313,7 @@ def run(args: argparse.Namespace) -> int:
         root = Path(go_env_value(args.go, who, "GOCACHE")) / MEASURE_DIR
         shutil.rmtree(root, ignore_errors=True)
         user_dir(root, who)
-        arms = Arms(who, args.go, args.helper, args.site, root)
-        work = workload(arms.fresh("work"), record["go_version"])
-        record["cold"] = measure_cold(arms, work, args.cold_runs)
-        record["noop"] = measure_noop(arms, work, args.pairs)
-        record["keep"], record["site_cold"], record["why"] = judge(record["cold"], record["noop"])
+        measure(args, who, record, root)
     except (OSError, RuntimeError, KeyError, ValueError) as exc:
         # A helper that cannot even build the workload is not kept.
         record.update({"keep": False, "site_cold": False,
@@ -223,7 +321,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if root is not None:
             shutil.rmtree(root, ignore_errors=True)
-    if not record["keep"] and args.remove_unhelpful:
+    if not record["keep"] and not record["site_cold"] and args.remove_unhelpful:
         users = [u for u in (args.users or args.user).split(",") if u]
         record["removed_from"] = [u for u in users
                                   if u not in remove_from_goenv(users, args.go)]
@@ -243,6 +341,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--record", default=BUILDCACHE_RECORD, help="the JSON record to write")
     p.add_argument("--cold-runs", type=int, default=DEFAULT_COLD_RUNS)
     p.add_argument("--pairs", type=int, default=DEFAULT_PAIRS)
+    p.add_argument("--packages", type=int, default=None,
+                   help="the generated workload's packages (default: verify's, ~200)")
+    p.add_argument("--cmd-go", action="store_true", help="also build cmd/go")
+    p.add_argument("--token-file", default=None,
+                   help="a builder's token (the user's copy): warm the site instead")
     p.add_argument("--remove-unhelpful", action="store_true",
                    help="take GOCACHEPROG out of the users' GOENV when it is not kept")
-
