@@ -5,13 +5,16 @@ One run on this machine, so that every ratio compares arms measured side by side
 - the site: ``gotune buildcache serve`` (this tree) in its own process on loopback;
 - two sandbox hosts (tests/sandbox.py): ``warmer``, a builder, fills the site with a
   ``go build cmd/go`` and the workload; ``fresh`` has never built anything;
+- the workload: verify's generated service (``gotune.agent.verify.workload``,
+  ``--packages``, ~200 by default, and its dozen modules), at one path both hosts see,
+  its modules downloaded once beforehand; built with ``go build ./...``;
 - the helper, built from ``templates/buildcache-cacheprog.go.j2`` as apply builds it.
 
 Figures (medians; ``ratio`` always from this run's arms):
 
 1. ``cold_cmd_go``: on ``fresh``, the first ``go build cmd/go`` from an empty GOCACHE with
    the site (a read-only helper) against without any helper, ``--cold-runs`` each,
-   interleaved. Target: at least 5x faster.
+   interleaved. Target: at least 5x faster. ``cold_workload``: the same for the workload.
 2. ``warm_noop``: a no-op ``go build`` with the helper against without, on the same warm
    local tier, for cmd/go and the workload, ``--pairs`` interleaved pairs. Target: at
    most 1.05x the time.
@@ -23,9 +26,10 @@ Figures (medians; ``ratio`` always from this run's arms):
    empty GOCACHE, all reading the site: errors, wall time, the site's hit rate.
 5. ``helper_language``: start-up (time to the first answer go waits for) of the Go helper
    and of the standard-library Python one (``python3 -S -I bench/cacheprog_py.py``), and
-   a warm no-op build of the workload with each against none.
+   a warm no-op build of the workload with each against none (on this machine, no site).
 
-Run as root: ``.venv/bin/python bench/buildcache.py [--cold-runs 3] [--pairs 9]``
+Run as root, alone on the machine's benchmarks:
+``flock /tmp/gotune-bench.lock .venv/bin/python -m bench.buildcache [--cold-runs 5] [--pairs 9]``
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,12 +58,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from gotune.agent.buildcache.token import digest, new_token  # noqa: E402
-from tests.cacheprog import GO, build_helper, hello_module  # noqa: E402
+from gotune.agent.verify import workload as generated  # noqa: E402
+from gotune.agent.verify.bench import go_line  # noqa: E402
+from tests.cacheprog import GO, build_helper  # noqa: E402
 from tests.sandbox import Sandbox, SandboxHost, missing_requirement  # noqa: E402
 
 PY = sys.executable
-WORKLOAD_IMPORTS = ("strings", "sort", "encoding/json", "net/url", "text/template")
 CLIENTS = 16
+# Helper start-ups timed per language (each a few ms: many runs are cheap).
+STARTS = 30
+WORKLOAD = "./..."
+CMD_GO = "cmd/go"
 # Where the bench keeps what the sandbox hosts read (their /tmp is a fresh tmpfs; /var/tmp
 # is this machine's, seen through each host's overlay).
 WORK_PARENT = "/var/tmp"
@@ -66,7 +76,7 @@ WORK_PARENT = "/var/tmp"
 TIMED = ("python3 -c 'import subprocess,sys,time; t=time.perf_counter(); "
          "r=subprocess.run(sys.argv[1:], stdout=2); print(time.perf_counter()-t); "
          "sys.exit(r.returncode)'")
-GO_DEFAULTS = "GOENV=off GOTOOLCHAIN=local GOFLAGS= GOPROXY=off GOSUMDB=off"
+GO_DEFAULTS = "GOENV=off GOTOOLCHAIN=local GOFLAGS= GOPROXY=off GOSUMDB=off GOWORK=off"
 
 
 def spread(values: list[float]) -> dict[str, Any]:
@@ -116,11 +126,38 @@ def health(url: str) -> dict[str, Any]:
         return data
 
 
+@dataclass(frozen=True)
+class Workload:
+    """The generated service both hosts build, its module cache, the file an edit changes."""
+
+    service: str
+    modcache: str
+    edit: str
+    size: dict[str, Any]
+
+
+def make_workload(work: Path, packages: int) -> Workload:
+    """Verify's generated service under ``work`` and its modules, downloaded once."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GO")}
+    env.update(GOENV="off", GOTOOLCHAIN="local", GOFLAGS="", GOSUMDB="off", GOWORK="off")
+    version = subprocess.run([str(GO), "env", "GOVERSION"], env=env, capture_output=True,
+                             text=True, check=True).stdout.strip()
+    tree = generated.generate(str(work / "workload"), go_line([version]), packages)
+    service, modcache = str(tree["service"]), str(work / "modcache")
+    subprocess.run([str(GO), "mod", "download"], cwd=service, check=True, env=dict(
+        env, GOMODCACHE=modcache, GOPROXY=f"file://{tree['proxy']}",
+        GOCACHE=str(work / "download-cache")))
+    edit = Path(service) / "cmd" / "server" / "main.go"
+    edit.write_text(edit.read_text() + "\nconst Edit = 0\n")
+    size = {k: tree[k] for k in ("packages", "files", "bytes", "modules")}
+    return Workload(service, modcache, str(edit), size)
+
+
 class Host:
     """Builds on one sandbox host, timed inside it."""
 
-    def __init__(self, host: SandboxHost, helper: Path) -> None:
-        self.host, self.helper = host, helper
+    def __init__(self, host: SandboxHost, helper: Path, workload: Workload) -> None:
+        self.host, self.helper, self.workload = host, helper, workload
 
     def sh(self, cmd: str, timeout: float = 3600) -> str:
         out = self.host.run(cmd, timeout=timeout)
@@ -128,14 +165,16 @@ class Host:
             raise RuntimeError(f"{self.host.name}: {cmd[:200]}: {out.stderr[-1500:]}")
         return out.stdout
 
-    def build(self, where: str, gocache: str, prog: str | None, target: str = ".",
-              extra: str = "") -> float:
-        """Seconds of one ``go build -o /dev/null TARGET`` in ``where``."""
-        env = f"{GO_DEFAULTS} GOCACHE={shlex.quote(gocache)} {extra}"
+    def build(self, target: str, gocache: str, prog: str | None) -> float:
+        """Seconds of one build of ``target``: ``go build ./...`` of the workload, or
+        ``go build -o /dev/null cmd/go``."""
+        env = (f"{GO_DEFAULTS} GOMODCACHE={shlex.quote(self.workload.modcache)} "
+               f"GOCACHE={shlex.quote(gocache)}")
         if prog is not None:
             env += f" GOCACHEPROG={shlex.quote(prog)}"
-        out = self.sh(f"cd {shlex.quote(where)} && env {env} {TIMED} go build -o /dev/null "
-                      f"{target}")
+        where, argv = (self.workload.service, "./...") if target == WORKLOAD else (
+            "/", f"-o /dev/null {target}")
+        out = self.sh(f"cd {shlex.quote(where)} && env {env} {TIMED} go build {argv}")
         return float(out.strip().splitlines()[-1])
 
     def fresh_cache(self, path: str) -> str:
@@ -146,9 +185,10 @@ class Host:
         return " ".join([str(self.helper), "-site", url, *args])
 
 
-def cold_cmd_go(fresh: Host, url: str, runs: int) -> dict[str, Any]:
+def cold(fresh: Host, url: str, runs: int, target: str) -> dict[str, Any]:
+    """The first build of ``target`` from an empty cache with the site against without."""
     def arm(prog: str | None, name: str) -> Callable[[], float]:
-        return lambda: fresh.build("/", fresh.fresh_cache(f"/root/cold-{name}"), prog, "cmd/go")
+        return lambda: fresh.build(target, fresh.fresh_cache(f"/root/cold-{name}"), prog)
 
     samples = interleaved({"site": arm(fresh.prog(url), "site"), "none": arm(None, "none")},
                           runs)
@@ -158,15 +198,15 @@ def cold_cmd_go(fresh: Host, url: str, runs: int) -> dict[str, Any]:
     return out
 
 
-def warm_noop(fresh: Host, url: str, workload: str, pairs: int) -> dict[str, Any]:
+def warm_noop(fresh: Host, url: str, pairs: int) -> dict[str, Any]:
     out: dict[str, Any] = {"target": "<= 1.05x"}
-    for name, where, target in (("cmd/go", "/", "cmd/go"), ("workload", workload, ".")):
+    for name in (CMD_GO, WORKLOAD):
         cache = fresh.fresh_cache(f"/root/noop-{name.replace('/', '-')}")
-        fresh.build(where, cache, fresh.prog(url), target)  # fills the local tier
-        fresh.build(where, cache, None, target)
+        fresh.build(name, cache, fresh.prog(url))  # fills the local tier
+        fresh.build(name, cache, None)
         samples = interleaved({
-            "helper": functools.partial(fresh.build, where, cache, fresh.prog(url), target),
-            "none": functools.partial(fresh.build, where, cache, None, target),
+            "helper": functools.partial(fresh.build, name, cache, fresh.prog(url)),
+            "none": functools.partial(fresh.build, name, cache, None),
         }, pairs)  # fmt: skip
         figures = compare(samples["none"], samples["helper"], ("without", "with_helper"))
         figures["target_met"] = (figures["ratio"] or 9) <= 1.05
@@ -174,10 +214,10 @@ def warm_noop(fresh: Host, url: str, workload: str, pairs: int) -> dict[str, Any
     return out
 
 
-def site_down(fresh: Host, workload: str, pairs: int) -> dict[str, Any]:
+def site_down(fresh: Host, pairs: int) -> dict[str, Any]:
     """An incremental build: the helper asks a dead site once, then builds locally."""
     cache = fresh.fresh_cache("/root/down")
-    fresh.build(workload, cache, None)
+    fresh.build(WORKLOAD, cache, None)
     with socket.socket() as free:
         free.bind(("127.0.0.1", 0))
         refused = f"http://127.0.0.1:{free.getsockname()[1]}"
@@ -189,9 +229,9 @@ def site_down(fresh: Host, workload: str, pairs: int) -> dict[str, Any]:
 
     def incremental(prog: str | None) -> float:
         n = next(counter)
-        fresh.sh(f"cd {workload} && sed -i 's/^const Edit = .*/const Edit = {n}/' main.go "
+        fresh.sh(f"sed -i 's/^const Edit = .*/const Edit = {n}/' {fresh.workload.edit} "
                  f"&& rm -f {cache}/gotune-cacheprog-site-down")
-        return fresh.build(workload, cache, prog)
+        return fresh.build(WORKLOAD, cache, prog)
 
     out: dict[str, Any] = {"target": "<= 0.1 s longer than no helper"}
     try:
@@ -207,13 +247,15 @@ def site_down(fresh: Host, workload: str, pairs: int) -> dict[str, Any]:
     return out
 
 
-def clients(fresh: Host, url: str, workload: str) -> dict[str, Any]:
+def clients(fresh: Host, url: str) -> dict[str, Any]:
     before = health(url)
     stats = "/root/clients-stats.jsonl"
-    script = (f"rm -f {stats}; cd {workload}; for i in $(seq {CLIENTS}); do "
+    wl = fresh.workload
+    script = (f"rm -f {stats}; cd {wl.service}; for i in $(seq {CLIENTS}); do "
               f"( rm -rf /root/client-$i && env {GO_DEFAULTS} GOCACHE=/root/client-$i "
-              f"GOTUNE_CACHEPROG_STATS={stats} GOCACHEPROG={shlex.quote(fresh.prog(url))} "
-              "go build -o /dev/null . >/dev/null 2>&1; echo \"rc $?\" ) & done; wait")
+              f"GOMODCACHE={wl.modcache} GOTUNE_CACHEPROG_STATS={stats} "
+              f"GOCACHEPROG={shlex.quote(fresh.prog(url))} "
+              "go build ./... >/dev/null 2>&1; echo \"rc $?\" ) & done; wait")
     start = time.monotonic()
     codes = [line.split()[1] for line in fresh.sh(script).splitlines() if line.startswith("rc ")]
     wall = time.monotonic() - start
@@ -244,18 +286,19 @@ def first_answer(argv: list[str], env: dict[str, str]) -> float:
     return took
 
 
-def helper_language(helper: Path, work: Path, pairs: int) -> dict[str, Any]:
+def helper_language(helper: Path, work: Path, wl: Workload, pairs: int) -> dict[str, Any]:
     """Go helper or Python helper: what go pays to start each, and on a warm no-op build."""
     python = ["python3", "-S", "-I", str(ROOT / "bench" / "cacheprog_py.py")]
-    env = {**os.environ, "GOENV": "off", "GOTOOLCHAIN": "local", "GOCACHE": str(work / "lang")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GO")}
+    env.update(GOENV="off", GOTOOLCHAIN="local", GOFLAGS="", GOPROXY="off", GOSUMDB="off",
+               GOWORK="off", GOMODCACHE=wl.modcache, GOCACHE=str(work / "lang"))
     starts = interleaved({"go": lambda: first_answer([str(helper)], env),
-                          "python": lambda: first_answer(python, env)}, 30)
-    mod = hello_module(work / "lang-mod", imports=WORKLOAD_IMPORTS)
+                          "python": lambda: first_answer(python, env)}, STARTS)
 
     def build(prog: str | None) -> float:
         e = dict(env, **({"GOCACHEPROG": prog} if prog else {}))
         start = time.perf_counter()
-        subprocess.run([str(GO), "build", "-o", os.devnull, "."], cwd=mod, env=e, check=True,
+        subprocess.run([str(GO), "build", "./..."], cwd=wl.service, env=e, check=True,
                        capture_output=True)
         return time.perf_counter() - start
 
@@ -267,9 +310,12 @@ def helper_language(helper: Path, work: Path, pairs: int) -> dict[str, Any]:
     none = statistics.median(noop["none"])
     return {
         "first_answer_ms": {k: round(statistics.median(v) * 1000, 2) for k, v in starts.items()},
+        "first_answer_runs": STARTS,
         "warm_noop": {k: spread(v) for k, v in noop.items()},
         "warm_noop_ratio": {k: round(statistics.median(v) / none, 3) for k, v in noop.items()},
-        "chosen": "go",
+        "chosen": min(("go", "python"), key=lambda k: statistics.median(noop[k])),
+        "chosen_by": "the lower median warm no-op build of the workload (go pays the "
+                     "helper's start-up on every command)",
     }
 
 
@@ -277,9 +323,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cold-runs", type=int, default=3)
     parser.add_argument("--pairs", type=int, default=9)
+    parser.add_argument("--packages", type=int, default=generated.SERVICE_PACKAGES,
+                        help="the generated workload's size")
     parser.add_argument("--skip", nargs="*", default=[],
-                        help="leave out: cold_cmd_go warm_noop site_down clients_16 "
-                        "helper_language")
+                        help="leave out: cold_cmd_go cold_workload warm_noop site_down "
+                        "clients_16 helper_language")
     args = parser.parse_args()
     why = missing_requirement()
     if why:
@@ -292,29 +340,32 @@ def main() -> None:
         helper = build_helper(work / "helper", Path(tempfile.gettempdir()) / "gotune-bench-gocache")
         token = new_token()
         (work / "token").write_text(token + "\n")
-        workload = hello_module(work / "workload", name="workload", imports=WORKLOAD_IMPORTS)
-        main_go = workload / "main.go"
-        main_go.write_text(main_go.read_text() + "\nconst Edit = 0\n")
+        wl = make_workload(work, args.packages)
+        out["workload"] = wl.size
         if "helper_language" not in args.skip:
-            out["helper_language"] = helper_language(helper, work, args.pairs)
+            out["helper_language"] = helper_language(helper, work, wl, args.pairs)
         with site(work, token) as url, Sandbox(2) as box:
-            warmer, fresh = (Host(h, helper) for h in box.hosts)
+            warmer, fresh = (Host(h, helper, wl) for h in box.hosts)
             for h in box.hosts:
                 h.link_go()
             # A builder fills the site: cmd/go and the workload, from an empty cache.
-            for where, target in (("/", "cmd/go"), (str(workload), ".")):
-                warmer.build(where, warmer.fresh_cache("/root/warm"),
-                             warmer.prog(url, "-token-file", str(work / "token")), target)
+            warming = {}
+            for target in (CMD_GO, WORKLOAD):
+                warming[target] = round(warmer.build(
+                    target, warmer.fresh_cache("/root/warm"),
+                    warmer.prog(url, "-token-file", str(work / "token"))), 2)
             out["site_after_warming"] = {k: health(url)[k] for k in ("objects", "cache_bytes")}
-            wl = str(workload)
+            out["site_after_warming"]["builder_seconds"] = warming
             if "cold_cmd_go" not in args.skip:
-                out["cold_cmd_go"] = cold_cmd_go(fresh, url, args.cold_runs)
+                out["cold_cmd_go"] = cold(fresh, url, args.cold_runs, CMD_GO)
+            if "cold_workload" not in args.skip:
+                out["cold_workload"] = cold(fresh, url, args.cold_runs, WORKLOAD)
             if "warm_noop" not in args.skip:
-                out["warm_noop"] = warm_noop(fresh, url, wl, args.pairs)
+                out["warm_noop"] = warm_noop(fresh, url, args.pairs)
             if "site_down" not in args.skip:
-                out["site_down"] = site_down(fresh, wl, args.pairs)
+                out["site_down"] = site_down(fresh, args.pairs)
             if "clients_16" not in args.skip:
-                out["clients_16"] = clients(fresh, url, wl)
+                out["clients_16"] = clients(fresh, url)
             out["site_health"] = {k: health(url).get(k) for k in ("hits", "misses", "hit_rate",
                                                                    "objects", "tampered")}
     finally:

@@ -11,14 +11,18 @@ loopback, over a cache holding a few modules (tests/goproxy_tree.py). Then:
   for ``--after`` seconds: the slowest answer, and how long until one answered.
 
 Both servers run the same steps in the same run, one after the other, so the
-figures compare (the machine is shared; absolute latencies are noisy).
+figures compare (the machine is shared; absolute latencies are noisy). ``site``: the
+same steps against the team build cache (``gotune buildcache serve``, the same server
+core), its cached artefact one stored output.
 
-    .venv/bin/python bench/http_load.py [--before 2f3e5c2] [--clients 3000]
+    flock /tmp/gotune-bench.lock .venv/bin/python bench/http_load.py [--before 2f3e5c2] \
+        [--clients 3000]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import http.client
 import json
 import os
@@ -61,10 +65,38 @@ def checkout(rev: str, into: Path) -> Path:
 @contextmanager
 def mirror(code: Path, cache: Path) -> Iterator[tuple[int, tuple[str, int]]]:
     """The mirror of the tree at ``code``, offline over ``cache``: (pid, address)."""
+    with server(code, ["mirror", "serve", "--offline", "--cache-dir", str(cache)],
+                cache) as found:
+        yield found
+
+
+@contextmanager
+def site(code: Path, cache: Path) -> Iterator[tuple[int, tuple[str, int]]]:
+    """The team build cache of the tree at ``code`` over ``cache``: (pid, address)."""
+    with server(code, ["buildcache", "serve", "--cache-dir", str(cache)], cache) as found:
+        yield found
+
+
+def site_tree(cache: Path) -> str:
+    """A build cache holding one output (as a builder's PUT leaves it); its GET path."""
+    data = os.urandom(64 * 1024)
+    output = hashlib.sha256(data).hexdigest()
+    action = hashlib.sha256(b"bench action").hexdigest()
+    for kind, name, body in (("objects", output, data),
+                             ("actions", action, f"v1 {output} {len(data)} 1\n".encode())):
+        path = cache / kind / name[:2] / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(body)
+    return f"/cache/{action}"
+
+
+@contextmanager
+def server(code: Path, argv: list[str], cache: Path) -> Iterator[tuple[int, tuple[str, int]]]:
+    """``gotune ARGV`` of the tree at ``code`` on a free loopback port: (pid, address)."""
     env = {**os.environ, "PYTHONPATH": str(code)}
     proc = subprocess.Popen(
-        [PY, "-m", "gotune", "mirror", "serve", "--offline", "--listen", "127.0.0.1:0",
-         "--cache-dir", str(cache), "--json", "--wear-state", str(cache.parent / "none.json")],
+        [PY, "-m", "gotune", *argv, "--listen", "127.0.0.1:0", "--json", "--wear-state",
+         str(cache.parent / "none.json")],
         stdout=subprocess.PIPE, text=True, cwd=code, env=env,
     )  # fmt: skip
     try:
@@ -123,9 +155,10 @@ def slow_clients(addr: tuple[str, int], n: int) -> list[socket.socket]:
     return socks
 
 
-def run_one(code: Path, cache: Path, args: argparse.Namespace) -> dict[str, Any]:
-    with mirror(code, cache) as (pid, addr):
-        assert probe(addr, CACHED) is not None, "the mirror does not serve the cached .mod"
+def run_one(code: Path, cache: Path, args: argparse.Namespace, start_server: Any = None,
+            cached: str = CACHED) -> dict[str, Any]:
+    with (start_server or mirror)(code, cache) as (pid, addr):
+        assert probe(addr, cached) is not None, "the server does not serve the cached artefact"
         idle = proc_status(pid)
         start = time.monotonic()
         socks = slow_clients(addr, args.clients)
@@ -133,7 +166,7 @@ def run_one(code: Path, cache: Path, args: argparse.Namespace) -> dict[str, Any]
         time.sleep(args.hold)
         held = proc_status(pid)
         during = {path: spread([probe(addr, path) for _ in range(args.probes)])
-                  for path in ("/healthz", CACHED)}
+                  for path in ("/healthz", cached)}
         for s in socks:
             s.close()
         closed = time.monotonic()
@@ -148,7 +181,7 @@ def run_one(code: Path, cache: Path, args: argparse.Namespace) -> dict[str, Any]
         return {
             "idle": idle,
             "slow_clients_open": {**held, "open_seconds": round(opened, 2)},
-            "during": during,
+            "during": {("cached" if k == cached else k): v for k, v in during.items()},
             "after_disconnect": {
                 "healthz_first_answer_s": round(first_ok, 3) if first_ok is not None else None,
                 "healthz_slowest_s": round(worst, 3) if worst is not None else None,
@@ -165,6 +198,7 @@ def main() -> None:
     parser.add_argument("--probes", type=int, default=20)
     parser.add_argument("--after", type=float, default=20.0,
                         help="seconds of /healthz probes after the mass disconnect")
+    parser.add_argument("--no-site", action="store_true", help="leave out the build cache")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = min(hard, max(soft, args.clients + FD_HEADROOM))
@@ -177,6 +211,9 @@ def main() -> None:
         for name, code in (("before", before), ("after", ROOT)):
             cache = build_tree(work / f"cache-{name}", standard_modules())
             out[name] = run_one(code, cache, args)
+        if not args.no_site:
+            cached = site_tree(work / "cache-site")
+            out["site"] = run_one(ROOT, work / "cache-site", args, site, cached)
         print(json.dumps(out, indent=2))
     finally:
         shutil.rmtree(work, ignore_errors=True)
