@@ -1,7 +1,8 @@
 """Install the gotune agent on a host: ``/opt/gotune/gotune.pyz``, run by the host's python3.
 
 ``run_service`` runs an agent service (the mirror, the build cache) as a systemd unit,
-or where systemd does not run, as a supervised process started at boot by cron.
+or where systemd does not run, as a supervised process started at boot by cron;
+``service_cache`` makes the system user it runs as and its cache directory.
 
 The wear check, the mirror and NUMA measuring run on targets from
 ``gotune.agent``, which uses only Python's standard library, so the deploy ships
@@ -77,6 +78,20 @@ class AgentService:
     pidfile: str
     log: str
     cron: str
+
+
+def service_cache(user: str, cache_dir: str, what: str, mode: str) -> None:
+    """The agent, the system user an agent service runs as and its cache directory, each
+    recorded for undo first (the mirror's and the build cache's)."""
+    state.record_created(name=f"Record {AGENT_DIR} for undo", path=AGENT_DIR)
+    install_agent()
+    server.user(  # noqa: S604 - shell= is the account's login shell, not a subprocess flag
+        name=f"System user {user}", user=user, system=True, shell="/usr/sbin/nologin",
+        home="/nonexistent", create_home=False,
+    )  # fmt: skip
+    state.record_created(name=f"Record {cache_dir} for undo", path=cache_dir)
+    files.directory(name=f"{what} {cache_dir}", path=cache_dir, user=user, group=user,
+                    mode=mode)
 
 
 def run_service(service: AgentService, cron: bool) -> None:

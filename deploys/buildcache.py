@@ -35,7 +35,7 @@ from typing import Any
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.facts.server import Users
-from pyinfra.operations import files, server
+from pyinfra.operations import files
 
 from gotune.agent.buildcache.token import digest, new_token
 from gotune.agent.paths import (
@@ -53,7 +53,13 @@ from gotune.agent.paths import (
     BUILDCACHE_UNIT_FILE,
     WEAR_STATE,
 )
-from gotune.deploys.agent import AgentService, install_agent, python3_path, run_service
+from gotune.deploys.agent import (
+    AgentService,
+    install_agent,
+    python3_path,
+    run_service,
+    service_cache,
+)
 from gotune.operations import buildcache, state
 from gotune.plan.model import BuildcacheHelper, BuildcacheSite, HostPlan
 
@@ -92,17 +98,7 @@ def serve_argv(python: str, site: BuildcacheSite) -> list[str]:
 
 def _serve(hp: HostPlan, site: BuildcacheSite, token: str) -> None:
     cache_dir = str(site.value)
-    state.record_created(name=f"Record {AGENT_DIR} for undo", path=AGENT_DIR)
-    install_agent()
-    server.user(  # noqa: S604 - shell= is the account's login shell, not a subprocess flag
-        name=f"System user {SERVICE_USER}", user=SERVICE_USER, system=True,
-        shell="/usr/sbin/nologin", home="/nonexistent", create_home=False,
-    )  # fmt: skip
-    state.record_created(name=f"Record {cache_dir} for undo", path=cache_dir)
-    files.directory(
-        name=f"Build cache {cache_dir}", path=cache_dir, user=SERVICE_USER, group=SERVICE_USER,
-        mode="750",
-    )  # fmt: skip
+    service_cache(SERVICE_USER, cache_dir, "Build cache", "750")
     state.record_created(name=f"Record {BUILDCACHE_ETC} for undo", path=BUILDCACHE_ETC)
     files.directory(name=f"Create {BUILDCACHE_ETC}", path=BUILDCACHE_ETC, mode="755")
     state.file(

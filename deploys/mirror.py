@@ -28,10 +28,9 @@ import shlex
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.operations import files, server
+from pyinfra.operations import files
 
 from gotune.agent.paths import (
-    AGENT_DIR,
     AGENT_PATH,
     MIRROR_CRON,
     MIRROR_LOG,
@@ -41,7 +40,7 @@ from gotune.agent.paths import (
     MIRROR_UNIT_FILE,
     WEAR_STATE,
 )
-from gotune.deploys.agent import AgentService, install_agent, python3_path, run_service
+from gotune.deploys.agent import AgentService, python3_path, run_service, service_cache
 from gotune.operations import state
 from gotune.operations.numa import wrapper_script
 from gotune.plan.model import HostPlan, MirrorPlan
@@ -106,17 +105,7 @@ def deploy_mirror(hp: HostPlan) -> None:
         host.noop("gotune_mirror_enabled is false: no mirror on this host")
         return
     cache_dir = str(mirror.cache.value)
-    state.record_created(name=f"Record {AGENT_DIR} for undo", path=AGENT_DIR)
-    install_agent()
-    server.user(  # noqa: S604 - shell= is the account's login shell, not a subprocess flag
-        name=f"System user {MIRROR_USER}", user=MIRROR_USER, system=True,
-        shell="/usr/sbin/nologin", home="/nonexistent", create_home=False,
-    )  # fmt: skip
-    state.record_created(name=f"Record {cache_dir} for undo", path=cache_dir)
-    files.directory(
-        name=f"Mirror cache {cache_dir}", path=cache_dir, user=MIRROR_USER, group=MIRROR_USER,
-        mode="755",
-    )  # fmt: skip
+    service_cache(MIRROR_USER, cache_dir, "Mirror cache", "755")
     command = " ".join(q(a) for a in serve_argv(_python(mirror), settings, cache_dir))
     run_service(AgentService(
         name="gotune-mirror", what="the Go module mirror", user=MIRROR_USER, command=command,

@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 from gotune.agent.buildcache.metrics import Metrics
 from gotune.agent.buildcache.store import Entry, Store, Tampered, valid_id
 from gotune.agent.buildcache.token import TokenCheck, bearer
-from gotune.agent.mirror.wearguard import WearGuard
+from gotune.agent.mirror.wearguard import LEDGER, WearGuard
 
 # The largest output a PUT may carry: Go's biggest archives (a large module's .a, a
 # test binary) are tens of MiB; 1 GiB is a mistake or an attack.
@@ -60,9 +60,7 @@ class BuildCache:
         self.config = config
         self.metrics = metrics or Metrics()
         self.store = Store(config.cache_dir, self.metrics, config.max_cache_size)
-        self.guard = WearGuard(
-            config.wear_state, self.store.root / ".gotune" / "writes.json", self.metrics
-        )
+        self.guard = WearGuard(config.wear_state, self.store.root / LEDGER, self.metrics)
         self.tokens = TokenCheck(config.token_digest_file)
 
     # -- reads -------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gotune.agent import prom
+from gotune.agent.wear.state import WEAR_METRICS
 
 PREFIX = "gotune_buildcache_"
 
@@ -33,10 +34,7 @@ DEFINITIONS: dict[str, tuple[str, str]] = {
         "counter", "What the server's limits did: connections evicted at the cap, header "
         "timeouts, idle closes, requests turned away (503), answered by the loop."
     ),
-    "caching_enabled": ("gauge", "1 when new outputs are stored, 0 when PUTs are refused."),
-    "wear_status": ("gauge", "1 for the current SSD wear status of the cache's host."),
-    "daily_written_bytes": ("gauge", "Bytes written to the cache today (UTC)."),
-    "daily_write_budget_bytes": ("gauge", "Today's write budget at wear status warn (-1: none)."),
+    **WEAR_METRICS,
 }
 
 

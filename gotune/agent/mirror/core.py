@@ -38,7 +38,7 @@ from gotune.agent.mirror.store import (
     validate_data,
 )
 from gotune.agent.mirror.upstream import Body, Entry, NotFound, Upstream, UpstreamFailed
-from gotune.agent.mirror.wearguard import WearGuard
+from gotune.agent.mirror.wearguard import LEDGER, WearGuard
 
 # How long a list/@latest answer is fresh: a new tag shows up within a minute,
 # while the many list lookups of one build are answered locally.
@@ -143,9 +143,7 @@ class Mirror:
         self.config = config
         self.metrics = metrics or Metrics()
         self.store = Store(config.cache_dir, self.metrics, config.max_cache_size)
-        self.guard = WearGuard(
-            config.wear_state, self.store.root / ".gotune" / "writes.json", self.metrics
-        )
+        self.guard = WearGuard(config.wear_state, self.store.root / LEDGER, self.metrics)
         byte_bucket = request_bucket = None
         if config.limit_rate:
             byte_bucket = TokenBucket(config.limit_rate, on_wait=self._waited("bytes"))

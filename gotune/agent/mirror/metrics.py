@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gotune.agent import prom
+from gotune.agent.wear.state import WEAR_METRICS
 
 PREFIX = "gotune_mirror_"
 
@@ -30,10 +31,7 @@ DEFINITIONS: dict[str, tuple[str, str]] = {
     "prefetches_total": ("counter", "Zips fetched ahead after their .info was asked, by outcome."),
     "cache_bytes": ("gauge", "Bytes of artefacts in the cache."),
     "cache_max_bytes": ("gauge", "The --max-cache-size limit (0: none)."),
-    "caching_enabled": ("gauge", "1 when new artefacts are cached, 0 when they are relayed only."),
-    "wear_status": ("gauge", "1 for the current SSD wear status of the cache's host."),
-    "daily_written_bytes": ("gauge", "Bytes written to the cache today (UTC)."),
-    "daily_write_budget_bytes": ("gauge", "Today's write budget at wear status warn (-1: none)."),
+    **WEAR_METRICS,
 }
 
 

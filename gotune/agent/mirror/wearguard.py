@@ -31,6 +31,8 @@ from gotune.agent.wear.state import (
 # The state file is stat()ed at most this often: the wear check runs hourly or
 # daily, so a second's delay is nothing, and hot request paths skip the syscall.
 RECHECK_SECONDS = 1.0
+# Where a guarded cache keeps today's written bytes, inside its directory.
+LEDGER = ".gotune/writes.json"
 
 
 def _today(now: float) -> str:
