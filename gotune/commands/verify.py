@@ -17,7 +17,8 @@ from gotune.errors import GotuneError, UsageError
 MAX_RUNS = 50
 
 
-def _bench_list(spec: str | None) -> list[str] | None:
+def bench_list(spec: str | None) -> list[str] | None:
+    """``--bench LIST``: benchmark names (None: the standard set; []: ``none``, checks only)."""
     if spec is None:
         return None
     if spec.strip() == "none":
@@ -30,6 +31,13 @@ def _bench_list(spec: str | None) -> list[str] | None:
     return names
 
 
+def checked_runs(runs: int | None) -> int | None:
+    """``--runs N``: N when it is in range (None: each benchmark's default)."""
+    if runs is not None and not 1 <= runs <= MAX_RUNS:
+        raise UsageError(f"--runs must be between 1 and {MAX_RUNS}")
+    return runs
+
+
 def run(args: argparse.Namespace) -> int:
     from gotune.inventory import connected, load_inventory
     from gotune.settings import validate_inventory
@@ -37,10 +45,8 @@ def run(args: argparse.Namespace) -> int:
     from gotune.verify.html import write_report
     from gotune.verify.table import render
 
-    runs = getattr(args, "runs", None)
-    if runs is not None and not 1 <= runs <= MAX_RUNS:
-        raise UsageError(f"--runs must be between 1 and {MAX_RUNS}")
-    benchmarks = _bench_list(getattr(args, "bench", None))
+    runs = checked_runs(getattr(args, "runs", None))
+    benchmarks = bench_list(getattr(args, "bench", None))
     validate_inventory(load_inventory(args.inventory))  # bad settings: nothing runs anywhere
     with connected(args.inventory) as conn:
         result = verify_hosts(conn.hosts, thorough=args.thorough, runs=runs,

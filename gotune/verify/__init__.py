@@ -30,6 +30,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+# Seconds a parallel verify waits beyond one host's runner and history time.
+PARALLEL_SLACK_S = 60
+
 
 def stored_plan(host: Any) -> tuple[Any, str | None]:
     """(the Plan apply stored on the host or None, why it cannot be read)."""
@@ -47,49 +50,68 @@ def stored_plan(host: Any) -> tuple[Any, str | None]:
 
 def run(hosts: Iterable[Any], thorough: bool = False, runs: int | None = None,
         benchmarks: list[str] | None = None, record: bool = True,
-        users: Mapping[str, list[str]] | None = None) -> dict[str, Any]:
+        users: Mapping[str, list[str]] | None = None, parallel: bool = False) -> dict[str, Any]:
     """Verify each host; the per-host JSON of ``gotune verify --json``.
 
-    + hosts: the connected pyinfra Hosts to verify, one after the other (benchmarks on
-      hosts that share hardware would disturb each other if run at once)
+    + hosts: the connected pyinfra Hosts to verify
     + thorough: also run the cold cmd/go build (about a minute per variant)
     + runs: runs per variant instead of each benchmark's default
     + benchmarks: benchmark names to run (default: the standard set; [] for checks only)
     + record: append each result to the host's history
     + users: host name -> developer users; default: the host's ``gotune_users`` setting
+    + parallel: verify every host at once (greenlets on pyinfra's pool), as rollout does
+      for a wave of separate machines; by default one after the other, since benchmarks
+      on hosts that share hardware would disturb each other if run at once
     """
     from gotune.agent.stats import MIN_RUNS_FOR_VERDICT, NOISE_FRACTION
+
+    args: dict[str, Any] = {"thorough": thorough,
+                            "confirm": {"min_runs": MIN_RUNS_FOR_VERDICT,
+                                        "noise_fraction": NOISE_FRACTION}}
+    if runs:
+        args["runs"] = runs
+    if benchmarks is not None:
+        args["benchmarks"] = benchmarks
+
+    def one(host: Any) -> dict[str, Any]:
+        host_users = (users or {}).get(host.name)
+        if host_users is None:
+            host_users = _users_of(host)
+        return _verify_host(host, {**args, "users": host_users}, record)
+
+    hosts = list(hosts)
+    if not parallel:
+        return {"hosts": {host.name: one(host) for host in hosts}}
+    from gotune.inventory import describe_error, each_host
+    from gotune.verify.remote import RECORD_TIMEOUT_S, RUN_TIMEOUT_S
+    from gotune.verify.result import host_result
+
+    done, errors = each_host(hosts, one, RUN_TIMEOUT_S + RECORD_TIMEOUT_S + PARALLEL_SLACK_S)
+    for name, exc in errors.items():  # a host that never answered fails as the runner would
+        done[name] = host_result({"error": f"{name}: verify runner: {describe_error(exc)}"})
+    return {"hosts": {host.name: done[host.name] for host in hosts}}
+
+
+def _verify_host(host: Any, args: dict[str, Any], record: bool) -> dict[str, Any]:
+    """One host's result: run the runner with ``args``, judge it, keep it in the history."""
     from gotune.errors import GotuneError
     from gotune.verify.remote import record_history, run_runner
     from gotune.verify.result import history_record, host_result
 
-    out: dict[str, Any] = {"hosts": {}}
-    for host in hosts:
-        host_users = (users or {}).get(host.name)
-        if host_users is None:
-            host_users = _users_of(host)
-        args: dict[str, Any] = {"users": host_users, "thorough": thorough,
-                                "confirm": {"min_runs": MIN_RUNS_FOR_VERDICT,
-                                            "noise_fraction": NOISE_FRACTION}}
-        if runs:
-            args["runs"] = runs
-        if benchmarks is not None:
-            args["benchmarks"] = benchmarks
-        plan, plan_error = stored_plan(host)
-        try:
-            raw = run_runner(host, args)
-        except GotuneError as exc:
-            raw = {"error": str(exc)}
-        result = host_result(raw, plan)
-        result["expected_from"] = "plan" if plan is not None else "GOENV file"
-        if plan_error:
-            result["plan_error"] = plan_error
-        if record and raw.get("history_path") and not raw.get("error"):
-            err = record_history(host, str(raw["history_path"]), history_record(result))
-            if err:
-                result["history_error"] = err
-        out["hosts"][host.name] = result
-    return out
+    plan, plan_error = stored_plan(host)
+    try:
+        raw = run_runner(host, args)
+    except GotuneError as exc:
+        raw = {"error": str(exc)}
+    result = host_result(raw, plan)
+    result["expected_from"] = "plan" if plan is not None else "GOENV file"
+    if plan_error:
+        result["plan_error"] = plan_error
+    if record and raw.get("history_path") and not raw.get("error"):
+        err = record_history(host, str(raw["history_path"]), history_record(result))
+        if err:
+            result["history_error"] = err
+    return result
 
 
 def _users_of(host: Any) -> list[str]:
