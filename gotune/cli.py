@@ -66,6 +66,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--yes", action="store_true", help="do not ask before changing anything")
     json_arg(p)
 
+    p = sub.add_parser("rollout", help="roll the setup out to a fleet in waves, gated on verify")
+    p.add_argument("inventory", metavar="INVENTORY",
+                   help="pyinfra inventory file, or an Ansible inventory (.ini, .yml)")
+    p.add_argument("--waves", metavar="LIST",
+                   help="hosts per wave, numbers or percentages of the fleet; the last "
+                        "repeats (default 1,10%%,100%%)")
+    p.add_argument("--max-fail", metavar="N|P%",
+                   help="failed hosts tolerated over all waves before halting (default 0)")
+    p.add_argument("--gate", choices=("fail", "slower"),
+                   help="a host fails on failed checks (fail), or also on a slower "
+                        "benchmark (slower, the default)")
+    p.add_argument("--state", metavar="FILE",
+                   help="the state file (default: beside the inventory, NAME.rollout.json)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the rollout in the state file, skipping hosts that passed")
+    p.add_argument("--keep-failed", action="store_true",
+                   help="leave hosts that failed as they are (default: undo them)")
+    p.add_argument("--bench", metavar="LIST", help="verify's benchmarks, or 'none'")
+    p.add_argument("--runs", type=int, metavar="N", help="runs per benchmark variant")
+    p.add_argument("--parallel", type=int, metavar="N",
+                   help="hosts worked on at once within a wave (default: pyinfra's)")
+    p.add_argument("--dry", action="store_true", help="show the waves, touch nothing")
+    p.add_argument("--yes", action="store_true", help="do not ask before changing anything")
+    p.add_argument("--report", metavar="DIR", help="write the HTML fleet report to DIR")
+    json_arg(p)
+
     agent_cli.add_commands(sub)
     return parser
 
