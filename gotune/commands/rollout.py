@@ -89,6 +89,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.json or args.dry:
         _show_waves(waves, todo, out)
     if args.dry:
+        if args.json:
+            print(json.dumps({"dry": True, "waves": [
+                {"number": i, "hosts": names, "todo": [n for n in names if n in todo]}
+                for i, names in enumerate(waves, start=1)]}, indent=2))
         return 0
     if not confirm({"fleet": sorted(todo)}, args.yes, f"Roll out to {len(todo)} host(s)?"):
         print("gotune: nothing changed", file=sys.stderr)
