@@ -4,9 +4,9 @@ Teams that already keep their machines in an Ansible inventory roll gotune out f
 unchanged: ``gotune rollout hosts.ini`` (or ``hosts.yml``, and every other command).
 The file is parsed by Ansible's own ``InventoryManager`` and its variables resolved by
 its ``VariableManager`` (groups and children, ``[group:vars]``, ``group_vars/`` and
-``host_vars/`` beside the file, Ansible's precedence), so it means the same to gotune
-as to ``ansible-playbook``; gotune writes no parser of its own. ansible-core is an
-optional dependency: ``pip install 'gotune[ansible]'``.
+``host_vars/`` beside the file, Ansible's precedence), in a child process, so it means
+the same to gotune as to ``ansible-playbook``; gotune writes no parser of its own.
+ansible-core is an optional dependency: ``pip install 'gotune[ansible]'``.
 
 Ansible's connection variables become pyinfra's (``CONNECTION_VARS``); ``gotune_*``
 variables are gotune's settings, as in a pyinfra inventory; other variables ride along
@@ -21,6 +21,8 @@ import contextlib
 import io
 import json
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,8 @@ from typing import Any
 from gotune.errors import GotuneError
 
 SUFFIXES = (".ini", ".yml", ".yaml")
+# Seconds for ansible-core to read an inventory (its start-up is about half a second).
+READ_TIMEOUT_S = 120
 # Ansible's connection variables -> pyinfra's host data (the old ansible_ssh_* spellings too).
 CONNECTION_VARS = {
     "ansible_host": "ssh_hostname", "ansible_ssh_host": "ssh_hostname",
@@ -89,8 +93,11 @@ def _first_cause(text: str) -> str | None:
     return None
 
 
-def load(path: str) -> Any:
-    """A pyinfra Inventory from an Ansible INI or YAML inventory file.
+def read(path: str) -> list[tuple[str, dict[str, Any], list[str]]]:
+    """(name, pyinfra host data, groups) per host of an Ansible inventory, in its order.
+
+    Runs ansible-core in this process: call it where the standard library is not
+    gevent-patched (``load`` runs it in a child process).
 
     + path: the inventory file (its group_vars/ and host_vars/ are read too)
     """
@@ -104,23 +111,55 @@ def load(path: str) -> Any:
     except ImportError:
         raise GotuneError(f"reading the Ansible inventory {path} needs ansible-core: "
                           "pip install 'gotune[ansible]'") from None
-    from pyinfra.api import Inventory
-
     warnings = io.StringIO()
     loader = DataLoader()
     try:
         with contextlib.redirect_stderr(warnings), contextlib.redirect_stdout(warnings):
             manager = InventoryManager(loader=loader, sources=[path])
             variables = VariableManager(loader=loader, inventory=manager)
-            hosts = [(h.name, host_data(variables.get_vars(host=h, include_hostvars=False)),
-                      [g.name for g in h.get_groups() if g.name != "all"])
-                     for h in manager.get_hosts()]  # fmt: skip
+            return [(h.name, host_data(variables.get_vars(host=h, include_hostvars=False)),
+                     [g.name for g in h.get_groups() if g.name != "all"])
+                    for h in manager.get_hosts()]  # fmt: skip
     except (AnsibleError, ValueError, TypeError) as exc:
         cause = _first_cause(warnings.getvalue()) or " ".join(str(exc).split())
         raise GotuneError(f"cannot read Ansible inventory {path}: {cause}") from None
+
+
+def load(path: str) -> Any:
+    """A pyinfra Inventory from an Ansible INI or YAML inventory file.
+
+    ansible-core reads it in a child process (``python -m gotune.ansible_inventory``):
+    gotune's process is gevent-patched for pyinfra, which Ansible's code does not expect.
+
+    + path: the inventory file
+    """
+    from pyinfra.api import Inventory
+
+    out = subprocess.run([sys.executable, "-m", "gotune.ansible_inventory", path],
+                         capture_output=True, text=True, timeout=READ_TIMEOUT_S)  # fmt: skip
+    try:
+        doc = json.loads(out.stdout)
+    except ValueError:
+        tail = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        raise GotuneError(f"cannot read Ansible inventory {path}: {tail}") from None
+    if "error" in doc:
+        raise GotuneError(str(doc["error"]))
     groups: dict[str, list[str]] = {}
-    for name, _data, host_groups in hosts:
+    for name, _data, host_groups in doc["hosts"]:
         for group in host_groups:
             groups.setdefault(group, []).append(name)
-    return Inventory(([(name, data) for name, data, _ in hosts], {}),
+    return Inventory(([(name, data) for name, data, _ in doc["hosts"]], {}),
                      **{g: (members, {}) for g, members in groups.items()})
+
+
+def main(argv: list[str]) -> int:
+    """``python -m gotune.ansible_inventory FILE``: the hosts as JSON (or an error)."""
+    try:
+        print(json.dumps({"hosts": read(argv[0])}))
+    except GotuneError as exc:
+        print(json.dumps({"error": str(exc)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

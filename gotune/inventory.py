@@ -39,6 +39,10 @@ def load_inventory(spec: str | None) -> Inventory:
       ``gotune.ansible_inventory``), ``@local``, a comma-separated host list; None for
       the default
     """
+    # pyinfra's CLI package gevent-patches the process on import: it must happen here,
+    # first, whatever the inventory (an import of it later, mid-run, breaks import locks).
+    import pyinfra_cli  # noqa: F401
+
     from gotune.ansible_inventory import is_ansible
     from gotune.ansible_inventory import load as load_ansible
 
@@ -202,7 +206,10 @@ def connect(
       Connection with no hosts and every reason in ``unreachable``
     + config: overrides of pyinfra ``Config`` fields (``PARALLEL``, ``CONNECT_TIMEOUT`` ...)
     """
-    state = make_state(inventory, **config)
+    try:
+        state = make_state(inventory, **config)
+    except PyinfraError as exc:  # host data pyinfra's connectors refuse (a wrong type)
+        raise GotuneError(f"cannot use the inventory: {' '.join(str(exc).split())}") from None
     errors = _ConnectErrors()
     state.add_callback_handler(errors)
     # pyinfra logs connection failures itself; gotune reports them as one line below.

@@ -120,7 +120,10 @@ def test_a_rollout_from_an_ansible_ini_and_facts_from_yaml_reach_the_hosts(
         host.link_go()
     ini = tmp_path / "fleet.ini"
     ini.write_text("[workstations]\n" + "\n".join(_ansible_lines(box)) + "\n\n"
-                   "[workstations:vars]\ngotune_users='[\"dev\"]'\ngotune_gocache_tmpfs=never\n")
+                   "[workstations:vars]\ngotune_gocache_tmpfs=never\n")
+    # Ansible reads a [group:vars] value as a string; a list goes in group_vars/ (YAML).
+    (tmp_path / "group_vars").mkdir()
+    (tmp_path / "group_vars" / "workstations.yml").write_text("gotune_users: [dev]\n")
     out = subprocess.run(
         [sys.executable, "-m", "gotune", "rollout", str(ini), "--waves", "1,100%", "--bench",
          "none", "--yes", "--json"], capture_output=True, text=True, cwd=REPO, timeout=600)
@@ -130,10 +133,11 @@ def test_a_rollout_from_an_ansible_ini_and_facts_from_yaml_reach_the_hosts(
     assert Path(doc["state"]) == tmp_path / "fleet.rollout.json"
 
     yml = tmp_path / "fleet.yml"
-    hosts = {}
-    for line in _ansible_lines(box):
-        name, *pairs = line.split()
-        hosts[name] = dict(p.split("=", 1) for p in pairs)
+    hosts = {h.name: {"ansible_host": h.address, "ansible_port": h.port, "ansible_user": "root",
+                      "ansible_ssh_private_key_file": str(h.key),
+                      "ssh_known_hosts_file": str(h.known_hosts),
+                      "ssh_strict_host_key_checking": "yes", "ssh_allow_agent": False,
+                      "ssh_look_for_keys": False} for h in box.hosts}  # fmt: skip
     yml.write_text(json.dumps({"all": {"hosts": hosts, "vars": {"gotune_users": ["dev"]}}}))
     out = subprocess.run([sys.executable, "-m", "gotune", "facts", str(yml), "--json"],
                          capture_output=True, text=True, cwd=REPO, timeout=300)  # fmt: skip
