@@ -27,6 +27,42 @@ def _inventory_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _bench_args(p: argparse.ArgumentParser) -> None:
+    """verify's benchmark choice, which rollout passes through."""
+    p.add_argument("--runs", type=int, metavar="N", help="runs per variant (default per benchmark)")
+    p.add_argument("--bench", metavar="LIST", help="comma-separated benchmark names, or 'none'")
+
+
+def _rollout_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inventory", metavar="INVENTORY",
+                   help="pyinfra inventory file, or an Ansible inventory (.ini, .yml)")
+    flags = {
+        "--waves": ("LIST", "hosts per wave, numbers or percentages of the fleet; the last "
+                            "repeats (default 1,10%%,100%%)"),
+        "--max-fail": ("N|P%", "failed hosts tolerated over all waves before halting "
+                               "(default 0)"),
+        "--state": ("FILE", "the state file (default: beside the inventory, NAME.rollout.json)"),
+        "--report": ("DIR", "write the HTML fleet report to DIR"),
+    }
+    for flag, (metavar, text) in flags.items():
+        p.add_argument(flag, metavar=metavar, help=text)
+    p.add_argument("--gate", choices=("fail", "slower"),
+                   help="a host fails on failed checks (fail), or also on a slower "
+                        "benchmark (slower, the default)")
+    p.add_argument("--parallel", type=int, metavar="N",
+                   help="hosts worked on at once within a wave (default: pyinfra's)")
+    _bench_args(p)
+    switches = {
+        "--resume": "continue the rollout in the state file, skipping hosts that passed",
+        "--keep-failed": "leave hosts that failed as they are (default: undo them)",
+        "--dry": "show the waves, touch nothing",
+        "--yes": "do not ask before changing anything",
+    }
+    for flag, text in switches.items():
+        p.add_argument(flag, action="store_true", help=text)
+    json_arg(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="gotune",
@@ -57,8 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     _inventory_arg(p)
     p.add_argument("--report", metavar="DIR", help="write a self-contained HTML report to DIR")
     p.add_argument("--thorough", action="store_true", help="also run the slow cold-build benchmark")
-    p.add_argument("--runs", type=int, metavar="N", help="runs per variant (default per benchmark)")
-    p.add_argument("--bench", metavar="LIST", help="comma-separated benchmark names, or 'none'")
+    _bench_args(p)
     json_arg(p)
 
     p = sub.add_parser("undo", help="restore what gotune changed")
@@ -66,31 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--yes", action="store_true", help="do not ask before changing anything")
     json_arg(p)
 
-    p = sub.add_parser("rollout", help="roll the setup out to a fleet in waves, gated on verify")
-    p.add_argument("inventory", metavar="INVENTORY",
-                   help="pyinfra inventory file, or an Ansible inventory (.ini, .yml)")
-    p.add_argument("--waves", metavar="LIST",
-                   help="hosts per wave, numbers or percentages of the fleet; the last "
-                        "repeats (default 1,10%%,100%%)")
-    p.add_argument("--max-fail", metavar="N|P%",
-                   help="failed hosts tolerated over all waves before halting (default 0)")
-    p.add_argument("--gate", choices=("fail", "slower"),
-                   help="a host fails on failed checks (fail), or also on a slower "
-                        "benchmark (slower, the default)")
-    p.add_argument("--state", metavar="FILE",
-                   help="the state file (default: beside the inventory, NAME.rollout.json)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the rollout in the state file, skipping hosts that passed")
-    p.add_argument("--keep-failed", action="store_true",
-                   help="leave hosts that failed as they are (default: undo them)")
-    p.add_argument("--bench", metavar="LIST", help="verify's benchmarks, or 'none'")
-    p.add_argument("--runs", type=int, metavar="N", help="runs per benchmark variant")
-    p.add_argument("--parallel", type=int, metavar="N",
-                   help="hosts worked on at once within a wave (default: pyinfra's)")
-    p.add_argument("--dry", action="store_true", help="show the waves, touch nothing")
-    p.add_argument("--yes", action="store_true", help="do not ask before changing anything")
-    p.add_argument("--report", metavar="DIR", help="write the HTML fleet report to DIR")
-    json_arg(p)
+    _rollout_parser(sub.add_parser(
+        "rollout", help="roll the setup out to a fleet in waves, gated on verify"))
 
     agent_cli.add_commands(sub)
     return parser
