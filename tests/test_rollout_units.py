@@ -216,3 +216,24 @@ def test_a_rollout_without_benchmarks_says_so_in_the_report() -> None:
     doc = {"waves": [], "halted": False, "interrupted": False, "reason": None,
            "hosts": {"a": {**_host(1, "x", 1.0, "faster"), "benchmarks": []}}}
     assert "No benchmark results" in render(doc, generated=0)
+
+
+def test_resume_keeps_hosts_that_passed_with_the_same_settings_and_redoes_the_rest(
+    tmp_path: Path,
+) -> None:
+    from gotune.commands.rollout import _reset_for_resume
+
+    inv = _inventory(tmp_path)
+    state = st.start(tmp_path / "s.json", st.Identity.of(str(inv), ["a", "b", "c", "d"]),
+                     {"a": 1, "b": 2, "c": 2, "d": 3}, dict.fromkeys("abcd", "old"))
+    state.hosts["a"].update(outcome=st.PASSED)
+    state.hosts["b"].update(outcome=st.PASSED)  # passed, but its settings changed since
+    state.hosts["c"].update(outcome=st.FAILED, gate=["check x: broken"])
+    state.hosts["d"].update(outcome=st.APPLYING)  # the control process died mid-wave
+    _reset_for_resume(state, {"a": 1, "b": 2, "c": 2, "d": 2},
+                      {"a": "old", "b": "new", "c": "old", "d": "old"}, {"waves": "1,100%"})
+    assert {n: h["outcome"] for n, h in state.hosts.items()} == {
+        "a": st.PASSED, "b": st.PENDING, "c": st.PENDING, "d": st.PENDING}
+    assert state.hosts["b"]["digest"] == "new" and state.hosts["d"]["wave"] == 2
+    assert state.hosts["c"]["previous"]["gate"] == ["check x: broken"]
+    assert state.doc["waves"] == "1,100%"
