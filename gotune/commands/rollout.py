@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from gotune.errors import GotuneError, UsageError
+from gotune.errors import UsageError
 
 # ``--parallel`` above this would exhaust the control machine's file descriptors
 # (pyinfra's own advice: about three per host).
@@ -54,8 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from gotune.commands.verify import bench_list, checked_runs
     from gotune.inventory import load_inventory
     from gotune.rollout import state as st
-    from gotune.rollout.inventory import rerun_path, write_rerun
-    from gotune.rollout.result import closing, table, to_json, wave_line
+    from gotune.rollout.result import closing, table, wave_line
     from gotune.rollout.run import Options, Rollout
     from gotune.rollout.waves import parse_budget, parse_waves, split
     from gotune.settings import validate_inventory
@@ -63,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("PYINFRA_PROGRESS", "off")
     runs, benchmarks = checked_runs(args.runs), bench_list(args.bench)
     if args.parallel is not None and not 1 <= args.parallel <= MAX_PARALLEL:
-        raise GotuneError(f"--parallel must be between 1 and {MAX_PARALLEL}")
+        raise UsageError(f"--parallel must be between 1 and {MAX_PARALLEL}")
     # A bad wave list or budget is refused before the inventory is even read.
     if args.waves is not None:
         parse_waves(args.waves)
@@ -91,8 +90,8 @@ def run(args: argparse.Namespace) -> int:
     if args.dry:
         if args.json:
             print(json.dumps({"dry": True, "waves": [
-                {"number": i, "hosts": names, "todo": [n for n in names if n in todo]}
-                for i, names in enumerate(waves, start=1)]}, indent=2))
+                {"number": i, "hosts": hosts, "todo": [n for n in hosts if n in todo]}
+                for i, hosts in enumerate(waves, start=1)]}, indent=2))
         return 0
     if not confirm({"fleet": sorted(todo)}, args.yes, f"Roll out to {len(todo)} host(s)?"):
         print("gotune: nothing changed", file=sys.stderr)
@@ -104,13 +103,7 @@ def run(args: argparse.Namespace) -> int:
         print(wave_line(wave, outcome, state), file=out, flush=True)
 
     outcome = Rollout(inventory, settings, state, waves, budget, options, progress).run()
-    bad = [(n, inventory.get_host(n).data.dict(), _why(state.hosts[n])) for n in state.failed()]
-    rerun = write_rerun(rerun_path(path), bad)
-    doc = to_json(outcome, state, str(rerun) if rerun else None)
-    if args.report:
-        from gotune.rollout.report import write_report
-
-        doc["report"] = str(write_report(doc, args.report))
+    doc = _finish(args, inventory, state, outcome)
     if args.json:
         print(json.dumps(doc, indent=2, sort_keys=True))
     else:
@@ -119,6 +112,22 @@ def run(args: argparse.Namespace) -> int:
         if doc.get("report"):
             print(f"report: {doc['report']}")
     return 0 if all(h["outcome"] == st.PASSED for h in state.hosts.values()) else 1
+
+
+def _finish(args: argparse.Namespace, inventory: Any, state: Any, outcome: Any) -> dict[str, Any]:
+    """The re-run inventory of the failed and unreached hosts (or none), the report when
+    asked, and the ``--json`` document naming them."""
+    from gotune.rollout.inventory import rerun_path, write_rerun
+    from gotune.rollout.result import to_json
+
+    bad = [(n, inventory.get_host(n).data.dict(), _why(state.hosts[n])) for n in state.failed()]
+    rerun = write_rerun(rerun_path(state.path), bad)
+    doc = to_json(outcome, state, str(rerun) if rerun else None)
+    if args.report:
+        from gotune.rollout.report import write_report
+
+        doc["report"] = str(write_report(doc, args.report))
+    return doc
 
 
 def _state_arg(spec: str) -> Path:
