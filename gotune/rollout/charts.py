@@ -14,9 +14,11 @@ from typing import Any
 from gotune.verify.charts import FLEET_MIN_AXIS, HEADROOM, VERDICT_COLOR, nice_max
 
 # The chart is as wide as verify's fleet chart; a row per class, 22 px apart.
-WIDTH, ROW_H, TOP, RIGHT = 760, 22, 30, 30
+WIDTH, ROW_H, TOP, RIGHT = 760, 22, 40, 30
 # Room on the left for the class label, at most this many characters of it.
 LEFT, LABEL_CHARS = 330, 48
+# Five divisions of a nice_max axis end (1, 2, 2.5, 5 x 10^k) fall on round numbers.
+TICKS = 5
 # Dots of hosts with the same ratio are spread this far apart vertically.
 JITTER_PX = 3
 
@@ -59,9 +61,10 @@ def distribution(hosts: dict[str, Any], name: str) -> dict[str, Any] | None:
     bottom = TOP + len(rows) * ROW_H
     return {
         "name": name, "width": WIDTH, "height": bottom + 30, "left": LEFT, "rows": rows,
-        "ticks": [{"x": x(vmax * i / 4), "value": vmax * i / 4} for i in range(5)],
+        "ticks": [{"x": x(vmax * i / TICKS), "value": vmax * i / TICKS}
+                  for i in range(TICKS + 1)],
         "axis_y": bottom, "tick_label_y": bottom + 14,
-        "one": {"x": x(1.0), "y1": TOP - 4, "y2": bottom},
+        "one": {"x": x(1.0), "y1": TOP - 4, "y2": bottom, "label_y": TOP - 8},
     }  # fmt: skip
 
 
