@@ -19,8 +19,10 @@ For each wave (``gotune.rollout.waves``), in order:
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,22 +135,8 @@ class Rollout:
         outcome = Outcome([Wave(i, names) for i, names in enumerate(self.waves, start=1)])
         self.state.set_status(st.RUNNING)
         try:
-            for wave in outcome.waves:
-                wave.todo = [n for n in wave.hosts if self.state.hosts[n]["outcome"] != st.PASSED]
-                wave.ran = True
-                wave_start = time.monotonic()
-                if wave.todo:
-                    self._wave(wave, outcome)
-                wave.elapsed_s = round(time.monotonic() - wave_start, 2)
-                outcome.elapsed_s = round(time.monotonic() - started, 2)
-                self.on_wave(wave, outcome)
-                failed = self.state.failed()
-                if self.budget.exceeded(len(failed)):
-                    outcome.halted = True
-                    outcome.reason = (
-                        f"{len(failed)} host(s) failed, more than --max-fail {self.budget.spec} "
-                        f"allows ({self.budget.allowed}): {', '.join(failed)}")
-                    break
+            with _interrupts_in_main_greenlet():
+                self._waves(outcome, started)
         except KeyboardInterrupt:
             outcome.interrupted = True
             outcome.reason = "interrupted (Ctrl-C)"
@@ -160,6 +148,25 @@ class Rollout:
         else:
             self.state.set_status(st.COMPLETE, None)
         return outcome
+
+    def _waves(self, outcome: Outcome, started: float) -> None:
+        """Each wave in turn, until the budget is exceeded."""
+        for wave in outcome.waves:
+            wave.todo = [n for n in wave.hosts if self.state.hosts[n]["outcome"] != st.PASSED]
+            wave.ran = True
+            wave_start = time.monotonic()
+            if wave.todo:
+                self._wave(wave, outcome)
+            wave.elapsed_s = round(time.monotonic() - wave_start, 2)
+            outcome.elapsed_s = round(time.monotonic() - started, 2)
+            self.on_wave(wave, outcome)
+            failed = self.state.failed()
+            if self.budget.exceeded(len(failed)):
+                outcome.halted = True
+                outcome.reason = (
+                    f"{len(failed)} host(s) failed, more than --max-fail {self.budget.spec} "
+                    f"allows ({self.budget.allowed}): {', '.join(failed)}")
+                return
 
     def _wave(self, wave: Wave, outcome: Outcome) -> None:
         """Apply, verify, gate and (when failed) undo the wave's hosts still to do."""
@@ -224,6 +231,25 @@ class Rollout:
             entry = report.get(name) or {"ok": False, "error": "not undone"}
             self.state.update(name, undone=bool(entry.get("ok")),
                               undo_error=None if entry.get("ok") else entry.get("error"))
+
+
+@contextlib.contextmanager
+def _interrupts_in_main_greenlet() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt in the main greenlet (the rollout loop), which stops
+    the wave's greenlets and records where it stopped. Python's own handler raises it in
+    whichever greenlet runs at that moment (often a host's operation), and gevent prints
+    that greenlet's traceback before passing it on."""
+    import gevent
+
+    main = gevent.getcurrent()
+    hub = gevent.get_hub()
+    watcher = gevent.signal_handler(
+        signal.SIGINT, lambda: hub.loop.run_callback(main.throw, KeyboardInterrupt))
+    try:
+        yield
+    finally:
+        watcher.cancel()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _stop(state: Any) -> None:
