@@ -7,11 +7,15 @@ Two setups of one developer user on one sandbox host (root required):
 - ``tmpfs``: GOCACHE and GOTMPDIR on a size-capped tmpfs, the placement the plan
   chooses on a machine with RAM to spare outside a container.
 
-Each setup runs ``gotune verify --json`` twice (the first run also warms the
-verify caches; the second is the steady state apply sees) and prints the
-benchmark figures of the second run, plus the wall time of both.
+Each setup runs ``gotune verify --json`` once to warm the verify caches, then
+``--repeat`` times more (the steady state apply sees), and prints the benchmark
+figures of the last run, the wall time of every run and the median of the
+steady-state ones. ``--against DIR`` (another gotune checkout, e.g. an older
+commit) alternates every run with the same command run from DIR on the same host,
+so both see the same caches and the same load.
 
-    .venv/bin/python bench/verify.py [--thorough] [--runs N] [--report DIR]
+    .venv/bin/python bench/verify.py [--thorough] [--runs N] [--repeat N] [--setups LIST]
+        [--report DIR] [--against CHECKOUT]
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -48,10 +53,11 @@ def go_bin() -> Path:
     return found[0]
 
 
-def verify(inventory: Path, extra: list[str]) -> tuple[float, dict[str, Any]]:
+def verify(inventory: Path, extra: list[str],
+           checkout: Path = REPO) -> tuple[float, dict[str, Any]]:
     start = time.perf_counter()
     out = subprocess.run([sys.executable, "-m", "gotune", "verify", str(inventory), "--json",
-                          *extra], capture_output=True, text=True, cwd=REPO, timeout=3600)
+                          *extra], capture_output=True, text=True, cwd=checkout, timeout=3600)
     wall = time.perf_counter() - start
     try:
         return wall, json.loads(out.stdout)
@@ -73,17 +79,27 @@ def figures(host: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def setup(name: str, inventory: Path, host: SandboxHost, extra: list[str],
-          report: str | None) -> dict[str, Any]:
-    walls = []
+          report: str | None, repeat: int, against: Path | None = None) -> dict[str, Any]:
+    checkouts = [REPO] if against is None else [REPO, against]
+    walls: dict[Path, list[float]] = {c: [] for c in checkouts}
     result: dict[str, Any] = {}
-    for i in range(2):
-        last = ["--report", str(Path(report) / name)] if report and i == 1 else []
-        wall, result = verify(inventory, extra + last)
-        walls.append(round(wall, 1))
+    for i in range(1 + repeat):
+        for checkout in checkouts if i % 2 == 0 else reversed(checkouts):
+            last = ["--report", str(Path(report) / name)] if report and i == repeat else []
+            wall, answer = verify(inventory, extra + last, checkout)
+            walls[checkout].append(round(wall, 1))
+            if checkout == REPO:
+                result = answer
     h = result["hosts"][host.name]
-    return {"setup": name, "verdict": h["verdict"], "verify_wall_s": walls,
-            "failed_checks": [c["name"] for c in h["checks"] if not c["ok"]],
-            "benchmarks": figures(h)}
+    summary: dict[str, Any] = {
+        "setup": name, "verdict": h["verdict"], "verify_wall_s": walls[REPO],
+        "steady_median_s": statistics.median(walls[REPO][1:]),
+        "failed_checks": [c["name"] for c in h["checks"] if not c["ok"]],
+        "benchmarks": figures(h)}
+    if against is not None:
+        summary["against"] = {"checkout": str(against), "verify_wall_s": walls[against],
+                              "steady_median_s": statistics.median(walls[against][1:])}
+    return summary
 
 
 def main() -> None:
@@ -91,6 +107,10 @@ def main() -> None:
     parser.add_argument("--thorough", action="store_true")
     parser.add_argument("--runs", type=int)
     parser.add_argument("--report", metavar="DIR", help="write each setup's HTML report here")
+    parser.add_argument("--repeat", type=int, default=1, help="steady-state runs per setup")
+    parser.add_argument("--setups", default="after-apply,tmpfs", help="which setups to run")
+    parser.add_argument("--against", type=Path, metavar="CHECKOUT",
+                        help="alternate each run with the same verify from this checkout")
     args = parser.parse_args()
     extra = (["--thorough"] if args.thorough else []) + (
         ["--runs", str(args.runs)] if args.runs else [])
@@ -106,12 +126,19 @@ def main() -> None:
                                  text=True, cwd=REPO, timeout=600)
         if applied.returncode != 0:
             raise SystemExit(f"apply failed: {applied.stderr.strip()[-300:]}")
-        report["setups"].append(setup("after-apply", sbx.inventory, host, extra, args.report))
-        sh(host, f"mkdir -p {TMPFS} && mount -t tmpfs -o size={TMPFS_SIZE},mode=0700 tmpfs "
-                 f"{TMPFS} && mkdir {TMPFS}/go-build {TMPFS}/tmp && chown -R alice: {TMPFS}")
-        sh(host, "su - alice -c " + shlex.quote(
-            f"go env -w GOCACHE={TMPFS}/go-build GOTMPDIR={TMPFS}/tmp"))
-        report["setups"].append(setup("tmpfs", sbx.inventory, host, extra, args.report))
+        wanted = args.setups.split(",")
+        if "after-apply" in wanted:
+            report["setups"].append(
+                setup("after-apply", sbx.inventory, host, extra, args.report, args.repeat,
+                      args.against))
+        if "tmpfs" in wanted:
+            sh(host, f"mkdir -p {TMPFS} && mount -t tmpfs -o size={TMPFS_SIZE},mode=0700 tmpfs "
+                     f"{TMPFS} && mkdir {TMPFS}/go-build {TMPFS}/tmp && chown -R alice: {TMPFS}")
+            sh(host, "su - alice -c " + shlex.quote(
+                f"go env -w GOCACHE={TMPFS}/go-build GOTMPDIR={TMPFS}/tmp"))
+            report["setups"].append(
+                setup("tmpfs", sbx.inventory, host, extra, args.report, args.repeat,
+                      args.against))
     print(json.dumps(report, indent=2))
 
 

@@ -1,8 +1,9 @@
 """Install the gotune agent on a host: ``/opt/gotune/gotune.pyz``, run by the host's python3.
 
-The wear check and the mirror run on targets; both use only Python's standard
-library, so the deploy ships the ``gotune`` package as one zipapp built on the
-control machine (``gotune/agent.py``) instead of installing anything with pip.
+The wear check, the mirror and NUMA measuring run on targets from
+``gotune.agent``, which uses only Python's standard library, so the deploy ships
+it as one zipapp built on the control machine (``gotune/zipapp.py``) instead of
+installing anything with pip.
 The zipapp's bytes are reproducible, so a second run uploads nothing.
 
     pyinfra INVENTORY deploys/agent.py
@@ -13,37 +14,34 @@ from __future__ import annotations
 import io
 
 from pyinfra import host
-from pyinfra.api import deploy
-from pyinfra.facts.files import File, Link
-from pyinfra.facts.server import Which
+from pyinfra.api import FactBase, deploy
 from pyinfra.operations import files, server
 
-from gotune.zipapp import AGENT_PATH, build_bytes
-
-AGENT_DIR = "/opt/gotune"
-
-_built: list[bytes] = []
+from gotune.agent.launch import find_python3_sh
+from gotune.agent.paths import AGENT_DIR, AGENT_PATH
+from gotune.zipapp import agent_bytes
 
 
-def agent_bytes() -> bytes:
-    """The zipapp, built once per control-machine run (every host gets the same bytes)."""
-    if not _built:
-        _built.append(build_bytes())
-    return _built[0]
+class Python3(FactBase[str]):
+    """
+    The python3 the agent runs with: the distribution's first, else PATH's; None if none.
 
+    .. code:: python
 
-# The distribution's python3 first: a PATH lookup as root can find a pyenv shim or
-# a venv that a cron job or a systemd unit cannot run.
-SYSTEM_PYTHONS = ("/usr/bin/python3", "/usr/local/bin/python3")
+        "/usr/bin/python3"
+    """
+
+    def command(self) -> str:
+        return f'{find_python3_sh()}; echo "$py"'
+
+    def process(self, output: list[str]) -> str | None:  # type: ignore[override]
+        return "".join(output).strip() or None
 
 
 def python3_path() -> str | None:
     """Where the host's python3 is (the agent's interpreter), or None."""
-    for path in SYSTEM_PYTHONS:
-        if host.get_fact(File, path=path) or host.get_fact(Link, path=path):
-            return path
-    found: str | None = host.get_fact(Which, command="python3")
-    return found or None
+    found: str | None = host.get_fact(Python3)
+    return found
 
 
 @deploy("Install the gotune agent")

@@ -22,12 +22,13 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.facts.server import Users
 
+from gotune.agent.paths import CACHE_ROOT
 from gotune.operations import caches
 from gotune.plan.caches import ROOT_FS_BASE, TMPFS_ROOT, gotune_base_of
 from gotune.plan.model import HostPlan, MovedCache, TmpfsCache
 
 # gotune's own cache area on /, parent of the tmpfs mount points and users' dirs.
-GOTUNE_VAR_CACHE = "/var/cache/gotune"
+GOTUNE_VAR_CACHE = CACHE_ROOT
 
 
 def _gotune_dirs(base: str) -> list[str]:

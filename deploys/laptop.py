@@ -9,10 +9,13 @@ the run before anything changes anywhere.
 Each component is one name through every layer (``facts/<c>.py``,
 ``gotune/plan/<c>.py``, ``operations/<c>.py``, ``deploys/<c>.py``, its verify checks,
 ``templates/<c>-*.j2``; docs/architecture.md). ``COMPONENTS`` is their order:
-the toolchain before the caches (a new go must exist before caches move), the
-wear check before the mirror (the mirror reads its state), GOENV last (it
-carries every component's values to Go). Then the plan that was carried out is
-stored on the host for verify and rollout.
+wsl first on a WSL2 distro (``[boot] systemd=true`` is in place before the services
+are installed; systemd itself starts only after ``wsl --shutdown``), the toolchain
+before the caches (a new go must exist before caches move), the wear check before
+the mirror (the mirror reads its state), GOENV last (it carries every component's
+values to Go). Before them, the developer users' setup as it is goes into verify's
+baseline (the "before" that verify compares with); after them, the plan that was
+carried out is stored on the host for verify and rollout.
 """
 
 from __future__ import annotations
@@ -23,14 +26,16 @@ from typing import Any, Protocol
 from pyinfra import host
 from pyinfra.api import deploy
 
+from gotune.agent.paths import AGENT_DIR, PLAN_PATH, VERIFY_BASELINE, VERIFY_DIR
+from gotune.deploys.agent import install_agent
 from gotune.deploys.caches import deploy_caches
 from gotune.deploys.goenv import deploy_goenv
 from gotune.deploys.mirror import deploy_mirror
 from gotune.deploys.numa import deploy_numa
 from gotune.deploys.toolchain import deploy_toolchain
 from gotune.deploys.wear import deploy_wear
-from gotune.facts.state import PLAN_PATH
-from gotune.operations import state
+from gotune.deploys.wsl import deploy_wsl
+from gotune.operations import state, verify
 from gotune.plan.model import HostPlan
 
 
@@ -41,6 +46,7 @@ class ComponentDeploy(Protocol):
 
 
 COMPONENTS: tuple[ComponentDeploy, ...] = (
+    deploy_wsl,
     deploy_toolchain,
     deploy_caches,
     deploy_numa,
@@ -55,9 +61,29 @@ def plan_record(hp: HostPlan) -> str:
     return json.dumps(hp.plan.to_dict(), indent=1, sort_keys=True) + "\n"
 
 
+def record_baseline(hp: HostPlan) -> None:
+    """verify's "before": each developer user's Go setup as it is, recorded by the agent
+    before any component changes the host (``operations/verify.py``)."""
+    users = list(hp.settings.users)
+    if not users:
+        host.noop("no developer users: no baseline to record")
+        return
+    state.record_created(name=f"Record {AGENT_DIR} for undo", path=AGENT_DIR)
+    install_agent()
+    verify.baseline(
+        name=f"Record {', '.join(users)}'s Go setup before any change ({VERIFY_BASELINE})",
+        users=users,
+    )  # fmt: skip
+
+
 @deploy("gotune laptop")
 def tune(hp: HostPlan) -> None:
-    """Make the current host match its plan, then record the plan carried out."""
+    """Record the users' setup as it is, make the host match its plan, record the plan."""
+    # verify keeps its history and baseline there: undo removes it with the rest.
+    state.record_created(
+        name="Record gotune's verify directory for undo", path=VERIFY_DIR, ancestors=False
+    )
+    record_baseline(hp)
     for component in COMPONENTS:
         component(hp=hp)
     # A plan with nothing to change was carried out before: its record stays as it is,

@@ -31,29 +31,31 @@ from pyinfra.api import deploy
 from pyinfra.facts.files import Directory
 from pyinfra.operations import files, server, systemd
 
-from gotune.agent.wear.state import DEFAULT_WEAR_STATE
-from gotune.deploys.agent import (
-    AGENT_DIR,  # MERGE: gotune.agent.paths
-    install_agent,
-    python3_path,
+from gotune.agent.paths import (
+    AGENT_DIR,
+    AGENT_PATH,
+    MIRROR_CRON,
+    MIRROR_LOG,
+    MIRROR_NUMA_PYTHON,
+    MIRROR_PIDFILE,
+    MIRROR_SUPERVISOR,
+    MIRROR_UNIT_FILE,
+    WEAR_STATE,
 )
-from gotune.facts.mirror import PIDFILE, SUPERVISOR, UNIT_FILE
+from gotune.deploys.agent import install_agent, python3_path
 from gotune.operations import state
-from gotune.operations.mirror import LOGFILE, supervised
+from gotune.operations.mirror import supervised
 from gotune.operations.numa import wrapper_script
 from gotune.operations.render import render
 from gotune.plan.model import HostPlan, MirrorPlan
 from gotune.settings import Settings
-from gotune.zipapp import AGENT_PATH  # MERGE: gotune.agent.paths
 
 q = shlex.quote
 
 MIRROR_USER = "gotune-mirror"
 UNIT = "gotune-mirror.service"
-CRON_FILE = "/etc/cron.d/gotune-mirror"
-# The NUMA wrapper that runs the agent's python3 on the NIC-local node (multi-node hosts).
-NUMA_BIN_DIR = f"{AGENT_DIR}/numa"
-NUMA_WRAPPER = f"{NUMA_BIN_DIR}/python3"
+# The directory of the NUMA wrapper that runs the agent's python3 on the NIC-local node.
+NUMA_BIN_DIR = MIRROR_NUMA_PYTHON.rsplit("/", 1)[0]
 GIB = 1 << 30
 
 
@@ -69,7 +71,7 @@ def serve_argv(python: str, settings: Settings, cache_dir: str) -> list[str]:
         "--cache-dir", cache_dir,
         "--upstream", settings.mirror_upstream,
         "--max-cache-size", str(int(float(settings.mirror_max_cache_gib) * GIB)),
-        "--wear-state", str(DEFAULT_WEAR_STATE),
+        "--wear-state", WEAR_STATE,
     ]  # fmt: skip
     if settings.mirror_allow:
         argv += ["--allow", ",".join(settings.mirror_allow)]
@@ -85,19 +87,19 @@ def _python(mirror: MirrorPlan) -> str:
     python = python3_path() or "/usr/bin/python3"
     binding = mirror.binding
     if not binding.numactl_args:
-        files.file(name="No NUMA wrapper for the mirror", path=NUMA_WRAPPER, present=False)
+        files.file(name="No NUMA wrapper for the mirror", path=MIRROR_NUMA_PYTHON, present=False)
         return python
     # Falls back to the plain python3 when numactl is missing or the binding fails.
     state.file(
         name=f"NUMA wrapper for the mirror (numactl {binding.value})",
-        path=NUMA_WRAPPER,
+        path=MIRROR_NUMA_PYTHON,
         content=wrapper_script(
             "python3", binding.numactl_args, binding.nodes, binding.reason,
             recorded=python, bin_dir=NUMA_BIN_DIR,
         ),
         mode=0o755,
     )
-    return NUMA_WRAPPER
+    return MIRROR_NUMA_PYTHON
 
 
 @deploy("gotune module mirror")
@@ -123,7 +125,7 @@ def deploy_mirror(hp: HostPlan) -> None:
     common = {"user": MIRROR_USER, "command": command}
     if host.get_fact(Directory, path="/run/systemd/system"):
         unit = state.file(
-            name=f"Install {UNIT}", path=UNIT_FILE,
+            name=f"Install {UNIT}", path=MIRROR_UNIT_FILE,
             content=render("mirror-unit.service.j2", listen=settings.mirror_listen,
                            port=settings.mirror_port, cache_dir=cache_dir, **common),
         )  # fmt: skip
@@ -134,16 +136,20 @@ def deploy_mirror(hp: HostPlan) -> None:
         )  # fmt: skip
         return
     script = state.file(
-        name="Install the mirror supervisor", path=SUPERVISOR,
-        content=render("mirror-supervise.sh.j2", script=SUPERVISOR, pidfile=PIDFILE, **common),
+        name="Install the mirror supervisor", path=MIRROR_SUPERVISOR,
+        content=render(
+            "mirror-supervise.sh.j2", script=MIRROR_SUPERVISOR, pidfile=MIRROR_PIDFILE, **common
+        ),
         mode=0o755,
     )  # fmt: skip
     if hp.facts.platform.cron:
         state.file(
-            name=f"Start the mirror at boot ({CRON_FILE})", path=CRON_FILE,
-            content=render("mirror-boot.cron.j2", script=SUPERVISOR, log=LOGFILE),
+            name=f"Start the mirror at boot ({MIRROR_CRON})", path=MIRROR_CRON,
+            content=render("mirror-boot.cron.j2", script=MIRROR_SUPERVISOR, log=MIRROR_LOG),
         )  # fmt: skip
-    supervised(name="Run the mirror (supervised)", script=SUPERVISOR, restart=script.changed)
+    supervised(
+        name="Run the mirror (supervised)", script=MIRROR_SUPERVISOR, restart=script.changed
+    )
 
 
 # `pyinfra INVENTORY deploys/mirror.py` executes this file (not as an import).

@@ -17,8 +17,9 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import deploy
 
+from gotune.agent.paths import AGENT_DIR
 from gotune.deploys.agent import install_agent
-from gotune.operations import numa
+from gotune.operations import numa, state
 from gotune.plan.model import HostPlan
 
 
@@ -31,8 +32,9 @@ def deploy_numa(hp: HostPlan) -> None:
         return
     user = next(iter(hp.plan.caches), None)  # measurements run as the first developer
     wanted = [d for d in tools if d.value is not None]
-    if wanted and user is not None:
-        install_agent()  # the agent measures the wrappers
+    if wanted and user is not None:  # the agent measures the wrappers
+        state.record_created(name=f"Record {AGENT_DIR} for undo", path=AGENT_DIR)
+        install_agent()
         numa.search_path(
             name="numa: wrapper directory first on PATH", systemd=hp.facts.platform.systemd
         )

@@ -27,21 +27,27 @@ from pyinfra.facts.files import File, Link
 from pyinfra.facts.server import Which
 from pyinfra.operations import files, server, systemd
 
-from gotune.agent.wear.check import DEFAULT_STATE_DIR, STATE_FILE
+from gotune.agent.paths import (
+    AGENT_DIR,
+    AGENT_PATH,
+    WEAR_CRON,
+    WEAR_STATE,
+    WEAR_STATE_DIR,
+    WEAR_TIMER,
+)
 from gotune.agent.wear.metrics import METRICS_FILE
 from gotune.agent.wear.status import Thresholds
-from gotune.deploys.agent import AGENT_DIR, install_agent, python3_path
+from gotune.deploys.agent import install_agent, python3_path
 from gotune.errors import GotuneError
 from gotune.operations import state
 from gotune.operations.render import render
 from gotune.operations.wear import first_reading
 from gotune.plan.model import HostPlan
 from gotune.settings import Settings
-from gotune.zipapp import AGENT_PATH
 
 UNIT = "gotune-wear"
-SYSTEMD_DIR = "/etc/systemd/system"
-CRON_FILE = "/etc/cron.d/gotune-wear"
+# The check's service beside its timer.
+WEAR_SERVICE = WEAR_TIMER.removesuffix(".timer") + ".service"
 
 # Spread a fleet's checks so they do not all hit a shared node_exporter scrape at once.
 RANDOM_DELAY = "10min"
@@ -60,7 +66,7 @@ def check_command(python: str, settings: Settings) -> str:
         raise GotuneError(f"host {settings.host_name}: wear settings: {exc}") from None
     argv = [
         python, AGENT_PATH, "wear", "--record",
-        "--state-dir", str(DEFAULT_STATE_DIR),
+        "--state-dir", WEAR_STATE_DIR,
         "--warn-percent", str(th.warn_percent),
         "--critical-percent", str(th.critical_percent),
         "--media-errors-critical", str(th.media_errors_critical),
@@ -100,9 +106,9 @@ def deploy_wear(hp: HostPlan) -> None:
         server.packages(name="Install smartmontools (smartctl)", packages=["smartmontools"])
     # Only the state directory: /var/lib/gotune also holds the undo records themselves.
     state.record_created(
-        name=f"Record {DEFAULT_STATE_DIR} for undo", path=str(DEFAULT_STATE_DIR), ancestors=False
+        name=f"Record {WEAR_STATE_DIR} for undo", path=WEAR_STATE_DIR, ancestors=False
     )
-    files.directory(name=f"Create {DEFAULT_STATE_DIR}", path=str(DEFAULT_STATE_DIR), mode="755")
+    files.directory(name=f"Create {WEAR_STATE_DIR}", path=WEAR_STATE_DIR, mode="755")
     textfile = settings.wear_textfile_dir
     if textfile:
         files.directory(name=f"Create {textfile}", path=textfile, mode="755")
@@ -110,15 +116,15 @@ def deploy_wear(hp: HostPlan) -> None:
         state.record_file(name=f"Record {prom} for undo", path=prom)
     command = check_command(python3_path() or "/usr/bin/python3", settings)
     first_reading(
-        name="First wear reading", command=command, state_file=str(DEFAULT_STATE_DIR / STATE_FILE)
+        name="First wear reading", command=command, state_file=WEAR_STATE
     )
     if check.runner == "systemd":
         service = state.file(
-            name=f"Install {UNIT}.service", path=f"{SYSTEMD_DIR}/{UNIT}.service",
+            name=f"Install {UNIT}.service", path=WEAR_SERVICE,
             content=render("wear-check.service.j2", command=command),
         )  # fmt: skip
         timer = state.file(
-            name=f"Install {UNIT}.timer", path=f"{SYSTEMD_DIR}/{UNIT}.timer",
+            name=f"Install {UNIT}.timer", path=WEAR_TIMER,
             content=render("wear-check.timer.j2", schedule=check.value,
                            random_delay=RANDOM_DELAY),
         )  # fmt: skip
@@ -128,11 +134,11 @@ def deploy_wear(hp: HostPlan) -> None:
             enabled=True, daemon_reload=service.changed or timer.changed,
         )  # fmt: skip
         files.file(
-            name=f"Remove {CRON_FILE} (systemd runs the check)", path=CRON_FILE, present=False
+            name=f"Remove {WEAR_CRON} (systemd runs the check)", path=WEAR_CRON, present=False
         )
     else:
         state.file(
-            name=f"Install {CRON_FILE}", path=CRON_FILE,
+            name=f"Install {WEAR_CRON}", path=WEAR_CRON,
             content=render("wear-check.cron.j2", minute=cron_minute(host.name), command=command),
         )  # fmt: skip
 

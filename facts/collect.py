@@ -49,6 +49,22 @@ from importlib import resources
 # enough that a hung NFS server cannot stall a fleet run.
 TOOL_TIMEOUT_S = 20
 STATVFS_TIMEOUT_S = 5
+# A Windows program started through WSL's interop: PowerShell's cold start takes 1-3 s
+# on a busy laptop; 10 s stops a hung interop socket from stalling the run.
+WINDOWS_TIMEOUT_S = 10
+# The Windows PATH's cost (collect_wsl_path): 10 rounds of interleaved samples, so the
+# plan's A/B rule gets two batches of 5 runs; each sample times 2 lookups that miss
+# (with 10-30 Windows folders at 0.1-1 ms a 9p round trip, 2-60 ms: well above date's
+# own ~1 ms, and the whole measurement stays under a second on a real WSL).
+WSL_LOOKUP_ROUNDS = 10
+WSL_LOOKUPS = 2
+# Lookups timed per Windows drive and on / (collect_wsl_drive_cost): 200 at 9p's
+# 0.1-1 ms each take 0.02-0.2 s, long enough to rise above date's own cost.
+WSL_STATS = 200
+# The newest lines of a shell history searched for /mnt paths, and the candidate
+# directories checked for a go.mod (each check is a few 9p round trips).
+WSL_HISTORY_LINES = 5000
+WSL_CANDIDATES = 40
 # Random bytes of the per-command header marker (``emit_header`` in collect.sh): 128 bits,
 # so no file read on the target can carry it by chance or by guess.
 MARKER_BYTES = 16
@@ -62,11 +78,15 @@ SCRIPT_FILE = resources.files("gotune") / "facts" / "collect.sh"
 SCRIPT = SCRIPT_FILE.read_text(encoding="utf-8")
 
 
-def build_command(sysroot: str = "/", users: Sequence[str] = ()) -> str:
+def build_command(
+    sysroot: str = "/", users: Sequence[str] = (), windows_profile: str | None = None
+) -> str:
     """The one shell command that collects every raw input of a host.
 
     + sysroot: root prefix to read below ("/" for the live host, a recorded tree otherwise)
     + users: the developer users whose ``go env``, GOENV file and home matter
+    + windows_profile: on WSL, the Windows user's profile as a Linux path (None: ask
+      Windows through interop)
     """
     if isinstance(users, str):
         raise TypeError("users must be a list of user names, not a string")
@@ -85,6 +105,13 @@ def build_command(sysroot: str = "/", users: Sequence[str] = ()) -> str:
         "MARKER": marker,
         "TOOL_TIMEOUT": str(TOOL_TIMEOUT_S),
         "STATVFS_TIMEOUT": str(STATVFS_TIMEOUT_S),
+        "WINDOWS_TIMEOUT": str(WINDOWS_TIMEOUT_S),
+        "WSL_PROFILE": windows_profile or "",
+        "WSL_LOOKUP_ROUNDS": str(WSL_LOOKUP_ROUNDS),
+        "WSL_LOOKUPS": str(WSL_LOOKUPS),
+        "WSL_STATS": str(WSL_STATS),
+        "WSL_HISTORY_LINES": str(WSL_HISTORY_LINES),
+        "WSL_CANDIDATES": str(WSL_CANDIDATES),
     }
     prelude = "; ".join(f"{name}={shlex.quote(value)}" for name, value in inputs.items())
     # sed is the framer and encoder: content lines get "|", marked lines lose
@@ -305,7 +332,8 @@ def _store(dump: Dump, tag: str, name: str, body: list[bytes]) -> None:
 
 
 def collect_local(
-    sysroot: str = "/", users: Sequence[str] = (), timeout: float = 120
+    sysroot: str = "/", users: Sequence[str] = (), timeout: float = 120,
+    windows_profile: str | None = None,
 ) -> list[str]:
     """Run the collector on this machine with /bin/sh; the output lines, as pyinfra would see them.
 
@@ -313,7 +341,7 @@ def collect_local(
     + users: developer users for ``go env`` (none: skip)
     """
     out = subprocess.run(
-        ["/bin/sh", "-c", build_command(sysroot, users)],
+        ["/bin/sh", "-c", build_command(sysroot, users, windows_profile)],
         capture_output=True,
         timeout=timeout,
         check=False,

@@ -12,6 +12,11 @@
 #                    every other line (content), so no file can forge a header
 #   TOOL_TIMEOUT     seconds for a tool that may block long (go env, dmidecode)
 #   STATVFS_TIMEOUT  seconds for a quick look-up: statvfs, getent, id
+#   WINDOWS_TIMEOUT  seconds for a Windows program run through WSL's interop
+#   WSL_PROFILE      the Windows user's profile as a Linux path (gotune_wsl_windows_profile),
+#                    "" to ask Windows through interop
+#   WSL_LOOKUP_ROUNDS, WSL_LOOKUPS, WSL_STATS, WSL_HISTORY_LINES, WSL_CANDIDATES
+#                    how much the WSL section measures and searches (see collect.py)
 #
 # A record is a header line "@@TAG LEN:NAME" (NAME a path below the root, or a
 # command's name; LEN its length in bytes, so a name may hold any byte), then
@@ -411,6 +416,150 @@ collect_gotune_state() {
     case $kind in created|moves|packages) read_values "$R/var/lib/gotune/undo/$kind"/*;; esac
   done; }
 
+# --- WSL2: the distro's settings and the Windows host under it -----------------
+
+# Whether this live host is a WSL distro: its kernel says so, or its interop entry.
+is_wsl() {
+  value=; [ -f /proc/sys/kernel/osrelease ] && IFS= read -r value < /proc/sys/kernel/osrelease
+  case $value in *[Mm]icrosoft*) return 0;; esac
+  [ -e /proc/sys/fs/binfmt_misc/WSLInterop ] || [ -e /proc/sys/fs/binfmt_misc/WSLInterop-late ]; }
+
+# Set $value to the Windows program $1: on PATH, else in its folder $2 on a drive WSL
+# mounted (with appendWindowsPath=false Windows' folders are not on PATH).
+windows_program() { value=$(command -v "$1" 2>/dev/null) && return 0
+  for value in /mnt/*/"$2/$1"; do [ -x "$value" ] && return 0; done
+  value=; return 1; }
+
+# The X record "wsl profile": where the Windows user's profile is ("path=" and
+# "source=", or "error=" saying why it is unknown); sets $profile.
+collect_wsl_profile() { profile=; emit_header X "wsl profile"
+  if [ -n "$WSL_PROFILE" ]; then
+    profile=$WSL_PROFILE; printf 'source=setting\npath=%s\n\n@@end 0\n' "$profile"; return 0
+  fi
+  if ! windows_program cmd.exe Windows/System32; then
+    printf 'error=cmd.exe not found (interop off or no Windows drive mounted)\n\n@@end 0\n'
+    return 0
+  fi
+  # %USERPROFILE% is for cmd to expand; nothing here is a shell word of ours.
+  out=$(cd / && with_timeout "$WINDOWS_TIMEOUT" "$value" /d /c echo '%USERPROFILE%' \
+    </dev/null 2>/dev/null; printf ' %d' "$?")
+  status=${out##* }; out=$(printf '%s' "${out% *}" | tr -d '\r\n')
+  case $out in
+    ?:\\*) profile=$(with_timeout "$STATVFS_TIMEOUT" wslpath -u "$out" </dev/null 2>/dev/null);;
+  esac
+  if [ -n "$profile" ]; then printf 'source=interop\npath=%s\n\n@@end 0\n' "$profile"
+  else printf 'error=cmd.exe /c echo %%USERPROFILE%% gave %s (status %d)\n\n@@end 0\n' \
+    "${out:-nothing}" "$status"; fi; }
+
+# The X record "wsl windows": the Windows host's RAM and logical processors, asked
+# through interop (PowerShell, CIM).
+collect_wsl_windows() {
+  windows_program powershell.exe Windows/System32/WindowsPowerShell/v1.0 || {
+    emit_header X "wsl windows"; printf 'error=powershell.exe not found\n\n@@end 0\n'; return 0; }
+  # PowerShell's own variables; no quotes, which interop would have to escape.
+  # shellcheck disable=SC2016
+  run_command "wsl windows" with_timeout "$WINDOWS_TIMEOUT" "$value" -NoLogo -NoProfile \
+    -NonInteractive -Command '$c = Get-CimInstance -ClassName Win32_ComputerSystem; Write-Output'\
+' memory=$($c.TotalPhysicalMemory) cpus=$($c.NumberOfLogicalProcessors)'; }
+
+# Times lookups of a name no directory holds: $1 rounds, each timing $2 lookups with
+# PATH=$3 ("with": it holds the Windows entries) and with PATH=$4 ("without"), in
+# turns that swap order every round, as verify's A/B runs do. Prints "with NS" lines.
+# shellcheck disable=SC2016 # run by sh -c with its own arguments
+WSL_LOOKUP_SCRIPT='d=$(command -v date) || exit 1; rounds=$1; n=$2; with=$3; without=$4
+one() { PATH=$2; s=$("$d" +%s%N); i=0
+  while [ $i -lt "$n" ]; do command -v gotune-no-such-command >/dev/null; i=$((i+1)); done
+  e=$("$d" +%s%N); echo "$1 $((e - s))"; }
+r=0; while [ $r -lt "$rounds" ]; do
+  if [ $((r % 2)) = 0 ]; then one with "$with"; one without "$without"
+  else one without "$without"; one with "$with"; fi; r=$((r+1)); done'
+
+# The X records "wsl path" ($PATH here) and, when it holds entries on Windows'
+# drives, "wsl path lookups": what those entries cost every lookup that misses.
+collect_wsl_path() { emit_header X "wsl path"; printf '%s\n\n@@end 0\n' "$PATH"
+  linux=; windows=; saved_ifs=$IFS; IFS=:; set -f
+  for entry in $PATH; do
+    case $entry in /mnt/[a-z]|/mnt/[a-z]/*) windows=1;; *) linux=$linux${linux:+:}$entry;; esac
+  done
+  set +f; IFS=$saved_ifs
+  [ -n "$windows" ] || return 0
+  case $(date +%N 2>/dev/null) in ''|*[!0-9]*) return 0;; esac  # no nanoseconds: no timing
+  # Already off in wsl.conf: the entries go at WSL's next start, nothing to decide.
+  grep -qiE '^[[:space:]]*appendWindowsPath[[:space:]]*=[[:space:]]*"?(false|0)' \
+    /etc/wsl.conf 2>/dev/null && return 0
+  run_command "wsl path lookups" with_timeout "$TOOL_TIMEOUT" sh -c "$WSL_LOOKUP_SCRIPT" sh \
+    "$WSL_LOOKUP_ROUNDS" "$WSL_LOOKUPS" "$PATH" "$linux"; }
+
+# Times $2 lookups of a missing name below directory $1, in one sh; prints nanoseconds.
+# shellcheck disable=SC2016 # run by sh -c with its own arguments
+WSL_STAT_SCRIPT='d=$(command -v date) || exit 1; s=$("$d" +%s%N); i=0
+while [ $i -lt "$2" ]; do [ -e "$1/.gotune-no-such-file" ]; i=$((i+1)); done
+e=$("$d" +%s%N); echo $((e - s))'
+
+# The X record "wsl drive cost": per Windows drive (9p under /mnt), what one lookup
+# costs there and on / ("MOUNT NS_THERE NS_ROOT LOOKUPS" lines).
+collect_wsl_drive_cost() { case $(date +%N 2>/dev/null) in ''|*[!0-9]*) return 0;; esac
+  drives=
+  while IFS=' ' read -r _id _parent _devno _root mountpoint rest; do
+    fstype=${rest#* - }; fstype=${fstype%% *}
+    case $fstype:$mountpoint in 9p:/mnt/?|drvfs:/mnt/?|fuse.9p:/mnt/?|virtiofs:/mnt/?)
+      drives="$drives $mountpoint";;
+    esac
+  done < /proc/self/mountinfo
+  [ -n "$drives" ] || return 0
+  emit_header X "wsl drive cost"
+  for drive in $drives; do
+    there=$(with_timeout "$STATVFS_TIMEOUT" sh -c "$WSL_STAT_SCRIPT" sh "$drive" \
+      "$WSL_STATS" </dev/null 2>/dev/null) || continue
+    root=$(sh -c "$WSL_STAT_SCRIPT" sh / "$WSL_STATS" </dev/null 2>/dev/null) || continue
+    printf '%s %s %s %s\n' "$drive" "$there" "$root" "$WSL_STATS"
+  done
+  printf '\n@@end 0\n'; }
+
+# The X record "wsl projects USER": Go modules under /mnt/X that user $1 worked in,
+# seen in their shell history or in VS Code's WSL workspaces ("SOURCE<TAB>DIR" lines).
+collect_wsl_projects() { dev_user=$1
+  home=$(with_timeout "$STATVFS_TIMEOUT" getent passwd -- "$dev_user" </dev/null 2>/dev/null |
+    cut -d: -f6)
+  [ -n "$home" ] || return 0
+  tab=$(printf '\t')
+  candidates=$({
+    for f in "$home/.bash_history" "$home/.zsh_history"; do
+      # A path as a shell line holds it: in double or single quotes, or with \ escapes.
+      [ -f "$f" ] && tail -n "$WSL_HISTORY_LINES" -- "$f" | grep -oE \
+        '"/mnt/[a-z]/[^"]*"|'"'/mnt/[a-z]/[^']*'"'|/mnt/[a-z]/([^][:space:]\"'"'"';|&<>()$`*?[]|\\.)*' |
+        sed -e "s/^[\"']//" -e "s/[\"']\$//" -e 's/\\\(.\)/\1/g' -e "s/^/history$tab/"
+    done
+    for f in "$home"/.vscode-server/data/User/workspaceStorage/*/workspace.json; do
+      [ -f "$f" ] && grep -o '/mnt/[a-z]/[^"]*' -- "$f" | sed -e 's/%20/ /g' \
+        -e "s/^/VS Code$tab/"
+    done; } 2>/dev/null | sort -u | head -n "$WSL_CANDIDATES")
+  emit_header X "wsl projects $dev_user"
+  printf '%s\n' "$candidates" | while IFS="$tab" read -r source dir; do
+    dir=${dir%/}
+    while case $dir in /mnt/[a-z]/*) true;; *) false;; esac; do
+      [ -f "$dir/go.mod" ] && { printf '%s\t%s\n' "$source" "$dir"; break; }
+      dir=${dir%/*}
+    done
+  done | sort -u
+  printf '\n@@end 0\n'; }
+
+# Live WSL host: wsl.conf and its owner, the Windows profile and its .wslconfig, the
+# Windows host's size, inotify's limit, the Windows PATH's cost, projects on /mnt, and
+# what gotune recorded or left pending.
+collect_wsl() {
+  read_whole /etc/wsl.conf /var/lib/gotune/wsl.json
+  [ -e /etc/wsl.conf ] && run_command "wsl.conf owner" stat -c %u /etc/wsl.conf
+  note_exists /run/gotune/wsl-restart-needed
+  read_values /proc/sys/fs/inotify/max_user_watches
+  collect_wsl_profile
+  [ -n "$profile" ] && { note_exists "$profile"; read_whole "$profile/.wslconfig"; }
+  collect_wsl_windows
+  collect_wsl_path
+  collect_wsl_drive_cost
+  # shellcheck disable=SC2086 # the names split on spaces: checked in Python, no globs
+  for dev_user in $USERS; do collect_wsl_projects "$dev_user"; done; }
+
 # --- The run: the banner, every topic, then what only a live host can tell -----
 
 emit_banner
@@ -428,4 +577,5 @@ if [ -z "$R" ]; then
   collect_tools
   collect_mount_space
   collect_users
+  is_wsl && collect_wsl
 fi

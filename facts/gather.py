@@ -24,7 +24,8 @@ def gather(settings: Settings) -> Facts:
     Raises GotuneError when a developer user does not exist on the host.
     """
     facts: Facts = host.get_fact(
-        Machine, users=list(settings.users), _timeout=COLLECT_TIMEOUT_S
+        Machine, users=list(settings.users), windows_profile=settings.wsl_windows_profile,
+        _timeout=COLLECT_TIMEOUT_S,
     )
     missing = [name for name, uf in facts.users.items() if uf.user.uid is None]
     if missing and facts.connected_uid is not None:

@@ -26,6 +26,7 @@ from gotune.facts.platform import parse_platform
 from gotune.facts.state import has_cron, parse_state
 from gotune.facts.storage import parse_devices, parse_mounts
 from gotune.facts.sysfs import parse_int
+from gotune.facts.wsl import parse_wsl
 
 # Inputs whose absence says nothing: PID 1's environment is root-only (and
 # hidden in some sandboxes); the container markers it may hold are also found elsewhere.
@@ -54,6 +55,8 @@ def parse_output(lines: Iterable[str], users: Sequence[str] = ()) -> Facts:
     facts.gotune = parse_state(dump)
     facts.connected_uid = parse_int((dump.output("id") or "").split("\n", 1)[0])
     apply_users(dump, facts, list(users))
+    if facts.platform.virtualization == "wsl2" and dump.live:
+        facts.wsl = parse_wsl(dump, list(users), facts.unknown)
     for path, why in sorted(dump.errors.items()):
         if path not in OPTIONAL_INPUTS:
             facts.unknown.append(f"collector: {path}: {why}")
@@ -67,6 +70,8 @@ class Machine(FactBase[Facts]):
     + users: the developer users whose ``go env``, GOENV file, home and caches matter
     + user: one developer user (the same as ``users=[user]``)
     + sysroot: read files below this root (a recorded /sys+/proc tree) instead of /
+    + windows_profile: on WSL, the Windows user's profile as a Linux path (default: ask
+      Windows through interop)
 
     .. code:: python
 
@@ -77,12 +82,13 @@ class Machine(FactBase[Facts]):
     """
 
     def command(
-        self, users: Sequence[str] | str = (), sysroot: str = "/", user: str | None = None
+        self, users: Sequence[str] | str = (), sysroot: str = "/", user: str | None = None,
+        windows_profile: str | None = None,
     ) -> str:
         # A string (from ``pyinfra @local fact ... users=dev,ops``) is a comma-separated list.
         names = users.split(",") if isinstance(users, str) else list(users)
         self._users = [n for n in [*names, *([user] if user else [])] if n]
-        return build_command(sysroot, self._users)
+        return build_command(sysroot, self._users, windows_profile)
 
     @staticmethod
     def default() -> Facts:

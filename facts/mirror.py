@@ -12,11 +12,8 @@ import shlex
 
 from pyinfra.api import FactBase
 
+from gotune.agent.paths import MIRROR_PIDFILE as PIDFILE
 from gotune.facts.model import InstalledMirror
-
-UNIT_FILE = "/etc/systemd/system/gotune-mirror.service"
-SUPERVISOR = "/opt/gotune/gotune-mirror-supervise"
-PIDFILE = "/run/gotune-mirror.pid"
 
 
 def cache_dir_of(text: str) -> str | None:

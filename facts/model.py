@@ -16,13 +16,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-# Storage classes, fastest first; the planner ranks media by this order.
-STORAGE_CLASSES = ("nvme", "ssd", "emmc", "sd", "hdd", "virtual", "unknown")
-# Filesystems that are never a home for a Go cache (network, 9p/drvfs, FUSE).
-NETWORK_FSTYPES = frozenset(
-    {"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "drvfs", "virtiofs", "sshfs", "afs",
-     "ceph", "glusterfs", "lustre", "beegfs", "gpfs"}
-)
+# Storage classes, fastest first (the one list, shared with the agent's live classification).
+from gotune.agent.mounts import STORAGE_CLASSES as STORAGE_CLASSES
 
 
 @dataclass
@@ -249,6 +244,70 @@ class GotuneState:
 
 
 @dataclass
+class WslConfigFile:
+    """One of WSL's configuration files (``/etc/wsl.conf``, ``.wslconfig``) as it is now.
+
+    ``text`` is the whole file decoded: a byte order mark stays as U+FEFF and line ends
+    stay as they are, so ``text.encode(encoding)`` gives back its bytes.
+    """
+
+    path: str
+    exists: bool = False
+    owner_uid: int | None = None
+    encoding: str | None = None  # "utf-8", "utf-16-le" or "utf-16-be"; None when unreadable
+    text: str | None = None
+    error: str | None = None  # why it could not be read (then text is None)
+
+
+@dataclass
+class WslProject:
+    """A Go module of a developer user's that lives under /mnt (on Windows' drives)."""
+
+    user: str
+    path: str  # the module's directory (it holds go.mod)
+    source: str  # where gotune saw it: "shell history", "VS Code"
+
+
+@dataclass
+class WslDriveCost:
+    """What one file operation costs on a Windows drive (9p) against the Linux root."""
+
+    mount: str  # /mnt/c
+    op_ms: float  # one lookup there, milliseconds
+    root_op_ms: float  # one lookup on /
+    ops: int  # lookups timed on each
+
+
+@dataclass
+class Wsl:
+    """What a WSL2 distro knows about itself and the Windows host under it."""
+
+    conf: WslConfigFile = field(default_factory=lambda: WslConfigFile("/etc/wsl.conf"))
+    # The Windows user's profile as a Linux path (/mnt/c/Users/NAME), from the setting
+    # gotune_wsl_windows_profile or through interop; None with ``windows_error`` saying why.
+    windows_profile: str | None = None
+    profile_source: str | None = None  # "setting" or "interop"
+    windows_profile_exists: bool = False
+    wslconfig: WslConfigFile | None = None  # <profile>/.wslconfig
+    windows_memory_bytes: int | None = None
+    windows_cpus: int | None = None  # logical processors
+    windows_error: str | None = None  # why the Windows host could not be asked
+    max_user_watches: int | None = None  # fs.inotify.max_user_watches
+    # $PATH where the collector ran, and the entries of it on Windows' drives (/mnt/X/...).
+    path_entries: list[str] = field(default_factory=list)
+    windows_path_entries: list[str] = field(default_factory=list)
+    # Seconds per `command -v` of a missing name, interleaved samples: "with" the Windows
+    # entries and "without" them ([] when not measured).
+    lookup_with_s: list[float] = field(default_factory=list)
+    lookup_without_s: list[float] = field(default_factory=list)
+    # What an earlier apply recorded when it set appendWindowsPath (/var/lib/gotune/wsl.json).
+    recorded: dict[str, Any] | None = None
+    projects: list[WslProject] = field(default_factory=list)
+    drive_costs: list[WslDriveCost] = field(default_factory=list)
+    restart_pending: bool = False  # /run/gotune/wsl-restart-needed exists
+
+
+@dataclass
 class Facts:
     cpu: Cpu = field(default_factory=Cpu)
     memory: Memory = field(default_factory=Memory)
@@ -264,6 +323,7 @@ class Facts:
     users: dict[str, UserFacts] = field(default_factory=dict)
     gotune: GotuneState = field(default_factory=GotuneState)
     connected_uid: int | None = None  # `id -u` where the collector ran: root is 0
+    wsl: Wsl | None = None  # only on WSL2
 
     def set_users(self, users: dict[str, UserFacts]) -> None:
         """Set every developer user's facts; the first one also fills user, go and paths."""

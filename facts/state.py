@@ -15,15 +15,19 @@ from typing import Any
 
 from pyinfra.api import FactBase
 
+from gotune.agent.paths import (
+    MIRROR_SUPERVISOR,
+    MIRROR_UNIT_FILE,
+    NUMA_RECORD,
+    PLAN_PATH,
+    UNDO_DIR,
+    VERIFY_BASELINE,
+)
 from gotune.facts.collect import Dump
-from gotune.facts.mirror import SUPERVISOR, UNIT_FILE, parse_installed
+from gotune.facts.mirror import parse_installed
 from gotune.facts.model import CacheMove, GotuneState, InstalledPackage, UndoRecord
 from gotune.facts.wear import installed_runner
 
-STATE_DIR = "/var/lib/gotune"
-UNDO_DIR = f"{STATE_DIR}/undo"
-PLAN_PATH = f"{STATE_DIR}/plan.json"
-NUMA_RECORD = f"{STATE_DIR}/numa.json"
 # Where a cron daemon lives on Debian/Ubuntu (cron), Fedora/RHEL and Arch (cronie's crond).
 CRON_DAEMONS = ("/usr/sbin/cron", "/usr/sbin/crond", "/usr/bin/crond", "/sbin/crond")
 
@@ -86,7 +90,7 @@ def parse_state(dump: Dump) -> GotuneState:
         undo=parse_undo(dump),
         plan=parse_json_object(dump.text(PLAN_PATH)),
         numa_measured=parse_measured(dump.text(NUMA_RECORD)),
-        mirror=parse_installed(dump.text(UNIT_FILE), dump.text(SUPERVISOR)),
+        mirror=parse_installed(dump.text(MIRROR_UNIT_FILE), dump.text(MIRROR_SUPERVISOR)),
         wear=installed_runner(dump),
     )
 
@@ -111,3 +115,24 @@ class StoredPlan(FactBase[dict[str, Any]]):
 
     def process(self, output: list[str]) -> dict[str, Any] | None:  # type: ignore[override]
         return parse_json_object("\n".join(output))
+
+
+class RecordedBaseline(FactBase[list[str]]):
+    """
+    The developer users whose setup before gotune is recorded in the baseline
+    (``/var/lib/gotune/verify/baseline.json``); empty when there is none. Apply
+    records the others, and never re-records these.
+
+    .. code:: python
+
+        ["alice", "bob"]
+    """
+
+    default = list
+
+    def command(self, path: str = VERIFY_BASELINE) -> str:
+        return f"! test -f {path} || cat {path}"
+
+    def process(self, output: list[str]) -> list[str]:
+        users = (parse_json_object("\n".join(output)) or {}).get("users")
+        return sorted(users) if isinstance(users, dict) else []

@@ -6,10 +6,8 @@ readings themselves are taken on the host by the agent (``gotune.agent.wear``).
 
 from __future__ import annotations
 
+from gotune.agent.paths import WEAR_CRON, WEAR_TIMER
 from gotune.facts.collect import Dump
-
-WEAR_TIMER = "/etc/systemd/system/gotune-wear.timer"
-WEAR_CRON = "/etc/cron.d/gotune-wear"
 
 
 def installed_runner(dump: Dump) -> str | None:

@@ -25,17 +25,35 @@ def _inventory_arg(p: argparse.ArgumentParser) -> None:
         metavar="INVENTORY",
         help="pyinfra inventory file, '@local' or 'host1,host2' (default: inventories/local.py)",
     )
+    _user_arg(p)
+
+
+def _user_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--user", metavar="NAME",
+        help="the developer user on hosts whose data sets no gotune_users "
+        "(default: @local's invoking user; nobody over SSH)",
+    )  # fmt: skip
 
 
 def _bench_args(p: argparse.ArgumentParser) -> None:
-    """verify's benchmark choice, which rollout passes through."""
+    """verify's benchmarks and workloads, which rollout passes through."""
     p.add_argument("--runs", type=int, metavar="N", help="runs per variant (default per benchmark)")
     p.add_argument("--bench", metavar="LIST", help="comma-separated benchmark names, or 'none'")
+    p.add_argument("--project", action="append", default=[], metavar="DIR",
+                   help="also build this Go module as the developer would (repeatable; "
+                        "added to the gotune_projects setting)")
+    p.add_argument("--cold", action="store_true",
+                   help="drop the page cache before every timed run (root on the host; "
+                        "slower): the morning after a reboot")
+    p.add_argument("--workload-packages", type=int, metavar="N",
+                   help="packages in the generated service (default 200; fewer is quicker)")
 
 
 def _rollout_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("inventory", metavar="INVENTORY",
                    help="pyinfra inventory file, or an Ansible inventory (.ini, .yml)")
+    _user_arg(p)
     flags = {
         "--waves": ("LIST", "hosts per wave, numbers or percentages of the fleet; the last "
                             "repeats (default 1,10%%,100%%)"),

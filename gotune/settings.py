@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import getpass
 import hashlib
 import ipaddress
 import json
 import os
+import pwd
 import re
 import types
 import typing
@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gotune.agent.paths import WEAR_TEXTFILE_DIR
 from gotune.errors import GotuneError
 
 PREFIX = "gotune_"
@@ -136,6 +137,18 @@ def _plain_abs_path(value: str) -> str | None:
     return None
 
 
+def _linux_path(value: str) -> str | None:
+    if not value.startswith("/") or any(ord(c) < 32 for c in value) or "/../" in value + "/":
+        return f"{value!r} must be an absolute Linux path"
+    return None
+
+
+def _linux_paths(value: Any) -> str | None:
+    if not all(isinstance(p, str) for p in value):
+        return "must be a list of paths"
+    return next((problem for p in value if (problem := _linux_path(p))), None)
+
+
 def _ip_address(value: str) -> str | None:
     try:
         ipaddress.ip_address(value)
@@ -170,7 +183,7 @@ def _goproxy_list(value: str) -> str | None:
 
 
 def _size(value: str) -> str | None:
-    from gotune.agent.mirror.limits import parse_size
+    from gotune.agent.units import parse_size
 
     try:
         parse_size(value)
@@ -191,8 +204,10 @@ def _one_of(*choices: str) -> Validator:
 def default_users(host_name: str) -> tuple[str, ...]:
     """``@local``: the user who ran gotune (``SUDO_USER`` under sudo); elsewhere nobody.
 
-    Over SSH gotune cannot guess who develops on a machine, so a fleet lists its
-    ``gotune_users``; with none, only host-wide changes (the toolchain) are made.
+    Without sudo it is the effective uid's account, never ``$USER``: plain ``su``
+    leaves a stale ``USER=alice`` in root's environment, and a minimal system may
+    not set it at all. Over SSH gotune cannot guess who develops on a machine, so a
+    fleet lists its ``gotune_users``; with none, only host-wide changes are made.
     """
     if host_name != "@local":
         return ()
@@ -200,8 +215,8 @@ def default_users(host_name: str) -> tuple[str, ...]:
     if sudo_user and valid_user_name(sudo_user):
         return (sudo_user,)
     try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
+        user = pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:  # a uid without an account (a container's arbitrary uid)
         return ()
     return (user,) if valid_user_name(user) else ()
 
@@ -264,6 +279,14 @@ class Settings:
         _positive,
     )
 
+    # Verify: the user's own workloads.
+    projects: tuple[str, ...] = setting(
+        (),
+        "Go project directories gotune verify builds as the first developer user, as they "
+        "would (go build ./..., go test -run XXX ./...), in its own caches",
+        _linux_paths,
+    )
+
     # SSD wear: thresholds of the periodic check, the mirror's budget at "warn".
     wear_warn_percent: int = setting(
         80, "wear status 'warn' from this share of rated endurance used (percent)", _percent
@@ -281,7 +304,7 @@ class Settings:
         _non_negative,
     )
     wear_textfile_dir: str = setting(
-        "/var/lib/prometheus/node-exporter",
+        WEAR_TEXTFILE_DIR,
         "node_exporter textfile collector directory for gotune_wear.prom ('': no metrics)",
         _plain_abs_path,
     )
@@ -327,6 +350,24 @@ class Settings:
     )
     mirror_limit_requests: float | None = setting(
         None, "upstream requests per second; default unlimited", _positive
+    )
+
+    # WSL2 (a WSL2 distro only; elsewhere these are not read).
+    wsl_enabled: bool = setting(
+        True, "on WSL2, tune /etc/wsl.conf, %USERPROFILE%\\.wslconfig and inotify's limit"
+    )
+    wsl_wslconfig: bool = setting(
+        True, "on WSL2, size the Windows user's .wslconfig for Go builds (false: leave it alone)"
+    )
+    wsl_windows_profile: str | None = setting(
+        None,
+        "the Windows user's profile as a Linux path, e.g. /mnt/c/Users/alice (default: asked "
+        "through interop: cmd.exe /c echo %USERPROFILE%, wslpath -u)",
+        _linux_path,
+    )
+    wsl_project_dirs: tuple[str, ...] = setting(
+        (), "project directories to check: one on a Windows drive (/mnt/X) gets a warning "
+        "with the measured cost of a file lookup there", _linux_paths,
     )
 
     # --- derived views -----------------------------------------------------------------------
@@ -447,12 +488,25 @@ def _check_combinations(s: Settings) -> None:
         )
 
 
-def validate_inventory(inventory: Any) -> dict[str, Settings]:
+def validate_inventory(inventory: Any, user: str | None = None) -> dict[str, Settings]:
     """Validate every host of a pyinfra Inventory; the first problem raises.
+
+    + user: the developer user for hosts whose data sets no ``gotune_users``
+      (``--user`` on the command line)
 
     Nothing is connected or changed: this reads inventory data only.
     """
-    return {host.name: validate_host_data(host.data.dict(), host.name) for host in inventory}
+    return {
+        host.name: validate_host_data(with_user(host.data.dict(), user), host.name)
+        for host in inventory
+    }
+
+
+def with_user(data: Mapping[str, Any], user: str | None) -> Mapping[str, Any]:
+    """Host data with ``gotune_users = [user]`` unless it names its own developers."""
+    if user is None or PREFIX + "users" in data:
+        return data
+    return {**data, PREFIX + "users": [user]}
 
 
 def describe() -> list[dict[str, Any]]:

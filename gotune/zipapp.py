@@ -1,18 +1,21 @@
 """Build the gotune agent: ``gotune.agent`` as one zipapp for target hosts.
 
 Everything that runs on a target lives in ``gotune.agent`` and uses only the
-standard library, so a host needs nothing but ``python3``: the deploy uploads
-``gotune.pyz`` and runs ``python3 /opt/gotune/gotune.pyz wear ...``. No pip, no
-venv on the target. The archive holds ``gotune/__init__.py``, ``gotune/errors.py``
-and ``gotune/agent/`` only.
+standard library, so a host needs nothing but ``python3``: the deploys upload
+``gotune.pyz`` to ``gotune.agent.paths.AGENT_PATH`` and run
+``python3 /opt/gotune/gotune.pyz wear ...``; verify and NUMA measuring run the
+same archive. No pip, no venv on the target. The archive holds
+``gotune/__init__.py``, ``gotune/errors.py`` and ``gotune/agent/`` only.
 
 The archive is byte-for-byte reproducible (sorted entries, fixed timestamps and
-modes, no bytecode), so uploading it again is a no-op for ``files.put``.
+modes, no bytecode), so uploading it again is a no-op for ``files.put`` and its
+sha256 tells whether a host already runs this very agent.
 Standard library only: it runs wherever gotune itself runs.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import zipapp
@@ -20,13 +23,15 @@ import zipfile
 from pathlib import Path
 
 import gotune
+from gotune.agent.fsutil import write_atomic
 
-AGENT_PATH = "/opt/gotune/gotune.pyz"
 INTERPRETER = "/usr/bin/env python3"
 
 # ZIP cannot store dates before 1980; a fixed date makes the bytes reproducible.
 FIXED_DATE = (1980, 1, 1, 0, 0, 0)
 FILE_MODE = 0o644
+# The archive itself is executable (its shebang runs python3).
+ARCHIVE_MODE = 0o755
 
 MAIN = '''"""python3 gotune.pyz ... is the gotune command."""
 import sys
@@ -69,13 +74,21 @@ def build_bytes(root: Path | None = None) -> bytes:
     return target.getvalue()
 
 
+@functools.cache
+def agent_bytes() -> bytes:
+    """This checkout's zipapp, built once per control-machine run (every host gets it)."""
+    return build_bytes()
+
+
+@functools.cache
+def agent_sha256() -> str:
+    """The sha256 of ``agent_bytes()``: what an up-to-date host's agent hashes to."""
+    return hashlib.sha256(agent_bytes()).hexdigest()
+
+
 def build(dest: Path, root: Path | None = None) -> str:
     """Write the zipapp to ``dest`` (only when its bytes changed); return its sha256."""
     data = build_bytes(root)
     if not dest.exists() or dest.read_bytes() != data:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(dest.name + ".tmp")
-        tmp.write_bytes(data)
-        tmp.chmod(0o755)
-        tmp.replace(dest)
+        write_atomic(dest, data, ARCHIVE_MODE)
     return hashlib.sha256(data).hexdigest()

@@ -12,9 +12,8 @@ from typing import Any
 from pyinfra import host
 from pyinfra.api import StringCommand, operation
 
+from gotune.agent.paths import MIRROR_LOG
 from gotune.facts.mirror import MirrorSupervisor
-
-LOGFILE = "/var/log/gotune-mirror.log"
 
 
 @operation()
@@ -40,4 +39,4 @@ def supervised(script: str, restart: bool = False) -> Generator[Any, None, None]
             f"kill {pid}; i=0; while test -d /proc/{pid} && test $i -lt 100; "
             "do sleep 0.1; i=$((i+1)); done"
         )
-    yield StringCommand(f"setsid -f /bin/sh {shlex.quote(script)} >>{LOGFILE} 2>&1 </dev/null")
+    yield StringCommand(f"setsid -f /bin/sh {shlex.quote(script)} >>{MIRROR_LOG} 2>&1 </dev/null")

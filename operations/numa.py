@@ -3,8 +3,10 @@
 The plan (``gotune/plan/numa.py``) names a numactl policy per tool. Here:
 
 - ``wrapper`` writes ``/usr/local/lib/gotune/bin/<tool>`` (root, 0755) from
-  ``templates/numa-wrapper.sh.j2``, then runs ``gotune/numa_measure.py`` on the host:
-  interleaved wrapped/plain runs as the developer user, medians, and the keep rule.
+  ``templates/numa-wrapper.sh.j2``, then runs the agent's ``numa-measure`` on the
+  host (``python3 /opt/gotune/gotune.pyz numa-measure ...``; the deploy installs the
+  agent first, see ``wrappers_wanted``): interleaved wrapped/plain runs as the
+  developer user, medians, and the keep rule.
   A wrapper that does not beat the noise is deleted by that same command, and the
   figures go to ``/var/lib/gotune/numa.json``. A later apply finds the figures for
   the same wrapper content and changes nothing: a kept wrapper stays, a removed one
@@ -25,7 +27,6 @@ import hashlib
 import re
 import shlex
 from collections.abc import Generator, Sequence
-from pathlib import Path
 from typing import Any
 
 from pyinfra import host
@@ -33,6 +34,8 @@ from pyinfra.api import OperationError, StringCommand, operation
 from pyinfra.facts.files import Directory, File
 from pyinfra.facts.server import Which
 
+from gotune.agent.launch import agent_sh
+from gotune.agent.paths import AGENT_PATH, NUMA_ENVIRONMENT_D, NUMA_PROFILE_SNIPPET
 from gotune.facts.numa import NumaMeasured
 from gotune.operations.render import render
 from gotune.operations.state import file as state_file
@@ -43,14 +46,9 @@ q = shlex.quote
 
 TEMPLATE = "numa-wrapper.sh.j2"
 # Sourced after the toolchain's gotune.sh (which prepends the Go bin dir) in any collation.
-PROFILE_SNIPPET = "/etc/profile.d/zz-gotune-numa.sh"
+PROFILE_SNIPPET = NUMA_PROFILE_SNIPPET
 # systemd's user manager reads it for every service of the session, desktop apps included.
-ENVIRONMENT_D = "/etc/environment.d/60-gotune-numa.conf"
-MEASURE_SCRIPT = "/usr/local/lib/gotune/numa_measure.py"
-MEASURE_SOURCE = Path(__file__).resolve().parent.parent / "gotune" / "agent" / "numa_measure.py"
-# verify's A/B rule, beside the script under the name it imports on the target.
-STATS_SCRIPT = "/usr/local/lib/gotune/gotune_ab_stats.py"
-STATS_SOURCE = Path(__file__).resolve().parent.parent / "gotune" / "agent" / "stats.py"
+ENVIRONMENT_D = NUMA_ENVIRONMENT_D
 # What each tool runs while it is measured. `go build std` is a real build of ~300
 # packages that is a cache lookup after the warm-up pair (0.4 s on 2 cores); gopls
 # `check` loads and type-checks a package from the standard library.
@@ -199,8 +197,6 @@ def wrapper(
         missing = tool
     elif not host.get_fact(Which, command="numactl"):
         missing = "numactl"  # without it a wrapper cannot help
-    elif not host.get_fact(Which, command="python3"):
-        missing = "python3"  # without it a wrapper cannot be measured
     if real_path is None or missing:
         host.noop(f"{missing} is not installed: no {tool} wrapper")
         yield from _remove(path)
@@ -225,31 +221,30 @@ def wrapper(
             yield from _remove(path)
             return
         args = [a.replace("{goroot}", goroot) for a in args]
+    if not host.get_fact(File, path=AGENT_PATH):  # it measures; the deploy installs it first
+        host.noop(f"the gotune agent ({AGENT_PATH}) is not installed: {tool} wrapper not measured")
+        yield from _remove(path)
+        return
     yield from _ensure_dir(bin_dir)
     yield from state_file._inner(path=path, content=content, mode=0o755)
-    for dest, source in ((MEASURE_SCRIPT, MEASURE_SOURCE), (STATS_SCRIPT, STATS_SOURCE)):
-        yield from state_file._inner(path=dest, content=source.read_text(), mode=0o644)
     yield record_path_cmd(record)
     yield StringCommand(
-        "python3",
-        MEASURE_SCRIPT,
-        "--tool",
-        q(tool),
-        "--wrapper",
-        q(path),
-        "--real",
-        q(real_path),
-        "--user",
-        q(user),
-        f"--numactl-args={q(' '.join(numactl_args))}",
-        "--record",
-        q(record),
-        "--pairs",
-        str(int(pairs)),
-        "--remove-unhelpful",
-        "--",
-        *(q(a) for a in args),
-    )
+        agent_sh(
+            [
+                "numa-measure",
+                "--tool", tool,
+                "--wrapper", path,
+                "--real", real_path,
+                "--user", user,
+                f"--numactl-args={' '.join(numactl_args)}",
+                "--record", record,
+                "--pairs", str(int(pairs)),
+                "--remove-unhelpful",
+                "--",
+                *args,
+            ]
+        )
+    )  # fmt: skip
 
 
 def _remove(path: str) -> Generator[Any, None, None]:

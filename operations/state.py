@@ -33,7 +33,7 @@ from pyinfra import host
 from pyinfra.api import FileUploadCommand, StringCommand, operation
 from pyinfra.facts.files import Directory, File, FileContents, Link, Sha256File
 
-from gotune.facts.state import UNDO_DIR
+from gotune.agent.paths import UNDO_DIR
 
 q = shlex.quote
 
@@ -226,6 +226,9 @@ def record_created(path: str, ancestors: bool = True) -> Generator[Any, None, No
         and host.get_fact(Directory, path=top.rsplit("/", 1)[0]) is None
     ):
         top = top.rsplit("/", 1)[0]
+    if host.get_fact(File, path=f"{UNDO_DIR}/created/{hexname(top)}"):
+        host.noop(f"{top} is recorded as gotune's to remove")
+        return
     yield record_created_cmd(top)
 
 

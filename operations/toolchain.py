@@ -29,7 +29,8 @@ from pyinfra.facts.files import File
 from pyinfra.facts.server import Which
 from pyinfra.operations import files, server
 
-from gotune.agent.mirror.store import write_atomic  # MERGE: gotune.agent.fsutil
+from gotune.agent.fsutil import write_atomic
+from gotune.agent.paths import CACHE_ROOT
 from gotune.operations.render import render
 from gotune.operations.state import file as state_file
 from gotune.operations.state import link as state_link
@@ -37,7 +38,7 @@ from gotune.operations.state import record_cmd, record_created_cmd
 
 q = shlex.quote
 
-ARCHIVE_DIR = "/var/cache/gotune"
+ARCHIVE_DIR = CACHE_ROOT
 PROFILE_SNIPPET = "/etc/profile.d/gotune.sh"
 # Links in /usr/local/bin put go on PATH for non-login shells and IDEs too.
 BIN_LINKS = ("go", "gofmt")

@@ -16,10 +16,11 @@ from pyinfra import host
 from pyinfra.api import StringCommand, operation
 from pyinfra.facts.server import Which
 
+from gotune.agent.paths import UNDO_DIR, WSL_CONF
 from gotune.facts.model import UndoRecord
-from gotune.facts.state import UNDO_DIR
 from gotune.operations.caches import move_cmd
 from gotune.operations.state import hexname, make_parents_cmd
+from gotune.operations.wsl import marker_cmd
 
 q = shlex.quote
 
@@ -35,11 +36,13 @@ def restore_file_cmd(path: str, existed: bool) -> str:
     rec = f"{UNDO_DIR}/files/{hexname(path)}"
     if not existed:
         return f"rm -f {q(path)} {q(path)}.gotune-new"
+    # A file on WSL2's /mnt/c (.wslconfig) may refuse cp -a's chown: its bytes are what count.
+    new = f"{q(path)}.gotune-new"
     return (
         f"if test -d {q(rec)} && ! test -L {q(rec)}; then "
         f"rm -f {q(path)} && mv -T {q(rec)} {q(path)}; "
-        f"else rm -rf {q(path)}.gotune-new && cp -a {q(rec)} {q(path)}.gotune-new && "
-        f"mv -Tf {q(path)}.gotune-new {q(path)}; fi"
+        f"else rm -rf {new} && {{ cp -a {q(rec)} {new} 2>/dev/null || cp {q(rec)} {new}; }} && "
+        f"mv -Tf {new} {q(path)}; fi"
     )
 
 
@@ -77,6 +80,8 @@ def restore(record: UndoRecord) -> Generator[Any, None, None]:
         yield StringCommand(move_cmd(m.dst, m.src, f"{m.user}'s {m.key}"))
     for path, existed in rec.files.items():
         yield restore_file_cmd(path, existed)
+        if path == WSL_CONF or path.endswith("/.wslconfig"):
+            yield marker_cmd(path)  # WSL reads the restored file only after a restart
     for path in rec.created:
         yield f"if test -e {q(path)}; then chmod -R u+w {q(path)} && rm -rf {q(path)}; fi"
     for p in rec.packages:

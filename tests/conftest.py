@@ -8,10 +8,11 @@ from typing import Any, Protocol
 
 import pytest
 
-from tests import sandbox_storage
+from tests import sandbox_storage, sandbox_wsl
 from tests.recorded import RecordedTrees
 from tests.sandbox import Sandbox, missing_requirement, missing_systemd_requirement
 from tests.sandbox_storage import StorageArg
+from tests.sandbox_wsl import Wsl2
 
 
 @pytest.fixture(autouse=True)
@@ -42,13 +43,14 @@ class SandboxFactory(Protocol):
         data: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
         systemd: bool | Sequence[bool] = False,
         storage: StorageArg = None,
+        wsl: Wsl2 | Sequence[Wsl2 | None] | None = None,
     ) -> Sandbox: ...
 
 
 @pytest.fixture
 def sandbox() -> Iterator[SandboxFactory]:
     """Start sandbox hosts: ``sandbox(count=1, profiles=None, data=None, systemd=False,
-    storage=None) -> Sandbox``.
+    storage=None, wsl=None) -> Sandbox``.
 
     Every Sandbox made is torn down when the test ends, passed or failed. Skips the
     test when this machine cannot run them (not root, no sshd, no overlayfs; for
@@ -66,14 +68,19 @@ def sandbox() -> Iterator[SandboxFactory]:
         data: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
         systemd: bool | Sequence[bool] = False,
         storage: StorageArg = None,
+        wsl: Wsl2 | Sequence[Wsl2 | None] | None = None,
     ) -> Sandbox:
         flags = [systemd] * count if isinstance(systemd, bool) else list(systemd)
         why = missing_systemd_requirement() if any(flags) else None
-        specs = [s for host in sandbox_storage.per_host(storage, count) for s in host]
+        per_host = sandbox_storage.per_host(storage, count)
+        wsls = [wsl] * count if wsl is None or isinstance(wsl, Wsl2) else list(wsl)
+        specs = [s for spec, host in zip(wsls, per_host, strict=False)
+                 for s in (sandbox_wsl.storage_for(spec, host) if spec else host)]
         why = why or (sandbox_storage.missing_requirement(specs) if specs else None)
         if why:
             pytest.skip(why)
-        box = Sandbox(count, profiles=profiles, data=data, systemd=systemd, storage=storage)
+        box = Sandbox(count, profiles=profiles, data=data, systemd=systemd, storage=storage,
+                      wsl=wsl)
         started.append(box)
         box.start()
         return box

@@ -29,6 +29,9 @@ cached Debian rootfs, ``tests/sandbox_systemd.py``): same inventory, same keys,
 same profiles, and it can be rebooted, powered off and booted again, or crashed.
 ``storage=["slow9p", "hdd"]`` gives a host (either kind) slow storage: a 9p-like
 FUSE mount at /mnt/c, a throttled "HDD" at /home (``tests/sandbox_storage.py``).
+``wsl=Wsl2()`` makes a plain host pose as a WSL2 distro on a Windows PC: its kernel,
+its session's environment, C: at /mnt/c and stand-ins for Windows' programs
+(``tests/sandbox_wsl.py``).
 Every host sees the test Go toolchain read-only at ``GOROOT_INSIDE``
 (``host.link_go()`` puts it on PATH).
 
@@ -64,7 +67,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from tests import sandbox_rootfs, sandbox_storage, sandbox_systemd
+from tests import sandbox_rootfs, sandbox_storage, sandbox_systemd, sandbox_wsl
 from tests.recorded import unpack
 from tests.sandbox_cgroups import HostCgroups
 from tests.sandbox_mounts import (
@@ -93,6 +96,7 @@ from tests.sandbox_state import (
 )
 from tests.sandbox_storage import Hdd, Prepared, Storage, StorageArg
 from tests.sandbox_systemd import SystemdPower
+from tests.sandbox_wsl import Wsl2
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "hwloc"
 # sshd listens within ~40 ms here; 10 s only catches a host that will never start.
@@ -260,6 +264,20 @@ def _write(path: Path, content: str | bytes, mode: int) -> None:
     os.chmod(path, mode)
 
 
+# What a minimal /etc/hosts holds (Debian's netbase): a debootstrap minbase machine
+# has no /etc/hosts at all, and a host must still resolve its own name.
+DEFAULT_ETC_HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+
+
+def etc_hosts(address: str, hostname: str, machine: Path = Path("/etc/hosts")) -> str:
+    """The host's /etc/hosts: this machine's (or the minimal one), plus its own name."""
+    try:
+        base = machine.read_text()
+    except FileNotFoundError:
+        base = DEFAULT_ETC_HOSTS
+    return f"{base.rstrip()}\n{address}\t{hostname}\n"
+
+
 def _known_hosts_name(address: str, port: int) -> str:
     return address if port == 22 else f"[{address}]:{port}"
 
@@ -296,6 +314,7 @@ class SandboxHost(SystemdPower):
     cgroups: HostCgroups | None = None  # systemd and storage hosts: every process they run
     argv: list[str] = field(default_factory=list, repr=False)  # the launcher's command line
     boot_seconds: list[float] = field(default_factory=list)  # each boot, launch to `running`
+    wsl: Wsl2 | None = None  # the WSL2 distro it poses as
 
     @property
     def upper(self) -> Path:
@@ -422,6 +441,7 @@ class Sandbox:
     + systemd: boot systemd as PID 1 (every host, or one flag per host)
     + storage: slow storage, ``"slow9p"``, ``"hdd"`` or a ``Slow9p``/``Hdd``; one
       profile or list of them for every host, or one list per host
+    + wsl: pose as a WSL2 distro (``Wsl2``), for every host or one (or None) per host
     """
 
     def __init__(
@@ -431,6 +451,7 @@ class Sandbox:
         data: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
         systemd: bool | Sequence[bool] = False,
         storage: StorageArg = None,
+        wsl: Wsl2 | Sequence[Wsl2 | None] | None = None,
     ) -> None:
         if count < 1:
             raise ValueError("a sandbox needs at least one host")
@@ -441,6 +462,14 @@ class Sandbox:
         if len(self.systemd) != count:
             raise ValueError(f"{len(self.systemd)} systemd flags for {count} hosts")
         self.storage = sandbox_storage.per_host(storage, count)
+        self.wsl = [wsl] * count if wsl is None or isinstance(wsl, Wsl2) else list(wsl)
+        if len(self.wsl) != count:
+            raise ValueError(f"{len(self.wsl)} wsl profiles for {count} hosts")
+        for index, spec in enumerate(self.wsl):
+            if spec is not None:
+                if self.systemd[index]:
+                    raise ValueError("a WSL2 sandbox host is a plain host (systemd=False)")
+                self.storage[index] = sandbox_wsl.storage_for(spec, self.storage[index])
         if data is None:
             host_data: list[dict[str, Any]] = [{} for _ in range(count)]
         elif isinstance(data, Mapping):
@@ -528,6 +557,7 @@ class Sandbox:
                     known_hosts=known_hosts,
                     systemd=self.systemd[index - 1],
                     storage=self.storage[index - 1],
+                    wsl=self.wsl[index - 1],
                 )
                 host.dir.mkdir(mode=0o755)
                 if host.systemd or host.storage:
@@ -562,10 +592,12 @@ class Sandbox:
         _write(ssh_dir / "ssh_host_ed25519_key", host_private, 0o600)
         _write(ssh_dir / "ssh_host_ed25519_key.pub", host_public + "\n", 0o644)
         _write(ssh_dir / "authorized_keys", client_public + "\n", 0o644)
-        _write(ssh_dir / "sshd_config", sshd_config(host.address, host.port), 0o644)
+        extra = sandbox_wsl.sshd_lines(host.wsl) if host.wsl else []
+        _write(ssh_dir / "sshd_config", sshd_config(host.address, host.port, extra), 0o644)
+        if host.wsl is not None:
+            sandbox_wsl.populate_upper(upper, host.wsl)
         _write(upper / "etc" / "hostname", host.hostname + "\n", 0o644)
-        etc_hosts = Path("/etc/hosts").read_text().rstrip()
-        _write(upper / "etc" / "hosts", f"{etc_hosts}\n{host.address}\t{host.hostname}\n", 0o644)
+        _write(upper / "etc" / "hosts", etc_hosts(host.address, host.hostname), 0o644)
         return f"{_known_hosts_name(host.address, host.port)} {host_public}\n"
 
     def _launch(self, host: SandboxHost, tree: Path | None) -> None:
@@ -589,6 +621,11 @@ class Sandbox:
             host.argv = sandbox_systemd.launcher_argv(host.dir / "start.sh")
         else:
             last = sandbox_storage.plain_lines(host.prepared, host.root)
+            if host.wsl is not None:
+                for spec, backing in host.prepared.slow:
+                    if spec.path == "/mnt/c":
+                        sandbox_wsl.populate_windows(backing, host.wsl)
+                last += sandbox_wsl.proc_lines(host.wsl, host.dir, host.root)
             script = start_script(host.dir, host.hostname, tree, goroot, join, last)
             host.argv = [
                 "setpriv", "--pdeathsig", "KILL", "--",

@@ -167,8 +167,11 @@ def start_script(
     return "\n".join(lines) + "\n"
 
 
-def sshd_config(address: str, port: int) -> str:
-    """sshd's config for a host: its own address, key-only logins, no PAM."""
+def sshd_config(address: str, port: int, extra: Sequence[str] = ()) -> str:
+    """sshd's config for a host: its own address, key-only logins, no PAM.
+
+    + extra: more lines (a WSL2 host's ``SetEnv``)
+    """
     return "\n".join(
         [
             f"ListenAddress {address}",
@@ -186,6 +189,7 @@ def sshd_config(address: str, port: int) -> str:
             "UseDNS no",
             "AcceptEnv LANG LC_*",
             "Subsystem sftp internal-sftp",
+            *extra,
             "",
         ]
     )

@@ -203,9 +203,14 @@ def test_the_collector_script_passes_shellcheck_as_posix_sh() -> None:
 
 
 def test_the_script_is_sent_as_shipped_after_a_prelude_of_quoted_inputs() -> None:
-    prelude, rest = build_command("/tmp/a root", ["dev", "ops"]).split("\n", 1)
+    prelude, rest = build_command(
+        "/tmp/a root", ["dev", "ops"], "/mnt/c/Users/O'Brien $HOME"
+    ).split("\n", 1)
     assert re.search(r"R='/tmp/a root'; USERS='dev ops'; MARKER=@[0-9a-f]{32}; "
-                     r"TOOL_TIMEOUT=\d+; STATVFS_TIMEOUT=\d+$", prelude)  # fmt: skip
+                     r"TOOL_TIMEOUT=\d+; STATVFS_TIMEOUT=\d+; WINDOWS_TIMEOUT=\d+; "
+                     r"WSL_PROFILE='/mnt/c/Users/O'\"'\"'Brien \$HOME'; WSL_LOOKUP_ROUNDS=\d+; "
+                     r"WSL_LOOKUPS=\d+; WSL_STATS=\d+; WSL_HISTORY_LINES=\d+; "
+                     r"WSL_CANDIDATES=\d+$", prelude)  # fmt: skip
     assert rest.startswith(collect.SCRIPT)
 
 

@@ -10,12 +10,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gotune.agent.mounts import HOST_SHARED_FSTYPES, NETWORK_FSTYPES
 from gotune.facts.caches import default_gocache, default_gomodcache
 from gotune.facts.collect import SCRIPT, Dump, build_command, decode_sed_l, split_records
 from gotune.facts.cpu import cpu_kinds, x86_64_level
 from gotune.facts.machine import parse_output
 from gotune.facts.memory import parse_dmidecode, parse_memory, parse_udev_memory
-from gotune.facts.model import NETWORK_FSTYPES, Facts
+from gotune.facts.model import Facts
 from gotune.facts.nics import parse_nics
 from gotune.facts.numa import parse_numa
 from gotune.facts.platform import cgroup_limits, distro_id, parse_os_release, virtualization
@@ -114,7 +115,7 @@ def test_the_command_interpolates_only_quoted_root_and_users() -> None:
 def test_every_network_fstype_is_kept_from_statvfs() -> None:
     case_arms = re.findall(r"^\s+(\S+)\) continue;;", SCRIPT, re.M)
     skipped = {p for arm in case_arms for p in arm.split("|")}
-    for fstype in NETWORK_FSTYPES:
+    for fstype in NETWORK_FSTYPES | HOST_SHARED_FSTYPES:
         assert fstype in skipped or any(
             p.endswith("*") and fstype.startswith(p[:-1]) for p in skipped
         )

@@ -65,8 +65,10 @@ def test_developer_users_go_env_and_cache_placement(sandbox: SandboxFactory) -> 
     sbx = sandbox(1, data={"gotune_users": ["dev"]})
     host = sbx.hosts[0]
     host.add_user("dev")
-    # A real Go toolchain where gotune looks besides the login PATH.
-    done = host.run(f"mkdir -p /usr/local/go/bin && ln -sf {GOROOT_BIN} /usr/local/go/bin/go")
+    # A real Go toolchain where gotune looks besides the login PATH, and no distro go
+    # before it (removed in this host only).
+    done = host.run(f"rm -f /usr/bin/go && mkdir -p /usr/local/go/bin && "
+                    f"ln -sf {GOROOT_BIN} /usr/local/go/bin/go")
     assert done.returncode == 0, done.stderr
     facts = gotune_facts(str(sbx.inventory))["hosts"]["sbx1"]
     assert facts["user"]["name"] == "dev" and facts["user"]["home"] == "/home/dev"
@@ -84,6 +86,8 @@ def test_developer_users_go_env_and_cache_placement(sandbox: SandboxFactory) -> 
 def test_go_absent_is_null_with_default_paths(sandbox: SandboxFactory) -> None:
     sbx = sandbox(1, data={"gotune_users": ["dev"]})
     sbx.hosts[0].add_user("dev")
+    # No go anywhere gotune looks (a distro's /usr/bin/go removed in this host only).
+    assert sbx.hosts[0].run("rm -rf /usr/bin/go /usr/local/bin/go /usr/local/go").returncode == 0
     facts = gotune_facts(str(sbx.inventory))["hosts"]["sbx1"]
     assert facts["go"] is None
     assert facts["storage"]["paths"]["gocache"]["path"] == "/home/dev/.cache/go-build"

@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
+from gotune.agent.paths import MIRROR_SUPERVISOR as SUPERVISOR
 from gotune.deploys.mirror import serve_argv
-from gotune.facts.mirror import SUPERVISOR
 from gotune.facts.model import Facts, Nic, Numa, NumaNode
 from gotune.operations.numa import wrapper_script
 from gotune.plan import Plan, make_plan

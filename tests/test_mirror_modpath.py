@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gotune.agent.mirror.limits import TokenBucket, parse_rate, parse_size
+from gotune.agent.mirror.limits import TokenBucket, parse_rate
 from gotune.agent.mirror.modpath import (
     InvalidPath,
     check_path,
@@ -17,6 +17,7 @@ from gotune.agent.mirror.modpath import (
     version_sort_key,
 )
 from gotune.agent.mirror.upstream import parse_url_list
+from gotune.agent.units import parse_size
 
 
 @pytest.mark.parametrize(

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from gotune.agent.mirror.core import Config, Mirror
-from gotune.agent.mirror.metrics import parse_text
 from gotune.agent.mirror.server import MirrorServer
 from gotune.agent.mirror.upstream import parse_url_list
+from gotune.agent.prom import parse_samples
 from tests.goproxy_tree import Fault, StaticUpstream, build_tree, go_module, standard_modules
 
 LIB = "/example.com/!big!corp/!lib/@v"
@@ -73,7 +73,7 @@ def get(url: str, path: str, method: str = "GET") -> tuple[int, bytes]:
 
 
 def metrics(url: str) -> dict[str, float]:
-    return parse_text(get(url, "/metrics")[1].decode())
+    return parse_samples(get(url, "/metrics")[1].decode())
 
 
 def settle(mirror: Mirror) -> None:
@@ -279,7 +279,7 @@ def test_metrics_count_hits_misses_and_bytes(
         get(url, LIB_ZIP)
         _, error_body = get(url, "/example.com/%2e%2e/@v/list")
         text = get(url, "/metrics")[1].decode()
-    m = parse_text(text)
+    m = parse_samples(text)
     assert m['gotune_mirror_cache_misses_total{kind="zip"}'] == 1
     assert m['gotune_mirror_cache_hits_total{kind="zip"}'] == 2
     assert m['gotune_mirror_requests_total{code="200",kind="zip"}'] == 3

@@ -1,4 +1,4 @@
-"""The keep rule and the measurement that feeds it (gotune/numa_measure.py)."""
+"""The keep rule and the measurement that feeds it (``gotune numa-measure`` in the agent)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from gotune.agent import numa_measure
-from gotune.agent.numa_measure import main, read_record, verdict
+from gotune.agent.cli import main as agent_main
+from gotune.agent.numa_measure import read_record, verdict
 from gotune.agent.stats import MIN_RUNS_FOR_VERDICT, NOISE_FRACTION
 from gotune.facts.state import parse_measured
 
@@ -65,6 +65,11 @@ def test_garbled_record_reads_as_empty(tmp_path: Path, text: str) -> None:
     path.write_text(text, errors="surrogateescape")
     assert read_record(str(path))["tools"] == {}
     assert parse_measured(text) == {}
+
+
+def main(argv: list[str]) -> int:
+    """``python3 gotune.pyz numa-measure ARGV...`` in this process."""
+    return agent_main(["numa-measure", *argv])
 
 
 def _exe(path: Path, text: str) -> str:
@@ -145,26 +150,3 @@ def test_failing_workload_is_recorded_and_not_kept(
     assert tools["tool"]["keep"] is False and "exited 3: disk full" in tools["tool"]["error"]
     assert Path(wrapper).exists()  # without --remove-unhelpful nothing is deleted
     assert json.loads(capsys.readouterr().out)["tool"] == "tool"
-
-
-def test_measure_script_runs_alone_on_a_target(tmp_path: Path) -> None:
-    # As uploaded: the script and verify's stats beside it, no gotune package, no pyinfra.
-    import shutil
-    import subprocess
-    import sys
-
-    from gotune.agent import stats
-
-    shutil.copy(numa_measure.__file__, tmp_path / "numa_measure.py")
-    shutil.copy(stats.__file__, tmp_path / "gotune_ab_stats.py")
-    probe = (
-        f"import importlib.util, sys; sys.path.insert(0, {str(tmp_path)!r}); "
-        "assert importlib.util.find_spec('gotune') is None; import numa_measure; "
-        "print(numa_measure.verdict([1.0] * 5, [0.5] * 5)['keep'])"
-    )
-    # -I -S: no site-packages, no .pth (the editable install's finder), no cwd on sys.path.
-    r = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", probe], capture_output=True, text=True, check=False
-    )
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "True"

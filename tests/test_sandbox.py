@@ -260,3 +260,11 @@ def test_leftovers_of_a_killed_run_are_cleaned_next_time_and_nothing_else() -> N
         assert foreign.exists()
     finally:
         foreign.rmdir()
+
+
+def test_a_machine_without_etc_hosts_still_gets_host_names(tmp_path: Path) -> None:
+    # A debootstrap minbase machine has no /etc/hosts (issue #12): the harness makes one.
+    from tests.sandbox import etc_hosts
+
+    text = etc_hosts("127.0.0.11", "sbx1-11", machine=tmp_path / "missing")
+    assert text.startswith("127.0.0.1\tlocalhost\n") and text.endswith("127.0.0.11\tsbx1-11\n")

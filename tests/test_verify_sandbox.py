@@ -95,6 +95,10 @@ def test_verify_passes_after_apply_and_keeps_the_trend(
         assert b["ratio"] > 0
     page = Path(result["report"]).read_text()
     assert host.name in page and "first build (new module)" in page
+    # apply installed the agent (it recorded the baseline with it) and verify ran that
+    # very build: nothing uploaded, nothing left in /tmp
+    assert sh(host, "ls -d /opt/gotune/gotune.pyz /tmp/gotune-agent.* 2>/dev/null || true") == (
+        "/opt/gotune/gotune.pyz")
 
     # the result was kept on the host; the next run brings it back for the trend
     kept = sh(host, "cat /var/lib/gotune/verify/history.jsonl").splitlines()

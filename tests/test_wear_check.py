@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
+from gotune.agent.prom import escape_label
 from gotune.agent.wear import history
 from gotune.agent.wear.history import Reading
-from gotune.agent.wear.metrics import escape_label, render
+from gotune.agent.wear.metrics import render
 from gotune.agent.wear.state import WearState, read_wear_state, write_wear_state
 from gotune.cli import main
 

@@ -1,8 +1,11 @@
 """The agent's command line: what ``python3 /opt/gotune/gotune.pyz ...`` runs on a target.
 
-``mirror`` and ``wear`` are declared here once; the ``gotune`` command
-(``gotune.cli``) adds the same parsers, so a flag means the same on the control
-machine and in a unit file on a host. Standard library only.
+``mirror`` and ``wear`` are user commands, declared here once; the ``gotune``
+command (``gotune.cli``) adds the same parsers, so a flag means the same on the
+control machine and in a unit file on a host. ``numa-measure`` and
+``verify-runner`` are internal: the control machine runs them on a host (apply's
+NUMA measuring, ``gotune verify``), and only the agent's own parser has them.
+Standard library only.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from gotune import __version__
+from gotune.agent.paths import NUMA_RECORD, WEAR_STATE, WEAR_STATE_DIR
 from gotune.errors import GotuneError
 
 
@@ -23,7 +27,7 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"gotune: {message} (see '{self.prog} --help')\n")
 
 
-# The commands declared here (``gotune.cli`` hands them back to ``run``).
+# The user commands declared here (``gotune.cli`` hands them back to ``run``).
 COMMANDS = ("mirror", "wear")
 
 
@@ -34,7 +38,7 @@ def json_arg(p: argparse.ArgumentParser) -> None:
 def _mirror_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", metavar="SECONDS", help="upstream timeout (default 30)")
     p.add_argument("--wear-state", metavar="FILE",
-                   help="wear state file (default /var/lib/gotune/wear/state.json)")
+                   help=f"wear state file (default {WEAR_STATE})")
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -77,7 +81,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--record", action="store_true",
                    help="the periodic check: append to the history, write state and metrics")
     p.add_argument("--state-dir", metavar="DIR",
-                   help="history and state file (default /var/lib/gotune/wear)")
+                   help=f"history and state file (default {WEAR_STATE_DIR})")
     p.add_argument("--textfile-dir", metavar="DIR",
                    help="node_exporter textfile collector dir for gotune_wear.prom")
     p.add_argument("--warn-percent", type=int, metavar="N", help="warn at N%% used (default 80)")
@@ -90,6 +94,28 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     json_arg(p)
 
 
+def add_internal_commands(sub: argparse._SubParsersAction) -> None:
+    """Add ``numa-measure`` and ``verify-runner`` (the agent's parser only)."""
+    p = sub.add_parser("numa-measure", help="(internal) time a NUMA wrapper against the plain "
+                       "tool as a user; keep it only if it is faster")
+    p.add_argument("--tool", required=True)
+    p.add_argument("--wrapper", required=True, help="the wrapper script")
+    p.add_argument("--real", required=True, help="the real binary the plain arm runs")
+    p.add_argument("--user", required=True, help="run the workload as this user")
+    p.add_argument("--numactl-args", default="",
+                   help="the wrapper's policy, recorded with the figures")
+    p.add_argument("--record", default=NUMA_RECORD, help="the JSON record to update")
+    p.add_argument("--pairs", type=int, default=None, help="counted wrapped/plain pairs")
+    p.add_argument("--cwd", help="working directory (default: the user's home)")
+    p.add_argument("--remove-unhelpful", action="store_true",
+                   help="delete a wrapper that does not beat the noise")
+    p.add_argument("workload", nargs="+", help="the tool's arguments, after --")
+    p = sub.add_parser("verify-runner", help="(internal) verify's benchmarks and observations "
+                       "as the developer users; prints one GOTUNE-VERIFY JSON line")
+    p.add_argument("request", nargs="?", default="{}", metavar="JSON",
+                   help="the request: users, benchmarks, runs ... or mode=record")
+
+
 def run(args: argparse.Namespace) -> int:
     """Run an agent command parsed by a parser that ``add_commands`` filled."""
     handler: Callable[[argparse.Namespace], int]
@@ -97,6 +123,10 @@ def run(args: argparse.Namespace) -> int:
         from gotune.agent.mirror.cli import run as handler
     elif args.command == "wear":
         from gotune.agent.wear.cli import run as handler
+    elif args.command == "numa-measure":
+        from gotune.agent.numa_measure import run as handler
+    elif args.command == "verify-runner":
+        from gotune.agent.verify.runner import run as handler
     else:
         raise GotuneError(f"not an agent command: {args.command}")
     return handler(args)
@@ -108,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     add_commands(sub)
+    add_internal_commands(sub)
     return parser
 
 

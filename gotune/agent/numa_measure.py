@@ -1,9 +1,8 @@
 """Measure a NUMA wrapper against the plain tool; keep it only if it beats the noise.
 
-Runs on the target with the host's python3 and the standard library only:
-``operations/numa.py`` uploads this file and verify's A/B statistics
-(``gotune/verify/stats.py``, as ``gotune_ab_stats.py`` beside it), runs it as root,
-and it runs the workload as the developer user. Runs are interleaved in ABBA order
+Runs on the target from the agent zipapp (``gotune numa-measure``, standard
+library only): ``operations/numa.py`` runs it as root, and it runs the workload
+as the developer user. Runs are interleaved in ABBA order
 (plain, wrapped, wrapped, plain, ...) so drift (a warming page cache, a thermal limit)
 hits both arms alike; the first pair is a warm-up and is not counted.
 
@@ -15,7 +14,7 @@ that does not beat the noise is deleted.
 
 Usage::
 
-    python3 numa_measure.py --tool go --wrapper /usr/local/lib/gotune/bin/go \\
+    python3 /opt/gotune/gotune.pyz numa-measure --tool go --wrapper /usr/local/lib/gotune/bin/go \\
         --real /usr/local/go/bin/go --user alice --numactl-args=--interleave=0,1 \\
         --record /var/lib/gotune/numa.json --remove-unhelpful -- build std
 """
@@ -30,24 +29,14 @@ import os
 import pwd
 import statistics
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
-try:  # in the checkout
-    from gotune.agent.stats import FASTER, MIN_RUNS_FOR_VERDICT, NOISE_FRACTION, summarize
-    from gotune.agent.stats import verdict as ab_verdict
-except ImportError:  # on the target: the copy uploaded beside this file
-    from gotune_ab_stats import (  # type: ignore[import-not-found,no-redef]
-        FASTER,
-        MIN_RUNS_FOR_VERDICT,
-        NOISE_FRACTION,
-        summarize,
-    )
-    from gotune_ab_stats import (  # type: ignore[no-redef]
-        verdict as ab_verdict,
-    )
+from gotune.agent.fsutil import write_atomic
+from gotune.agent.stats import FASTER, MIN_RUNS_FOR_VERDICT, NOISE_FRACTION, summarize
+from gotune.agent.stats import verdict as ab_verdict
+from gotune.errors import UsageError
 
 # Seven counted pairs: above verify's minimum for a verdict, and a 0.4 s
 # `go build std` keeps the whole measurement under ten seconds.
@@ -163,34 +152,14 @@ def read_record(path: str) -> dict[str, Any]:
 
 
 def write_record(path: str, data: dict[str, Any]) -> None:
-    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="numa_measure", description=__doc__.splitlines()[0])
-    p.add_argument("--tool", required=True)
-    p.add_argument("--wrapper", required=True, help="the wrapper script")
-    p.add_argument("--real", required=True, help="the real binary the plain arm runs")
-    p.add_argument("--user", required=True, help="run the workload as this user")
-    p.add_argument(
-        "--numactl-args", default="", help="the wrapper's policy, recorded with the figures"
-    )
-    p.add_argument("--record", required=True, help="the JSON record to update")
-    p.add_argument("--pairs", type=int, default=DEFAULT_PAIRS)
-    p.add_argument("--cwd", help="working directory (default: the user's home)")
-    p.add_argument(
-        "--remove-unhelpful", action="store_true", help="delete a wrapper that does not beat noise"
-    )
-    p.add_argument("workload", nargs="+", help="the tool's arguments, after --")
-    args = p.parse_args(argv)
-    if args.pairs < 1:
-        p.error("--pairs must be at least 1")
+def run(args: argparse.Namespace) -> int:
+    """``gotune numa-measure``: measure, update the record, print the tool's entry as JSON."""
+    pairs = DEFAULT_PAIRS if args.pairs is None else args.pairs
+    if pairs < 1:
+        raise UsageError("--pairs must be at least 1")
     entry: dict[str, Any] = {
         "tool": args.tool,
         "numactl_args": args.numactl_args.split(),
@@ -201,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         entry.update(
-            measure(args.wrapper, args.real, args.workload, args.user, args.pairs, args.cwd)
+            measure(args.wrapper, args.real, args.workload, args.user, pairs, args.cwd)
         )
     except (OSError, RuntimeError, KeyError, subprocess.TimeoutExpired) as exc:
         # A workload that cannot run shows nothing: the wrapper is not kept.
@@ -216,7 +185,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     write_record(args.record, record)
     print(json.dumps(entry, sort_keys=True))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

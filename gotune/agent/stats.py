@@ -8,8 +8,8 @@ same (``replicated_verdict``). Anything else is "no measurable difference": with
 a handful of interleaved runs on a shared machine, overlapping ranges mean the
 runs cannot tell the variants apart.
 
-Standard library only: ``operations/numa.py`` ships this file to targets, where
-``gotune/numa_measure.py`` keeps a NUMA wrapper only when this rule says "faster".
+Standard library only: on targets, the agent's ``numa-measure``
+(``gotune.agent.numa_measure``) keeps a NUMA wrapper only when this rule says "faster".
 """
 
 from __future__ import annotations
@@ -32,6 +32,12 @@ SLOWER = "slower"
 SAME = "no measurable difference"
 ERROR = "error"
 VERDICTS = (FASTER, SLOWER, SAME, ERROR)
+# The variants verify compares (gotune.agent.verify.variants): now, the user's setup
+# before gotune (apply's baseline), and Go's defaults.
+VARIANTS = ("tuned", "before", "default")
+# Medians this many times apart, ranges apart, need no confirming batch: on a shared
+# 2-core machine another job can at most double a build's time, never triple it.
+DECISIVE_RATIO = 3.0
 
 
 @dataclass(frozen=True)
@@ -56,7 +62,8 @@ def summarize(samples: list[float]) -> Summary | None:
 
 
 def ratio(tuned: Summary, default: Summary) -> float | None:
-    """default / tuned: above 1 the tuned setup is faster. None when tuned took no time."""
+    """other / tuned (default or before): above 1 the tuned setup is faster. None when
+    tuned took no time."""
     if tuned.median_s <= 0:
         return None
     return default.median_s / tuned.median_s
@@ -90,39 +97,74 @@ def replicated_verdict(tuned: list[float], default: list[float], split: int | No
     return first if first == second else SAME
 
 
+def _samples(raw: dict[str, Any]) -> dict[str, list[float]]:
+    """Each variant's seconds; a variant measured as another (``same_as``) gets its runs."""
+    found = {k: [float(x) for x in v or []] for k, v in (raw.get("samples") or {}).items()}
+    for name, other in (raw.get("same_as") or {}).items():
+        found[name] = list(found.get(other) or [])
+    return found
+
+
 def benchmark_result(raw: dict[str, Any]) -> dict[str, Any]:
     """The JSON for one benchmark from the runner's samples.
 
-    ``target_met`` is None when the benchmark has no target; a target is judged
-    on the tuned median, the figure a developer lives with.
+    + raw: the runner's result: ``samples`` per variant (tuned, before, default),
+      ``confirm_from``, ``error``; ``same_as`` ({"before": "default"}) names a variant
+      that was the same environment as another, measured once
+
+    ``ratio`` is default ÷ tuned, ``headline_ratio`` before ÷ tuned (the user's own
+    setup before gotune against now); ``verdict`` is tuned against default,
+    ``verdicts`` against each other variant. ``target_met`` judges the tuned median
+    (the figure a developer lives with), ``targets_met`` every variant's; both are
+    None when the benchmark has no target or could not run (an error is never a
+    missed target).
     """
-    samples = raw.get("samples") or {}
-    t_all = [float(x) for x in samples.get("tuned") or []]
-    d_all = [float(x) for x in samples.get("default") or []]
-    tuned, default = summarize(t_all), summarize(d_all)
+    samples = _samples(raw)
+    split = raw.get("confirm_from")
     error = raw.get("error")
+    summaries = {k: summarize(samples.get(k) or []) for k in VARIANTS}
+    tuned, default, before = summaries["tuned"], summaries["default"], summaries["before"]
     out: dict[str, Any] = {
         "name": raw.get("name"),
         "target_s": raw.get("target_s"),
         "tuned": _with_samples(tuned, samples.get("tuned")),
         "default": _with_samples(default, samples.get("default")),
+        "before": _with_samples(before, samples.get("before")),
         "ratio": None,
-        "verdict": ERROR if error else replicated_verdict(t_all, d_all, raw.get("confirm_from")),
+        "headline_ratio": None,
+        "verdict": ERROR if error else replicated_verdict(
+            samples.get("tuned") or [], samples.get("default") or [], split),
+        "verdicts": {},
         "target_met": None,
+        "targets_met": {},
     }
-    if raw.get("confirm_from"):
-        out["confirm_from"] = raw["confirm_from"]
-    if tuned and default and not error:
-        r = ratio(tuned, default)
-        out["ratio"] = round(r, 3) if r is not None else None
+    for other in ("default", "before"):
+        if summaries[other] is not None and not error:
+            out["verdicts"][other] = replicated_verdict(
+                samples.get("tuned") or [], samples.get(other) or [], split)
+    if split:
+        out["confirm_from"] = split
+    if tuned and not error:
+        if default:
+            out["ratio"] = _rounded(ratio(tuned, default))
+        if before:
+            out["headline_ratio"] = _rounded(ratio(tuned, before))
     if error:
         out["error"] = error
     target = raw.get("target_s")
-    if target is not None:
-        out["target_met"] = bool(tuned and not error and tuned.median_s <= float(target))
-    if raw.get("warmup_s"):
-        out["warmup_s"] = raw["warmup_s"]
+    if target is not None and not error:
+        out["targets_met"] = {k: s.median_s <= float(target) for k, s in summaries.items() if s}
+        out["target_met"] = out["targets_met"].get("tuned")
+    for key in ("warmup_s", "uses", "project", "unmeasurable", "same_as"):
+        if raw.get(key):
+            out[key] = raw[key]
+    if raw.get("cold"):
+        out["cold"] = True
     return out
+
+
+def _rounded(value: float | None) -> float | None:
+    return round(value, 3) if value is not None else None
 
 
 def _with_samples(summary: Summary | None, samples: list[float] | None) -> dict[str, Any] | None:
@@ -132,7 +174,16 @@ def _with_samples(summary: Summary | None, samples: list[float] | None) -> dict[
 
 
 def benchmark_ok(result: dict[str, Any]) -> bool:
-    """A benchmark passes unless it failed to run, missed its target or tuned is slower."""
-    if result.get("verdict") in (ERROR, SLOWER):
+    """A benchmark passes unless it failed to run, missed its target or tuned is slower
+    than Go's defaults or than the user's setup before gotune.
+
+    A project that does not build is reported, never a failed tuning: the seed's
+    benchmarks fail when the tuned environment itself cannot build.
+    """
+    if result.get("verdict") == ERROR:
+        return bool(result.get("project"))
+    if SLOWER in (result.get("verdict"), *(result.get("verdicts") or {}).values()):
         return False
-    return result.get("target_met") is not False
+    # The targets are for warm builds (the stdlib in the cache and in RAM, as on any
+    # machine used for Go): a cold page cache (--cold) is reported against them, not judged.
+    return bool(result.get("cold")) or result.get("target_met") is not False

@@ -210,14 +210,28 @@ def verify_summary(verify: dict[str, Any]) -> list[str]:
     for name, h in (verify.get("hosts") or {}).items():
         line = f"{name}: verify {str(h.get('verdict', '?')).upper()}"
         if h.get("verdict") != "pass":
-            bad = next((c for c in h.get("checks", []) if not c.get("ok")), None)
+            line += f": {_first_failure(h)}"
             cause = next(iter(h.get("diagnosis") or []), None)
-            if bad:
-                line += f": {bad['name']}: {bad['detail']}"
-            if cause:
+            if cause and cause["cause"] != "unknown":
                 line += f" (cause: {cause['cause']}: {cause['detail']})"
         lines.append(line)
     return lines
+
+
+def _first_failure(host: dict[str, Any]) -> str:
+    """What failed first on a host: a check, else a benchmark (its error or missed target)."""
+    bad = next((c for c in host.get("checks", []) if not c.get("ok")), None)
+    if bad:
+        return f"{bad['name']}: {bad['detail']}"
+    for b in host.get("benchmarks", []):
+        if b.get("error"):
+            return f"benchmark {b['name']}: {b['error']}"
+        if b.get("target_met") is False:
+            median = (b.get("tuned") or {}).get("median_s")
+            return f"benchmark {b['name']}: {median} s, target {b.get('target_s')} s"
+        if b.get("verdict") == "slower":
+            return f"benchmark {b['name']}: slower than Go's defaults (ratio {b.get('ratio')})"
+    return "see `gotune verify`"
 
 
 def _tune_each(plans: dict[str, HostPlan]) -> None:
@@ -299,7 +313,8 @@ def run(args: argparse.Namespace) -> int:
     from gotune.settings import validate_inventory
 
     os.environ.setdefault("PYINFRA_PROGRESS", "off")
-    settings = validate_inventory(load_inventory(args.inventory))  # before any host is contacted
+    # Every host's settings before any host is contacted.
+    settings = validate_inventory(load_inventory(args.inventory), args.user)
     with connected(args.inventory) as conn:
         show_to = sys.stderr if args.json else sys.stdout
         applied = apply_hosts(conn, settings, yes=args.yes, dry=args.dry,

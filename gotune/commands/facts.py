@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(summary(args.sysroot, doc))
         return 0
-    hosts, unreachable = facts_from_inventory(args.inventory)
+    hosts, unreachable = facts_from_inventory(args.inventory, args.user)
     if args.json:
         out: dict[str, Any] = {"hosts": {name: f.to_dict() for name, f in hosts.items()}}
         if unreachable:
@@ -63,13 +63,15 @@ def facts_from_sysroot(sysroot: str) -> Facts:
     return parse_output(collect_local(str(root.resolve()), timeout=COLLECT_TIMEOUT_S))
 
 
-def facts_from_inventory(spec: str | None) -> tuple[dict[str, Facts], dict[str, str]]:
+def facts_from_inventory(
+    spec: str | None, user: str | None = None
+) -> tuple[dict[str, Facts], dict[str, str]]:
     """Facts of every host of an inventory, fetched in parallel; and why others have none."""
     from gotune.facts.gather import gather
     from gotune.inventory import connected, describe_error, load_inventory
     from gotune.settings import validate_inventory
 
-    settings = validate_inventory(load_inventory(spec))
+    settings = validate_inventory(load_inventory(spec), user)
     with connected(spec) as conn:
         results, errors = conn.each(lambda h: gather(settings[h.name]), COLLECT_TIMEOUT_S + 30)
         failed = {name: describe_error(exc) for name, exc in errors.items()}
@@ -141,6 +143,13 @@ def summary(name: str, f: Facts) -> str:
             lines.append(f"  go      not found for {user}")
     if not f.users:
         lines.append("  users   none (set gotune_users for go env and cache placement)")
+    if f.wsl is not None:
+        w = f.wsl
+        lines.append(
+            f"  wsl     Windows {_gib(w.windows_memory_bytes)}, {w.windows_cpus or '?'} threads"
+            f" · profile {w.windows_profile or '? (' + str(w.windows_error) + ')'}"
+            f" · {len(w.windows_path_entries)} Windows PATH entries"
+        )
     for nic in f.nics:
         if not nic.virtual:
             speed = f"{nic.speed_mbps} Mb/s" if nic.speed_mbps else ("down" if not nic.up else "?")

@@ -18,7 +18,7 @@ from typing import Any
 from gotune.errors import GotuneError
 from gotune.facts.model import Facts
 from gotune.plan import Plan, make_plan
-from gotune.settings import Settings, validate_host_data
+from gotune.settings import Settings, validate_host_data, with_user
 
 
 def load_facts_file(path: str) -> dict[str, Facts]:
@@ -46,7 +46,9 @@ def load_facts_file(path: str) -> dict[str, Facts]:
     return out
 
 
-def plans_from_file(path: str, inventory: Any | None = None) -> dict[str, Plan]:
+def plans_from_file(
+    path: str, inventory: Any | None = None, user: str | None = None
+) -> dict[str, Plan]:
     """Plans for the hosts of a facts file; settings from the inventory's host of the same
     name (or its first host), else the defaults."""
     plans = {}
@@ -54,18 +56,18 @@ def plans_from_file(path: str, inventory: Any | None = None) -> dict[str, Plan]:
     first = next(iter(hosts.values()), None)
     for name, facts in load_facts_file(path).items():
         host = hosts.get(name, first)
-        settings = validate_host_data(host.data.dict() if host else {}, name)
+        settings = validate_host_data(with_user(host.data.dict() if host else {}, user), name)
         plans[name] = make_plan(facts, settings)
     return plans
 
 
-def plans_live(spec: str | None) -> tuple[dict[str, Plan], dict[str, str]]:
+def plans_live(spec: str | None, user: str | None) -> tuple[dict[str, Plan], dict[str, str]]:
     """(host name -> Plan, host name -> why it has none) for a live inventory."""
     from gotune.inventory import connected, load_inventory
     from gotune.planning import host_plans
     from gotune.settings import validate_inventory
 
-    settings: dict[str, Settings] = validate_inventory(load_inventory(spec))
+    settings: dict[str, Settings] = validate_inventory(load_inventory(spec), user)
     with connected(spec) as conn:
         plans, failed = host_plans(conn, settings)
         failed.update(conn.unreachable)
@@ -96,9 +98,9 @@ def run(args: argparse.Namespace) -> int:
             from gotune.inventory import load_inventory
 
             inventory = load_inventory(args.inventory)
-        plans = plans_from_file(args.facts, inventory)
+        plans = plans_from_file(args.facts, inventory, args.user)
     else:
-        plans, failed = plans_live(args.inventory)
+        plans, failed = plans_live(args.inventory, args.user)
     if args.json:
         out: dict[str, Any] = {"hosts": {n: p.to_dict() for n, p in plans.items()}}
         if failed:  # as `gotune facts --json`: the names, and why each has no plan

@@ -1,6 +1,7 @@
 """``gotune rollout INVENTORY [--waves 1,10%,100%] [--max-fail N|P%] [--gate fail|slower]
-[--state FILE] [--resume] [--keep-failed] [--bench LIST] [--runs N] [--parallel N] [--dry]
-[--yes] [--json] [--report DIR]``: roll the setup out to a fleet in waves.
+[--state FILE] [--resume] [--keep-failed] [--user NAME] [--bench LIST] [--runs N]
+[--project DIR] [--cold] [--workload-packages N] [--parallel N] [--dry] [--yes] [--json]
+[--report DIR]``: roll the setup out to a fleet in waves.
 
 Every host's settings are validated and the waves worked out before any host is
 contacted; then wave after wave is applied, verified and gated (``gotune.rollout.run``),
@@ -51,7 +52,7 @@ def _show_waves(waves: list[list[str]], todo: set[str], out: TextIO) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gotune.commands.apply import confirm
-    from gotune.commands.verify import bench_list, checked_runs
+    from gotune.commands.verify import bench_list, checked_runs, workloads
     from gotune.inventory import load_inventory
     from gotune.rollout import state as st
     from gotune.rollout.result import closing, table, wave_line
@@ -61,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
 
     os.environ.setdefault("PYINFRA_PROGRESS", "off")
     runs, benchmarks = checked_runs(args.runs), bench_list(args.bench)
+    wanted = workloads(args)
     if args.parallel is not None and not 1 <= args.parallel <= MAX_PARALLEL:
         raise UsageError(f"--parallel must be between 1 and {MAX_PARALLEL}")
     # A bad wave list or budget is refused before the inventory is even read.
@@ -69,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
     if args.max_fail is not None:
         parse_budget(args.max_fail, 1)
     inventory = load_inventory(args.inventory)
-    settings = validate_inventory(inventory)  # every host, before any host is contacted
+    # Every host's settings, before any host is contacted.
+    settings = validate_inventory(inventory, args.user)
     names = [h.name for h in inventory]
     identity = st.Identity.of(args.inventory, names)
     path = st.default_path(args.inventory) if args.state is None else _state_arg(args.state)
@@ -97,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         print("gotune: nothing changed", file=sys.stderr)
         return 1
     options = Options(gate=opts["gate"], keep_failed=args.keep_failed, benchmarks=benchmarks,
-                      runs=runs, parallel=args.parallel)  # fmt: skip
+                      runs=runs, workloads=wanted, parallel=args.parallel)  # fmt: skip
 
     def progress(wave: Any, outcome: Any) -> None:
         print(wave_line(wave, outcome, state), file=out, flush=True)

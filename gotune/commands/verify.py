@@ -1,4 +1,4 @@
-"""``gotune verify [INVENTORY] [--json] [--report DIR] [--thorough]``.
+"""``gotune verify [INVENTORY] [--json] [--report DIR] [--thorough] [--cold] [--project DIR]``.
 
 Validates every host's settings, connects, runs the verify runner on each host
 (``gotune.verify.run``), prints JSON or a table, writes the HTML report when
@@ -10,11 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from gotune.agent.verify.runner import BENCHMARKS
+from gotune.agent.verify.bench import BENCHMARKS
 from gotune.errors import GotuneError, UsageError
+from gotune.verify import Workloads
 
 # --runs above this would keep a host busy for many minutes per benchmark.
 MAX_RUNS = 50
+# A generated service ten times the default is a big monorepo: more is a typo.
+MAX_WORKLOAD_PACKAGES = 2000
 
 
 def bench_list(spec: str | None) -> list[str] | None:
@@ -38,6 +41,20 @@ def checked_runs(runs: int | None) -> int | None:
     return runs
 
 
+def workloads(args: argparse.Namespace) -> Workloads:
+    """--project DIR (absolute: it names a directory on the host), --cold, --workload-packages."""
+    dirs = [str(d) for d in getattr(args, "project", None) or []]
+    relative = [d for d in dirs if not d.startswith("/")]
+    if relative:
+        raise UsageError(f"--project {relative[0]}: give the absolute path of the directory "
+                         "on the host")
+    packages = getattr(args, "workload_packages", None)
+    if packages is not None and not 1 <= packages <= MAX_WORKLOAD_PACKAGES:
+        raise UsageError(f"--workload-packages must be between 1 and {MAX_WORKLOAD_PACKAGES}")
+    return Workloads(projects=tuple(dirs), cold=bool(getattr(args, "cold", False)),
+                     workload_packages=packages)
+
+
 def run(args: argparse.Namespace) -> int:
     from gotune.inventory import connected, load_inventory
     from gotune.settings import validate_inventory
@@ -47,10 +64,13 @@ def run(args: argparse.Namespace) -> int:
 
     runs = checked_runs(getattr(args, "runs", None))
     benchmarks = bench_list(getattr(args, "bench", None))
-    validate_inventory(load_inventory(args.inventory))  # bad settings: nothing runs anywhere
+    wanted = workloads(args)
+    # Bad settings: nothing runs anywhere.
+    settings = validate_inventory(load_inventory(args.inventory), args.user)
     with connected(args.inventory) as conn:
+        users = {name: list(s.users) for name, s in settings.items()}
         result = verify_hosts(conn.hosts, thorough=args.thorough, runs=runs,
-                              benchmarks=benchmarks)
+                              benchmarks=benchmarks, users=users, workloads=wanted)
         for name, why in conn.unreachable.items():
             result["hosts"][name] = {
                 "verdict": "fail",

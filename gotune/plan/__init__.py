@@ -5,8 +5,9 @@ facts document alone, and ``gotune plan --facts FILE`` prints exactly the plan
 apply would carry out on that host. One module per component, called in the
 order the components depend on each other: ``toolchain``; ``caches`` (GOMODCACHE,
 GOCACHE, GOTMPDIR per developer user); ``numa`` (follows GOCACHE's device);
-``mirror`` (follows the first user's GOMODCACHE); ``wear``; and ``goenv``, which
-collects what the others want in each user's GOENV file.
+``mirror`` (follows the first user's GOMODCACHE); ``wear``; ``wsl`` (a WSL2 distro's
+wsl.conf, .wslconfig, inotify and GOPATH); and ``goenv``, which collects what the
+others want in each user's GOENV file.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from gotune.plan.model import Decision, Plan
 from gotune.plan.numa import plan_numa
 from gotune.plan.toolchain import plan_toolchain
 from gotune.plan.wear import plan_wear
+from gotune.plan.wsl import plan_wsl
 from gotune.settings import Settings
 
 __all__ = ["Decision", "Plan", "make_plan"]
@@ -28,7 +30,7 @@ UNKNOWN_MEDIA = ("virtual", "unknown")
 
 
 def make_plan(facts: Facts, settings: Settings) -> Plan:
-    """Decide the toolchain, each developer user's caches and GOENV, NUMA, mirror and wear.
+    """Decide the toolchain, each developer user's caches and GOENV, NUMA, mirror, wear and WSL.
 
     + facts: the host's complete facts (hardware, every developer user, gotune's own state)
     + settings: the host's validated settings
@@ -48,8 +50,11 @@ def make_plan(facts: Facts, settings: Settings) -> Plan:
     plan.numa = plan_numa(facts, first.gocache if first else None)
     plan.mirror = plan_mirror(facts, settings, first.gomodcache if first else None)
     plan.wear = plan_wear(facts, settings)
+    plan.wsl, found = plan_wsl(facts, settings)
+    plan.warnings += found
+    gopaths = plan.wsl.gopath if plan.wsl else {}
     for name, caches in plan.caches.items():
-        goenv, found = plan_goenv(users[name], caches, plan.mirror)
+        goenv, found = plan_goenv(users[name], caches, plan.mirror, gopaths.get(name))
         plan.warnings += found
         if goenv is not None:
             plan.goenv[name] = goenv

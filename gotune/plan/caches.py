@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from gotune.agent.paths import TMPFS_ROOT, USERS_CACHE_ROOT
 from gotune.facts.model import Facts, UserFacts
 from gotune.plan.model import Decision, MovedCache, TmpfsCache, TmpfsTmpdir, UserCaches
 from gotune.plan.storage import (
@@ -33,8 +34,8 @@ from gotune.plan.storage import (
 )
 from gotune.settings import Settings
 
-TMPFS_ROOT = "/var/cache/gotune/tmpfs"
-ROOT_FS_BASE = "/var/cache/gotune/users"
+# gotune's per-user directories on / (elsewhere: <mount>/gotune/<user>).
+ROOT_FS_BASE = USERS_CACHE_ROOT
 # Below 1 GiB a tmpfs GOCACHE holds less than one mid-sized project's build
 # outputs, so the trim would evict what the next build needs: disk is better.
 MIN_TMPFS_BYTES = 1 * GIB
@@ -232,9 +233,15 @@ def plan_user_caches(
     gocache = dataclasses.replace(gocache, reason=f"{gocache.reason} (no tmpfs: {tmpfs_why})")
     gotmp_now = uf.setting("GOTMPDIR")
     ours = bool(gotmp_now and gotmp_now.startswith(TMPFS_ROOT + "/"))
+    # A GOTMPDIR on a network or host-shared filesystem (WSL2's /mnt/c) slows every
+    # compile and link it holds the temporary files of: back to the system temp dir.
+    remote = bool(gotmp_now) and place_of(facts, str(gotmp_now)).network
     gotmp = Decision(
-        key="GOTMPDIR", value=None if ours else gotmp_now, medium="default",
-        reason="GOTMPDIR stays the system temp dir: GOCACHE is not on tmpfs",
-        facts_used=["GOCACHE not on tmpfs"], change=ours, user=user, current=gotmp_now,
+        key="GOTMPDIR", value=None if ours or remote else gotmp_now, medium="default",
+        reason=(f"GOTMPDIR {gotmp_now} is on a network filesystem: back to the system temp "
+                "dir" if remote else "GOTMPDIR stays the system temp dir: GOCACHE is not on "
+                "tmpfs"),
+        facts_used=["GOCACHE not on tmpfs"], change=ours or remote, user=user,
+        current=gotmp_now,
     )  # fmt: skip
     return UserCaches(gomod, gocache, gotmp), []

@@ -9,10 +9,18 @@ user, and warns about shell exports that override the file.
 from __future__ import annotations
 
 from gotune.facts.model import UserFacts
-from gotune.plan.model import Decision, GoenvDecision, MirrorPlan, TmpfsCache, UserCaches
+from gotune.plan.model import (
+    Decision,
+    GoenvDecision,
+    MirrorPlan,
+    TmpfsCache,
+    UserCaches,
+    WslGopath,
+)
 
-# Every key gotune may write into a GOENV file; nothing else is ever touched.
-GOENV_KEYS = ("GOCACHE", "GOMODCACHE", "GOTMPDIR", "GOPROXY")
+# Every key gotune may write into a GOENV file; nothing else is ever touched (GOPATH
+# only on WSL2, to move it off Windows' drives).
+GOENV_KEYS = ("GOCACHE", "GOMODCACHE", "GOTMPDIR", "GOPROXY", "GOPATH")
 
 
 def goenv_path(uf: UserFacts) -> str | None:
@@ -30,18 +38,22 @@ def _wanted(d: Decision) -> bool:
 
 
 def plan_goenv(
-    uf: UserFacts, caches: UserCaches, mirror: MirrorPlan | None
+    uf: UserFacts, caches: UserCaches, mirror: MirrorPlan | None,
+    gopath: WslGopath | None = None,
 ) -> tuple[GoenvDecision | None, list[str]]:
     """The user's GOENV decision (None: nothing to write) and warnings.
 
     + uf: the user's facts (their GOENV file, shell exports)
     + caches: the user's cache decisions
     + mirror: the mirror's decisions (its GOPROXY goes in), or None
+    + gopath: on WSL2, the user's GOPATH moved off Windows' drives, or None
     """
     user = str(uf.user.name)
     values: dict[str, str | None] = {d.key: d.value for d in caches.decisions() if _wanted(d)}
     if mirror is not None:
         values["GOPROXY"] = mirror.cache.goproxy
+    if gopath is not None:
+        values["GOPATH"] = gopath.value
     warnings = [f"{user}: {line} overrides the GOENV file where that shell runs"
                 for line in uf.exports]  # fmt: skip
     path = goenv_path(uf)

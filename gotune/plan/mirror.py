@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ipaddress
 
+from gotune.agent.paths import MIRROR_CACHE_DIR
 from gotune.facts.model import Facts
 from gotune.plan.model import Decision, MirrorCache, MirrorPlan, MovedCache
 from gotune.plan.numa import mirror_decision
@@ -29,7 +30,7 @@ from gotune.plan.storage import SAFE_PATH, place_of, unsuitable
 from gotune.settings import Settings
 
 # The unit's, the supervisor's and the settings' default: root's gotune cache area.
-DEFAULT_CACHE_DIR = "/var/cache/gotune/mirror"
+DEFAULT_CACHE_DIR = MIRROR_CACHE_DIR
 # The directory's name inside ``<mount>/gotune`` (beside ``<mount>/gotune/<user>``).
 MIRROR_DIR = "mirror"
 # Used instead when a developer user is called "mirror" (their caches own that name).

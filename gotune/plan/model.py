@@ -25,6 +25,9 @@ from gotune.settings import Settings
 
 # Keys of the per-user cache decisions, in the order the plan lists them.
 CACHE_KEYS = ("GOMODCACHE", "GOCACHE", "GOTMPDIR")
+# Keys of the wsl component's host-wide decisions besides its two files.
+INOTIFY_KEY = "fs.inotify.max_user_watches"
+DEFENDER_KEY = "defender"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,7 +35,8 @@ class Decision:
     """One thing gotune decides for a host or one of its users.
 
     + key: what is decided: ``GOCACHE``, ``GOMODCACHE``, ``GOTMPDIR``, ``go`` (the toolchain),
-      ``numa``, ``numa.<tool>``, ``mirror``, ``numa.mirror``, ``wear`` or ``GOENV``
+      ``numa``, ``numa.<tool>``, ``mirror``, ``numa.mirror``, ``wear``, ``GOENV``, and on
+      WSL2 ``wsl.conf``, ``.wslconfig``, ``fs.inotify.max_user_watches``, ``GOPATH``, ``defender``
     + value: the path, version or policy wanted; None leaves Go's default (unset)
     + medium: where it lives: a storage class (nvme, ssd, hdd ...), ``tmpfs``, or for ``go``
       ``tarball``/``distro``/``unchanged``
@@ -219,6 +223,71 @@ class GoenvDecision(Decision):
     values: dict[str, str | None] = field(default_factory=dict)
 
 
+# --- wsl -------------------------------------------------------------------------------------
+
+# What makes WSL read wsl.conf and .wslconfig again: it stops every distro and the VM,
+# so gotune never runs it; windows/gotune-wsl.ps1 offers it.
+WSL_RESTART = "wsl --shutdown"
+
+
+@dataclass(frozen=True, kw_only=True)
+class WslConfig(Decision):
+    """One of WSL's configuration files (``value`` its path) and the keys gotune sets in it.
+
+    ``keys``: ``section.key`` -> the value wanted; ``was``: what each reads today (None:
+    unset). ``refused`` says why gotune leaves the file alone (a line WSL cannot read, an
+    owner other than root, no Windows profile). The file is written with ``newline``
+    line ends (None: its own) and its byte order mark only when ``keep_bom``.
+    """
+
+    kind: ClassVar[str] = "wsl-config"
+    keys: dict[str, str] = field(default_factory=dict)
+    was: dict[str, str | None] = field(default_factory=dict)
+    quoted: list[str] = field(default_factory=list)
+    newline: str | None = None
+    default_newline: str = "\n"  # a new file's line ends
+    keep_bom: bool = True
+    owner_uid: int | None = None  # the owner a file must have to be written (None: any)
+    restart: str | None = None  # after what the change takes effect
+    refused: str | None = None
+    measured: dict[str, Any] | None = None  # appendWindowsPath: the lookups' figures
+
+
+@dataclass(frozen=True, kw_only=True)
+class WslSysctl(Decision):
+    """A kernel setting raised for good (``path``, a sysctl.d file) and at once."""
+
+    kind: ClassVar[str] = "wsl-sysctl"
+    path: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class WslGopath(Decision):
+    """A developer's GOPATH moved off Windows' drives (``value`` goes into GOENV)."""
+
+    kind: ClassVar[str] = "wsl-gopath"
+
+
+@dataclass(frozen=True)
+class WslPlan:
+    """The wsl component's decisions: wsl.conf, .wslconfig, inotify, GOPATHs, Defender advice."""
+
+    conf: WslConfig
+    wslconfig: WslConfig | None
+    inotify: WslSysctl
+    defender: Decision
+    gopath: dict[str, WslGopath] = field(default_factory=dict)
+
+    def decisions(self) -> list[Decision]:
+        files = [self.conf] + ([self.wslconfig] if self.wslconfig else [])
+        return [*files, self.inotify, *self.gopath.values(), self.defender]
+
+    @property
+    def restart_needed(self) -> list[WslConfig]:
+        """The files whose change waits for ``wsl --shutdown``."""
+        return [d for d in (self.conf, self.wslconfig) if d is not None and d.change]
+
+
 # --- the plan --------------------------------------------------------------------------------
 
 
@@ -231,6 +300,7 @@ class Plan:
     numa: NumaPlan | None = None
     mirror: MirrorPlan | None = None
     wear: WearCheck | None = None
+    wsl: WslPlan | None = None
     goenv: dict[str, GoenvDecision] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
@@ -245,6 +315,8 @@ class Plan:
                 out += part.decisions()
         if self.wear is not None:
             out.append(self.wear)
+        if self.wsl is not None:
+            out += self.wsl.decisions()
         out += self.goenv.values()
         return out
 
@@ -276,7 +348,8 @@ class Plan:
 _KINDS: dict[str, type[Decision]] = {
     c.kind: c
     for c in (Decision, MovedCache, TmpfsCache, TmpfsTmpdir, TarballToolchain, DistroToolchain,
-              NumaNode, NumaWrapper, MirrorCache, MirrorBinding, WearCheck, GoenvDecision)
+              NumaNode, NumaWrapper, MirrorCache, MirrorBinding, WearCheck, GoenvDecision,
+              WslConfig, WslSysctl, WslGopath)
 }  # fmt: skip
 
 
@@ -318,6 +391,14 @@ def _assemble(decisions: list[Decision], warnings: list[str]) -> Plan:
     if cache is not None and binding is not None:
         plan.mirror = MirrorPlan(cache, binding)
     plan.wear = _only(decisions, "wear", WearCheck)
+    conf = _only(decisions, "wsl.conf", WslConfig)
+    inotify = _only(decisions, INOTIFY_KEY, WslSysctl)
+    defender = _only(decisions, DEFENDER_KEY, Decision)
+    if conf is not None and inotify is not None and defender is not None:
+        plan.wsl = WslPlan(
+            conf, _only(decisions, ".wslconfig", WslConfig), inotify, defender,
+            {d.user: d for d in decisions if isinstance(d, WslGopath) and d.user},
+        )  # fmt: skip
     plan.goenv = {d.user: d for d in decisions if isinstance(d, GoenvDecision) and d.user}
     return plan
 

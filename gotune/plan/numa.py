@@ -34,14 +34,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from gotune.agent.paths import NUMA_RECORD, WRAPPER_DIR
 from gotune.facts.model import Facts
 from gotune.facts.model import NumaNode as Node
 from gotune.plan.model import Decision, MirrorBinding, NumaNode, NumaPlan, NumaWrapper, TmpfsCache
 
-# Host-wide, root-owned, before the real tools on PATH (profile.d and environment.d).
-WRAPPER_DIR = "/usr/local/lib/gotune/bin"
 # Measured figures written by apply on the host, read back into the plan.
-MEASURED_PATH = "/var/lib/gotune/numa.json"
+MEASURED_PATH = NUMA_RECORD
 # The tools gotune may wrap, in the order the plan lists them.
 TOOLS = ("gopls", "go", "dlv")
 # Where IDEs look for gopls before PATH; said in the gopls decision so users can point
@@ -262,6 +261,83 @@ def _tool_decision(
     )  # fmt: skip
 
 
+def _single_node(topo: Topology, used: list[str]) -> NumaPlan:
+    """One node with CPUs: nothing to bind, no wrappers."""
+    only = topo.cpu_nodes[0].id if topo.cpu_nodes else 0
+    extra = (
+        f"; memory-only node(s) {', '.join(str(n.id) for n in topo.memory_only)} are never bound"
+        if topo.memory_only
+        else ""
+    )
+    return NumaPlan(
+        NumaNode(
+            key="numa", value=None, medium="none",
+            reason=f"one NUMA node with CPUs (node {only}): every CPU and all DRAM are "
+            f"equally near, so numactl wrappers cannot help and none are written{extra}",
+            facts_used=used,
+        )
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ToolContext:
+    """What every tool rule reads: the chosen node, the topology, where the tools are."""
+
+    node: Node
+    topo: Topology
+    used: list[str]
+    measured: Mapping[str, Mapping[str, Any]]
+    goroot: str | None
+    gobin: str | None
+
+
+def _gopls(c: ToolContext) -> NumaWrapper:
+    """gopls: long-lived, keeps the workspace's packages in memory: near its node."""
+    node = c.node
+    memory = (
+        f"prefers node {node.id}'s memory "
+        "(--preferred spills over when it is full; --membind would OOM)"
+        if c.topo.has_dram(node.id)
+        else "memory left to the kernel (node has no DRAM)"
+    )
+    why = (
+        "gopls lives as long as the editor and keeps type-checked packages in memory: "
+        f"it runs on node {node.id}'s CPUs and {memory}; {IDE_NOTE}"
+    )
+    real = f"{c.gobin}/gopls" if c.gobin else None
+    return _tool_decision("gopls", local_args(node, c.topo), why, c.used, [node.id], real,
+                          c.measured.get("gopls"), c.goroot)  # fmt: skip
+
+
+def _go(c: ToolContext) -> NumaWrapper:
+    """go: builds use every CPU, never bound to one node; memory interleaved is the candidate."""
+    dram_ids = [n.id for n in c.topo.dram_nodes]
+    never = "go builds are never bound to one node (GOMAXPROCS follows the CPU affinity"
+    args: list[str] | None = None
+    if len(dram_ids) >= 2:
+        args = [f"--interleave={','.join(str(i) for i in dram_ids)}"]
+        total = sum(len(n.cpus) for n in c.topo.cpu_nodes)
+        why = (f"{never}: node {c.node.id} alone has {len(c.node.cpus)} of {total} CPUs); "
+               f"the candidate spreads memory over the DRAM nodes {dram_ids}")  # fmt: skip
+    else:
+        why = (f"{never}), and with {len(dram_ids)} DRAM node(s) there is nothing to "
+               "interleave: no wrapper")  # fmt: skip
+    real = f"{c.goroot}/bin/go" if c.goroot else None
+    return _tool_decision("go", args, why, c.used, dram_ids, real, c.measured.get("go"),
+                          c.goroot)  # fmt: skip
+
+
+def _dlv(c: ToolContext) -> NumaWrapper:
+    """dlv: the policy gopls gets, but nothing can show it helps, so it is not written."""
+    why = (
+        f"dlv would run like gopls (numactl {' '.join(local_args(c.node, c.topo))}), but a "
+        "debugger's time goes to ptrace stops in the debuggee and no benchmark here can show "
+        "a gain; unmeasured wrappers are not kept"
+    )
+    real = f"{c.gobin}/dlv" if c.gobin else None
+    return _tool_decision("dlv", None, why, c.used, [c.node.id], real, None)
+
+
 def plan_numa(facts: Facts, gocache: Decision | None = None) -> NumaPlan:
     """The NUMA decisions for one host: the node, then one decision per tool.
 
@@ -269,7 +345,6 @@ def plan_numa(facts: Facts, gocache: Decision | None = None) -> NumaPlan:
       developer user's go env, the wrappers' measured figures in ``facts.gotune``)
     + gocache: the plan's GOCACHE decision, when it moves the cache (tmpfs or another disk)
     """
-    measured = facts.gotune.numa_measured
     topo = topology(facts)
     node_used = [
         f"numa.nodes={len(facts.numa.nodes)}",
@@ -278,21 +353,7 @@ def plan_numa(facts: Facts, gocache: Decision | None = None) -> NumaPlan:
     if topo.memory_only:
         node_used.append(f"numa.memory_only={[n.id for n in topo.memory_only]}")
     if len(topo.cpu_nodes) <= 1:
-        only = topo.cpu_nodes[0].id if topo.cpu_nodes else 0
-        extra = (
-            f"; memory-only node(s) {', '.join(str(n.id) for n in topo.memory_only)} "
-            "are never bound"
-            if topo.memory_only
-            else ""
-        )
-        return NumaPlan(
-            NumaNode(
-                key="numa", value=None, medium="none",
-                reason=f"one NUMA node with CPUs (node {only}): every CPU and all DRAM are "
-                f"equally near, so numactl wrappers cannot help and none are written{extra}",
-                facts_used=node_used,
-            )
-        )  # fmt: skip
+        return _single_node(topo, node_used)
     choice = choose_node(facts, topo, gocache)
     node = choice.node
     used = node_used + choice.facts_used
@@ -306,79 +367,14 @@ def plan_numa(facts: Facts, gocache: Decision | None = None) -> NumaPlan:
         reason=f"{choice.why}; CPUs {cpu_list(node.cpus)}, {mem}", facts_used=used,
         node=node.id, dram_nodes=[n.id for n in topo.dram_nodes],
     )  # fmt: skip
-    tools: list[NumaWrapper] = []
     first = next(iter(facts.users.values()), None)
     go = (first.go if first else facts.go) or {}
-    goroot = go.get("GOROOT")
-    gobin = go.get("GOBIN") or (f"{go['GOPATH'].split(':')[0]}/bin" if go.get("GOPATH") else None)
-
-    # gopls: long-lived, keeps the workspace's packages in memory.
-    args = local_args(node, topo)
-    memory = (
-        f"prefers node {node.id}'s memory "
-        "(--preferred spills over when it is full; --membind would OOM)"
-        if topo.has_dram(node.id)
-        else "memory left to the kernel (node has no DRAM)"
-    )
-    tools.append(
-        _tool_decision(
-            "gopls",
-            args,
-            "gopls lives as long as the editor and keeps type-checked packages in memory: "
-            f"it runs on node {node.id}'s CPUs and {memory}; {IDE_NOTE}",
-            used,
-            [node.id],
-            f"{gobin}/gopls" if gobin else None,
-            measured.get("gopls"),
-            goroot,
-        )
-    )
-
-    # go: builds use every CPU; never bound to one node.
-    dram_ids = [n.id for n in topo.dram_nodes]
-    if len(dram_ids) >= 2:
-        go_args: list[str] | None = [f"--interleave={','.join(str(i) for i in dram_ids)}"]
-        go_why = (
-            f"go builds are never bound to one node (GOMAXPROCS follows the CPU affinity: node "
-            f"{node.id} alone has {len(node.cpus)} of "
-            f"{sum(len(n.cpus) for n in topo.cpu_nodes)} CPUs); "
-            f"the candidate spreads memory over the DRAM nodes {dram_ids}"
-        )
-    else:
-        go_args = None
-        go_why = (
-            "go builds are never bound to one node (GOMAXPROCS follows the CPU affinity), "
-            "and with "
-            f"{len(dram_ids)} DRAM node(s) there is nothing to interleave: no wrapper"
-        )
-    tools.append(
-        _tool_decision(
-            "go",
-            go_args,
-            go_why,
-            used,
-            dram_ids,
-            f"{goroot}/bin/go" if goroot else None,
-            measured.get("go"),
-            goroot,
-        )
-    )
-
-    # dlv: the policy gopls gets, but nothing can show it helps, so it is not written.
-    tools.append(
-        _tool_decision(
-            "dlv",
-            None,
-            f"dlv would run like gopls (numactl {' '.join(args)}), but a debugger's time goes "
-            "to ptrace stops in the debuggee and no benchmark here can show a gain; "
-            "unmeasured wrappers are not kept",
-            used,
-            [node.id],
-            f"{gobin}/dlv" if gobin else None,
-            None,
-        )
-    )
-    return NumaPlan(chosen, tools)
+    gopath = go.get("GOPATH", "").split(":")[0]
+    context = ToolContext(
+        node, topo, used, facts.gotune.numa_measured, go.get("GOROOT"),
+        go.get("GOBIN") or (f"{gopath}/bin" if gopath else None),
+    )  # fmt: skip
+    return NumaPlan(chosen, [rule(context) for rule in (_gopls, _go, _dlv)])
 
 
 def mirror_decision(facts: Facts, nic: str | None = None) -> MirrorBinding:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from gotune.facts.model import NETWORK_FSTYPES, Facts, Mount, PathPlacement
+from gotune.agent import mounts as table
+from gotune.facts.model import Facts, Mount, PathPlacement
 
 GIB = 1024**3
 
@@ -26,7 +27,6 @@ WORST_RANK = 3
 DISK_FSTYPES = frozenset(
     {"ext2", "ext3", "ext4", "xfs", "btrfs", "f2fs", "zfs", "bcachefs", "jfs", "reiserfs", "nilfs2"}
 )
-RAM_FSTYPES = frozenset({"tmpfs", "ramfs"})
 # Filesystems with no Unix ownership: a user-owned cache cannot live there.
 NO_OWNER_FSTYPES = frozenset({"vfat", "msdos", "exfat", "ntfs", "ntfs3", "fuseblk", "iso9660"})
 # System mount points that are never a home for caches even when they qualify.
@@ -86,7 +86,7 @@ def place_of(facts: Facts, path: str, known: PathPlacement | None = None) -> Pla
             known.fstype,
             known.class_,
             known.free_bytes,
-            network=known.fstype in NETWORK_FSTYPES or (m.network if m else False),
+            network=table.is_network_or_fuse(known.fstype) or (m.network if m else False),
             read_only=bool(m and "ro" in m.options),
         )
     if m is None:
@@ -105,11 +105,11 @@ def place_of(facts: Facts, path: str, known: PathPlacement | None = None) -> Pla
 def unsuitable(place: Place) -> str | None:
     """Why a cache must not live here (None: it may)."""
     fstype = place.fstype or ""
-    if place.network or fstype in NETWORK_FSTYPES or place.class_ == "network":
+    if place.network or table.is_network(fstype) or place.class_ == "network":
         return f"{place.mount or place.path} is a network filesystem ({fstype or 'network'})"
-    if fstype.startswith("fuse") or fstype in NO_OWNER_FSTYPES:
+    if table.is_fuse(fstype) or fstype in NO_OWNER_FSTYPES:
         return f"{place.mount} is {fstype}: slow or without Unix ownership"
-    if fstype in RAM_FSTYPES or place.class_ == "tmpfs":
+    if table.is_memory(fstype) or place.class_ == "tmpfs":
         return f"{place.mount} is RAM ({fstype}): lost at reboot"
     if place.read_only:
         return f"{place.mount} is mounted read-only"

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from gotune.agent.mirror.store import write_atomic
+from gotune.agent.fsutil import write_atomic
 
 # The group every host of a re-run inventory is in (its variable in the file).
 RERUN_GROUP = "rerun"

@@ -33,6 +33,7 @@ from gotune.rollout.hardware import hardware_class
 from gotune.rollout.inventory import part
 from gotune.rollout.waves import Budget
 from gotune.settings import Settings
+from gotune.verify import Workloads
 
 # Seconds to let a wave's greenlets stop after Ctrl-C before disconnecting.
 INTERRUPT_GRACE_S = 5
@@ -46,6 +47,7 @@ class Options:
     + keep_failed: leave a host that failed as it is rather than undo it
     + benchmarks: verify's benchmarks (None: its standard set; []: checks only)
     + runs: runs per benchmark variant (None: each benchmark's default)
+    + workloads: verify's projects, ``--cold`` and generated service size
     + parallel: hosts worked on at once within a wave (None: pyinfra's default)
     """
 
@@ -53,6 +55,7 @@ class Options:
     keep_failed: bool = False
     benchmarks: list[str] | None = None
     runs: int | None = None
+    workloads: Workloads | None = None
     parallel: int | None = None
 
 
@@ -191,8 +194,10 @@ class Rollout:
             outcome.applied.update(entries)
             ok = [h for h in conn.hosts if entries.get(h.name, {}).get("ok")]
             try:
-                verified = verify_hosts(ok, benchmarks=self.options.benchmarks,
-                                        runs=self.options.runs, parallel=True)["hosts"]
+                verified = verify_hosts(
+                    ok, benchmarks=self.options.benchmarks, runs=self.options.runs,
+                    users={n: list(s.users) for n, s in settings.items()},
+                    workloads=self.options.workloads, parallel=True)["hosts"]
             except KeyboardInterrupt:
                 _stop(conn.state)
                 raise

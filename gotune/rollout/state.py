@@ -25,8 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# gotune.agent.mirror.store.write_atomic moves to gotune.agent.fsutil.write_atomic.
-from gotune.agent.mirror.store import write_atomic
+from gotune.agent.fsutil import write_atomic
 from gotune.errors import GotuneError, UsageError
 
 FORMAT = 1

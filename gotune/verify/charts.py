@@ -4,10 +4,11 @@ Each function takes part of a ``gotune verify --json`` result and returns a
 dict of coordinates (pixels, one decimal), the values they stand for and the
 colours; the template turns them into inline SVG and writes every label.
 
-- ``ab``: one host's benchmark, each run of both variants as a dot, the
+- ``ab``: one host's benchmark, each run of every variant as a dot, the
   min-max range as a line, the median as a tick, the target as a dashed line;
-- ``fleet``: per benchmark, one bar per host for the ratio default/tuned;
-- ``trend``: one benchmark's tuned and default medians over a host's runs.
+- ``fleet``: per benchmark, one bar per host for the headline ratio (before ÷ tuned
+  where the host has a baseline, else default ÷ tuned);
+- ``trend``: one benchmark's tuned, before and default medians over a host's runs.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ from gotune.agent.stats import FASTER, SAME, SLOWER
 
 TUNED_COLOR = "#1f77b4"
 DEFAULT_COLOR = "#ff7f0e"
-VARIANT_COLOR = {"tuned": TUNED_COLOR, "default": DEFAULT_COLOR}
+BEFORE_COLOR = "#9467bd"
+# Top to bottom in an A/B chart; "before" only where the host has a baseline.
+VARIANT_COLOR = {"tuned": TUNED_COLOR, "before": BEFORE_COLOR, "default": DEFAULT_COLOR}
+ALWAYS_SHOWN = ("tuned", "default")
 VERDICT_COLOR = {FASTER: "#2ca02c", SAME: "#7f7f7f", SLOWER: "#d62728", "error": "#d62728"}
 # The A/B chart's width in pixels: two side by side fit the page (max-width 1100px).
 AB_WIDTH = 560
@@ -63,9 +67,10 @@ def _scale(start: float, length: float, vmax: float) -> Callable[[float], float]
 
 
 def ab(bench: dict[str, Any]) -> dict[str, Any]:
-    """The A/B chart of one benchmark result (``tuned`` / ``default`` summaries)."""
+    """The chart of one benchmark result: a row per variant (tuned, before, default)."""
+    shown = {k: c for k, c in VARIANT_COLOR.items() if k in ALWAYS_SHOWN or bench.get(k)}
     values: list[float] = []
-    for key in VARIANT_COLOR:
+    for key in shown:
         summary = bench.get(key) or {}
         values += [float(v) for v in summary.get("samples_s") or []]
         values.append(summary.get("max_s") or 0.0)
@@ -74,9 +79,9 @@ def ab(bench: dict[str, Any]) -> dict[str, Any]:
         values.append(float(target))
     vmax = nice_max(max(values) * HEADROOM_AB)
     x = _scale(AB_LEFT, AB_WIDTH - AB_LEFT - AB_RIGHT, vmax)
-    axis_y = AB_TOP + 2 * AB_ROW_H
+    axis_y = AB_TOP + len(shown) * AB_ROW_H
     rows = []
-    for i, (key, color) in enumerate(VARIANT_COLOR.items()):
+    for i, (key, color) in enumerate(shown.items()):
         y = AB_TOP + i * AB_ROW_H + AB_ROW_H / 2
         row: dict[str, Any] = {"key": key, "color": color, "y": y, "text_y": y + 4,
                                "summary": bench.get(key)}  # fmt: skip
@@ -91,7 +96,7 @@ def ab(bench: dict[str, Any]) -> dict[str, Any]:
             }  # fmt: skip
         rows.append(row)
     return {
-        "width": AB_WIDTH, "height": AB_TOP + 2 * AB_ROW_H + 30, "left": AB_LEFT,
+        "width": AB_WIDTH, "height": AB_TOP + len(shown) * AB_ROW_H + 30, "left": AB_LEFT,
         "top": AB_TOP, "axis_y": axis_y, "tick_label_y": axis_y + 14,
         "ticks": [{"x": _px(x(vmax * i / 5)), "value": vmax * i / 5} for i in range(6)],
         "rows": rows,
@@ -101,8 +106,19 @@ def ab(bench: dict[str, Any]) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def headline_of(bench: dict[str, Any]) -> tuple[float | None, str]:
+    """(ratio, verdict) a fleet bar shows: before ÷ tuned where the host has a baseline,
+    else default ÷ tuned."""
+    if bench.get("headline_ratio") is not None:
+        return float(bench["headline_ratio"]), str(
+            (bench.get("verdicts") or {}).get("before") or bench.get("verdict"))
+    r = bench.get("ratio")
+    return (float(r) if r is not None else None), str(bench.get("verdict"))
+
+
 def fleet(hosts: dict[str, Any]) -> dict[str, Any] | None:
-    """Bars of the ratio default/tuned, per benchmark (groups) and host; None without any."""
+    """Bars of the headline ratio (``headline_of``), per benchmark (groups) and host; None
+    without any."""
     names: list[str] = []
     for host in hosts.values():
         for b in host.get("benchmarks") or []:
@@ -115,7 +131,7 @@ def fleet(hosts: dict[str, Any]) -> dict[str, Any] | None:
     left = FLEET_LEFT_PAD + FLEET_CHAR_W * max(len(h) for h in hosts) if many else (
         FLEET_LEFT_ONE_HOST)
     rows = len(names) * (len(hosts) + (1 if many else 0))
-    ratios = [b.get("ratio") or 0 for h in hosts.values() for b in h.get("benchmarks") or []]
+    ratios = [headline_of(b)[0] or 0 for h in hosts.values() for b in h.get("benchmarks") or []]
     vmax = max(FLEET_MIN_AXIS, nice_max(max(ratios, default=1.0) * HEADROOM))
     x = _scale(left, FLEET_WIDTH - left - FLEET_RIGHT, vmax)
     groups = []
@@ -128,10 +144,10 @@ def fleet(hosts: dict[str, Any]) -> dict[str, Any] | None:
             bench = next((b for b in host.get("benchmarks") or [] if b["name"] == name), None)
             bar: dict[str, Any] = {"host": host_name, "y": y + 1, "text_y": y + FLEET_BAR_H - 3,
                                    "ratio": None}  # fmt: skip
-            if bench and bench.get("ratio") is not None:
-                r = float(bench["ratio"])
+            r, shown_verdict = headline_of(bench) if bench else (None, "")
+            if r is not None:
                 bar |= {"ratio": r, "width": _px(max(x(r) - left, 1)), "label_x": _px(x(r) + 4),
-                        "color": VERDICT_COLOR.get(bench["verdict"], "#777")}  # fmt: skip
+                        "color": VERDICT_COLOR.get(shown_verdict, "#777")}  # fmt: skip
             group["bars"].append(bar)
             y += FLEET_BAR_H
         groups.append(group)
@@ -146,7 +162,8 @@ def fleet(hosts: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def trend(points: list[dict[str, Any]], name: str) -> dict[str, Any] | None:
-    """Medians of benchmark ``name`` over the history points; None before two runs."""
+    """Tuned, before and default medians of benchmark ``name`` over the history points;
+    None before two runs."""
     series: dict[str, list[tuple[int, float]]] = {key: [] for key in VARIANT_COLOR}
     for i, point in enumerate(points):
         b = next((b for b in point.get("benchmarks") or [] if b.get("name") == name), None)
@@ -175,7 +192,8 @@ def trend(points: list[dict[str, Any]], name: str) -> dict[str, Any] | None:
     return {
         "width": TREND_WIDTH, "height": TREND_HEIGHT, "left": TREND_LEFT,
         "label_x": TREND_LEFT - 4, "right": TREND_WIDTH - TREND_RIGHT, "time_y": TREND_HEIGHT - 8,
-        "colors": VARIANT_COLOR,
+        "legend": [{"name": key, "color": VARIANT_COLOR[key]} for key, pts in series.items()
+                   if pts],
         "grid": [{"y": _px(y(vmax * i / 2)), "text_y": _px(y(vmax * i / 2) + 4),
                   "value": vmax * i / 2} for i in range(3)],
         "series": [{"color": VARIANT_COLOR[key],

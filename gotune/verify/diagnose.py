@@ -1,7 +1,9 @@
 """Diagnosis: when a check fails or a target is missed, name the likely cause.
 
 Each rule reads the runner's observations of the host (where each cache lives,
-the CPU frequency limits) and returns ``{"cause", "detail"}``. Rules run only
+the CPU frequency limits) and returns ``{"cause", "detail"}``; a cause about where a
+cache lives carries the measurement that shows it (``with_evidence``: the benchmark
+that missed its target, and a variant that met it with that cache elsewhere). Rules run only
 when something failed, so a healthy host gets an empty list; a failure that no
 rule explains gets one ``unknown`` entry rather than a guess.
 """
@@ -10,16 +12,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from gotune.agent.mounts import is_host_shared, is_network_or_fuse
+from gotune.verify import explain
 from gotune.verify.checks.caches import TMPFS_MIN_FREE_BYTES, human_bytes
+from gotune.verify.table import seconds
 
-# 9p and drvfs are how WSL2 and VMs share a host directory: every file
-# operation is a round trip to the host, the worst home for a build cache.
-HOST_SHARED_FSTYPES = frozenset({"9p", "drvfs", "virtiofs"})
-NETWORK_FSTYPES_SHORT = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "sshfs", "afs",
-                                   "ceph", "glusterfs", "lustre", "beegfs", "gpfs"})
 # scaling_max_freq more than 5 % below cpuinfo_max_freq is a cap (a power
 # profile, thermal limit or cpupower setting), not rounding between drivers.
 CPUFREQ_CAP_FRACTION = 0.95
+# Causes about where a cache lives: a missed target that uses that cache is their evidence.
+STORAGE_EVIDENCE = frozenset({"9p_storage", "network_storage", "rotational_storage"})
 # errno names that mean the user may not write there.
 DENIED_ERRNOS = frozenset({"EACCES", "EPERM", "EROFS"})
 
@@ -51,17 +53,43 @@ def storage_causes(user: str, key: str, obs: dict[str, Any]) -> list[dict[str, s
     elif full:
         out.append(_cause("disk_full", f"{key} {path}: {obs.get('mount')} has "
                                        f"{human_bytes(free)} free"))
-    if fstype in HOST_SHARED_FSTYPES:
+    # 9p and drvfs are how WSL2 and VMs share a host directory: every file
+    # operation is a round trip to the host, the worst home for a build cache.
+    if is_host_shared(fstype):
         out.append(_cause("9p_storage", f"{key} {path} is on {fstype} ({obs.get('mount')}), "
                                         "a host-shared filesystem: every file access is a "
                                         "round trip"))
-    elif fstype in NETWORK_FSTYPES_SHORT or str(fstype or "").startswith("fuse"):
+    elif is_network_or_fuse(fstype):
         out.append(_cause("network_storage", f"{key} {path} is on {fstype} "
                                              f"({obs.get('source')}), network or FUSE storage"))
     if obs.get("rotational") and not obs.get("virtual"):
         out.append(_cause("rotational_storage", f"{key} {path} is on a spinning disk "
                                                 f"({obs.get('device')})"))
     return out
+
+
+def with_evidence(cause: dict[str, str], benchmarks: list[dict[str, Any]],
+                  variants: dict[str, Any]) -> dict[str, str]:
+    """A storage cause with the measurement that shows it: a benchmark that uses the cache
+    and missed its target, and a variant whose cache elsewhere met it."""
+    key = next((k for k in ("GOMODCACHE", "GOCACHE", "GOTMPDIR")
+                if cause["detail"].startswith(k)), None)
+    if cause["cause"] not in STORAGE_EVIDENCE or key is None:
+        return cause
+    missed = next((b for b in benchmarks if b.get("target_met") is False
+                   and key in (b.get("uses") or [])), None)
+    if missed is None:
+        return cause
+    t = (missed.get("tuned") or {}).get("median_s")
+    text = f"; measured: {missed['name']} {seconds(t)} (target {seconds(missed['target_s'])})"
+    for name, met in (missed.get("targets_met") or {}).items():
+        if met and name != "tuned":
+            where = explain.place_text((explain.resolve(variants, name).get("places") or {})
+                                       .get(key))
+            took = (missed.get(name) or {}).get("median_s")
+            text += f", {explain.WHO[name]} with {key} on {where}: {seconds(took)}"
+            break
+    return dict(cause, detail=cause["detail"] + text)
 
 
 def cpufreq_causes(cpufreq: list[dict[str, Any]]) -> list[dict[str, str]]:
@@ -121,6 +149,8 @@ def diagnose(raw: dict[str, Any], checks: list[dict[str, Any]],
                 d["cause"] in ("tmpfs_full", "disk_full") for d in out):
             out.append(_cause("disk_full", f"a build failed: {bench_text.strip()[:200]}"))
     out.extend(cpufreq_causes(raw.get("cpufreq") or []))
+    first: dict[str, Any] = next(iter((raw.get("users") or {}).values()), {})
+    out = [with_evidence(d, benchmarks, first.get("variants") or {}) for d in out]
     if not out:
         out.append(_cause("unknown", "no cause found in the observed facts; see the failed "
                                      "checks and benchmarks"))

@@ -30,15 +30,35 @@ REPORT_TEMPLATE = "verify-report.html.j2"
 
 
 def _bench(b: dict[str, Any]) -> dict[str, Any]:
-    """One benchmark row, and its A/B chart when either variant ran."""
-    ran = bool(b.get("tuned") or b.get("default"))
+    """One benchmark row, and its chart when any variant ran."""
+    ran = bool(b.get("tuned") or b.get("default") or b.get("before"))
+    _ratio, shown = charts.headline_of(b)
+    missed_by = [k for k in ("before", "default")
+                 if (b.get("targets_met") or {}).get(k) is False]
     return {
         "name": b["name"], "verdict": b["verdict"], "error": b.get("error"),
+        "shown_verdict": "error" if b.get("error") else shown,
         "target_s": b.get("target_s"), "target_met": b.get("target_met"),
-        "tuned": b.get("tuned"), "default": b.get("default"), "ratio": b.get("ratio"),
-        "color": charts.VERDICT_COLOR.get(b["verdict"], "#222"),
+        "missed_by": missed_by,
+        "tuned": b.get("tuned"), "default": b.get("default"), "before": b.get("before"),
+        "ratio": b.get("ratio"), "headline_ratio": b.get("headline_ratio"),
+        "explanation": b.get("explanation"), "project": b.get("project"),
+        "color": charts.VERDICT_COLOR.get("error" if b.get("error") else shown, "#222"),
         "chart": charts.ab(b) if ran else None,
     }  # fmt: skip
+
+
+def _variants(host: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each variant's row: its summary and every place with its filesystem and class."""
+    rows = []
+    for name, v in (host.get("variants") or {}).items():
+        places = [{"key": k, "path": p.get("path"), "fstype": p.get("fstype"),
+                   "class": p.get("class"), "mount": p.get("mount"), "device": p.get("device")}
+                  for k, p in (v.get("places") or {}).items()]
+        rows.append({"name": name, "summary": v.get("summary"), "places": places,
+                     "go": v.get("go"), "go_version": v.get("go_version"),
+                     "color": charts.VARIANT_COLOR.get(name, "#222")})
+    return rows
 
 
 def _wrappers(tools: dict[str, Any]) -> list[dict[str, Any]]:
@@ -59,7 +79,8 @@ def _wrappers(tools: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _host(name: str, host: dict[str, Any]) -> dict[str, Any]:
-    """One host's section: verdict, diagnosis, benchmarks, wrappers, checks, trend."""
+    """One host's section: verdict, headline, variants, diagnosis, benchmarks, wrappers,
+    checks, trend."""
     checks = host.get("checks") or []
     benches = [_bench(b) for b in host.get("benchmarks") or []]
     # the trend: what earlier runs left on the host, then this run
@@ -70,6 +91,9 @@ def _host(name: str, host: dict[str, Any]) -> dict[str, Any]:
         "duration_s": host.get("duration_s"), "diagnosis": host.get("diagnosis") or [],
         "checks": checks, "failed": [c["name"] for c in checks if not c["ok"]],
         "benchmarks": benches, "wrappers": _wrappers(host.get("numa_wrappers") or {}),
+        "headline": host.get("headline"), "variants": _variants(host),
+        "with_before": any(b["before"] for b in benches), "cold": bool(host.get("cold")),
+        "workload": host.get("workload"),
         "trends": [t for t in trends if t["chart"]],
     }  # fmt: skip
 

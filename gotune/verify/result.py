@@ -5,9 +5,18 @@ The JSON shape is the contract of ``gotune verify --json``::
     {"verdict": "pass"|"fail",
      "checks": [{"name", "ok", "detail"}],
      "benchmarks": [{"name", "target_s", "tuned": {median_s, min_s, max_s, runs},
-                     "default": {...}, "ratio", "verdict", "target_met"}],
+                     "default": {...}, "ratio", "verdict", "target_met",
+                     "before": {...} | null, "headline_ratio", "verdicts",
+                     "targets_met", "explanation", "uses", "project"?}],
      "diagnosis": [{"cause", "detail"}],
+     "variants": {"tuned"|"before"|"default": {"env", "places", "go", "summary",
+                  "same_as"?, "unmeasurable"?, "missing"?}},
+     "headline": {"against", "benchmark", "ratio", "verdict", "text"} | null,
+     "cold": bool, "workload": {...}?,
      "history": [earlier results, oldest first], "user": NAME, ...}
+
+``ratio`` is default ÷ tuned (as it always was); ``headline_ratio`` is before ÷
+tuned, the user's own setup before gotune against now.
 """
 
 from __future__ import annotations
@@ -15,8 +24,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from gotune.agent.stats import benchmark_ok, benchmark_result
+from gotune.agent.stats import VARIANTS, benchmark_ok, benchmark_result
 from gotune.plan.model import Plan
+from gotune.verify import explain
 from gotune.verify.checks import check, host_checks
 from gotune.verify.diagnose import diagnose
 
@@ -33,9 +43,13 @@ def host_result(raw: dict[str, Any], plan: Plan | None = None) -> dict[str, Any]
                 "diagnosis": diagnose(raw, checks, [], True), "history": raw.get("history", [])}
     users = raw.get("users") or {}
     checks = host_checks(raw, plan)
-    benchmarks = [
-        benchmark_result(b) for rec in users.values() for b in rec.get("benchmarks") or []
-    ]
+    first: dict[str, Any] = next(iter(users.values()), {})
+    variants = first.get("variants") or {}
+    cold = bool(raw.get("cold"))
+    benchmarks = [benchmark_result(with_variants(b, variants))
+                  for rec in users.values() for b in rec.get("benchmarks") or []]
+    for b in benchmarks:
+        b["explanation"] = explain.benchmark(b, variants, cold)
     failed = any(not c["ok"] for c in checks) or any(not benchmark_ok(b) for b in benchmarks)
     result: dict[str, Any] = {
         "verdict": "fail" if failed else "pass",
@@ -46,12 +60,36 @@ def host_result(raw: dict[str, Any], plan: Plan | None = None) -> dict[str, Any]
         "time": raw.get("finished") or time.time(),
         "duration_s": round(float(raw.get("finished", 0)) - float(raw.get("started", 0)), 1),
         "history": list(raw.get("history") or []),
+        "variants": variants_view(variants),
+        "headline": explain.headline(benchmarks, variants, cold),
+        "cold": cold,
     }
+    if first.get("workload"):
+        result["workload"] = first["workload"]
     if raw.get("numa_wrappers"):
         result["numa_wrappers"] = raw["numa_wrappers"]
     if raw.get("history_path"):
         result["history_path"] = raw["history_path"]
     return result
+
+
+def with_variants(raw: dict[str, Any], variants: dict[str, Any]) -> dict[str, Any]:
+    """A runner benchmark with what the variants say about it: ``before`` measured as
+    another variant (``same_as``), or not measurable at all (``unmeasurable``)."""
+    before = variants.get("before") or {}
+    out = dict(raw)
+    if before.get("same_as"):
+        out["same_as"] = {"before": before["same_as"]}
+    why = before.get("unmeasurable") or before.get("missing")
+    if why and "before" not in (out.get("unmeasurable") or {}):
+        out["unmeasurable"] = dict(out.get("unmeasurable") or {}, before=why)
+    return out
+
+
+def variants_view(variants: dict[str, Any]) -> dict[str, Any]:
+    """Each variant as the report shows it: the runner's description and one line of text."""
+    return {name: dict(variants.get(name) or {}, summary=explain.variant_text(variants, name))
+            for name in VARIANTS if name in variants}
 
 
 def history_record(result: dict[str, Any]) -> dict[str, Any]:
@@ -64,7 +102,9 @@ def history_record(result: dict[str, Any]) -> dict[str, Any]:
             {"name": b["name"],
              "tuned_s": (b.get("tuned") or {}).get("median_s"),
              "default_s": (b.get("default") or {}).get("median_s"),
-             "ratio": b.get("ratio"), "verdict": b.get("verdict")}
+             "before_s": (b.get("before") or {}).get("median_s"),
+             "ratio": b.get("ratio"), "headline_ratio": b.get("headline_ratio"),
+             "verdict": b.get("verdict")}
             for b in result.get("benchmarks", [])
         ],
     }

@@ -1,8 +1,17 @@
-"""The terminal table of a verify result: one block per host."""
+"""The terminal table of a verify result: one block per host.
+
+Per host: the verdict, the headline (did builds get faster than before gotune, and
+why), what each variant is, the benchmarks (tuned, before and Go's defaults side by
+side, each with its explanation), the checks and the diagnosis.
+"""
 
 from __future__ import annotations
 
 from typing import Any
+
+# The benchmark table's columns after the name; "before" only where a host has one. The
+# ratios: "before/tuned" (the headline) and "ratio" (default/tuned, as it always was).
+VARIANT_COLUMNS = ("tuned", "before", "default")
 
 
 def seconds(value: float | None) -> str:
@@ -18,28 +27,71 @@ def _variant(s: dict[str, Any] | None) -> str:
     return f"{seconds(s['median_s'])} ({seconds(s['min_s'])}-{seconds(s['max_s'])}, n={s['runs']})"
 
 
+def _ratio(value: float | None) -> str:
+    return f"{value:.2f}x" if value is not None else "-"
+
+
+def _target(b: dict[str, Any]) -> str:
+    """The target, MISSED when tuned misses it, and which other variants miss it."""
+    if b.get("target_s") is None:
+        return ""
+    text = seconds(b["target_s"])
+    met = b.get("targets_met") or {}
+    if b.get("target_met") is False:
+        text += " MISSED"
+    others = [k for k in ("before", "default") if met.get(k) is False]
+    if others:
+        text += f" (missed by {', '.join(others)})"
+    return text
+
+
+def _rows(host: dict[str, Any]) -> list[tuple[str, ...]]:
+    with_before = any(b.get("before") for b in host.get("benchmarks", []))
+    cols = [c for c in VARIANT_COLUMNS if c != "before" or with_before]
+    header = ("benchmark", "target", *(f"{c} median (min-max, n)" for c in cols),
+              *(["before/tuned"] if with_before else []), "ratio")
+    rows: list[tuple[str, ...]] = [header]
+    for b in host.get("benchmarks", []):
+        rows.append((b["name"], _target(b), *(_variant(b.get(c)) for c in cols),
+                     *([_ratio(b.get("headline_ratio"))] if with_before else []),
+                     _ratio(b.get("ratio"))))
+    return rows
+
+
+def _verdict(b: dict[str, Any]) -> str:
+    if b.get("error"):
+        return f"error: {b['error']}"
+    verdicts = b.get("verdicts") or {}
+    if "before" in verdicts:
+        return f"vs before: {verdicts['before']}; vs default: {b['verdict']}"
+    return str(b["verdict"])
+
+
 def render(result: dict[str, Any]) -> str:
-    """Text for people: verdict, benchmarks, checks and diagnosis per host."""
+    """Text for people: verdict, headline, variants, benchmarks, checks and diagnosis per host."""
     lines: list[str] = []
+    if result.get("cold"):
+        lines.append("cold: the page cache was dropped before every timed run (--cold)")
     for name, host in result.get("hosts", {}).items():
         lines.append(f"{name}: {host['verdict'].upper()}"
                      + (f"  (user {host['user']}, {host.get('duration_s')} s)"
                         if host.get("user") else ""))
-        rows = [("benchmark", "target", "tuned median (min-max, n)",
-                 "default median (min-max, n)", "ratio", "verdict")]
-        for b in host.get("benchmarks", []):
-            target = seconds(b.get("target_s")) if b.get("target_s") is not None else ""
-            if b.get("target_met") is False:
-                target += " MISSED"
-            verdict = b["verdict"] if not b.get("error") else f"error: {b['error']}"
-            ratio = f"{b['ratio']:.2f}x" if b.get("ratio") is not None else "-"
-            rows.append((b["name"], target, _variant(b.get("tuned")),
-                         _variant(b.get("default")), ratio, verdict))
+        head = host.get("headline")
+        if head:
+            ratio = f" {head['ratio']:.2f}x" if head.get("ratio") else ""
+            lines.append(f"  headline: {head['benchmark']}:{ratio} vs {head['against']}: "
+                         f"{head['text']}")
+        for vname, v in (host.get("variants") or {}).items():
+            lines.append(f"  {vname}: {v.get('summary', '')}")
+        rows = _rows(host)
         if len(rows) > 1:
-            widths = [max(len(r[i]) for r in rows) for i in range(5)]
-            for r in rows:
-                cells = [r[i].ljust(widths[i]) for i in range(5)]
-                lines.append("  " + "  ".join(cells) + "  " + r[5])
+            widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+            for i, r in enumerate(rows):
+                cells = "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True))
+                b = host["benchmarks"][i - 1] if i else None
+                lines.append("  " + cells + ("  " + _verdict(b) if b else "  verdict"))
+                if b and b.get("explanation") and not b.get("error"):
+                    lines.append(f"      why: {b['explanation']}")
         for c in host.get("checks", []):
             lines.append(f"  {'ok  ' if c['ok'] else 'FAIL'} {c['name']}: {c['detail']}")
         for d in host.get("diagnosis", []):

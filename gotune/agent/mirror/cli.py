@@ -9,9 +9,10 @@ import sys
 from pathlib import Path
 
 from gotune.agent.mirror.core import Config, Mirror
-from gotune.agent.mirror.limits import parse_rate, parse_size
+from gotune.agent.mirror.limits import parse_rate
 from gotune.agent.mirror.upstream import Entry, parse_url_list
-from gotune.agent.wear.state import DEFAULT_WEAR_STATE
+from gotune.agent.paths import WEAR_STATE
+from gotune.agent.units import parse_size
 from gotune.errors import GotuneError, UsageError
 
 
@@ -57,7 +58,7 @@ def _config(args: argparse.Namespace, offline: bool = False) -> Config:
         offline=offline,
         list_ttl=float(getattr(args, "list_ttl", None) or 60.0),
         timeout=timeout or 30.0,
-        wear_state=Path(wear) if wear else DEFAULT_WEAR_STATE,
+        wear_state=Path(wear or WEAR_STATE),
         client_limit_rate=_size(getattr(args, "client_limit_rate", None), "--client-limit-rate"),
         prefetch=not getattr(args, "no_prefetch", True),
     )

@@ -1,8 +1,7 @@
-"""Sizes with curl-style suffixes and token buckets for rate limits."""
+"""Rates and token buckets for the mirror's limits (sizes: ``gotune.agent.units``)."""
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -10,20 +9,6 @@ from collections.abc import Callable
 # A bucket may hold this many seconds of tokens: enough to absorb scheduling
 # jitter, small enough that a burst after idle stays within 5% over a few seconds.
 BURST_SECONDS = 0.05
-
-_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kKmMgGtT]?)(i?[bB])?\s*$")
-_MULT = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
-
-
-def parse_size(text: str, what: str = "size") -> int:
-    """``512K`` -> 524288, ``8M`` -> 8388608 (curl's binary suffixes); ValueError if bad."""
-    m = _SIZE.match(text)
-    if not m:
-        raise ValueError(f"invalid {what} {text!r} (use a number with an optional K, M, G suffix)")
-    value = float(m.group(1)) * _MULT[m.group(2).lower()]
-    if value <= 0:
-        raise ValueError(f"invalid {what} {text!r}: must be positive")
-    return int(value)
 
 
 def parse_rate(text: str, what: str = "rate") -> float:

@@ -1,8 +1,10 @@
-"""The mirror's counters and gauges, rendered in the Prometheus text format."""
+"""The mirror's counters and gauges, rendered in the Prometheus text format (``prom``)."""
 
 from __future__ import annotations
 
 import threading
+
+from gotune.agent.prom import Exposition
 
 PREFIX = "gotune_mirror_"
 
@@ -39,14 +41,6 @@ DEFINITIONS: dict[str, tuple[str, str]] = {
 LabelKey = tuple[tuple[str, str], ...]
 
 
-def _escape_label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _fmt(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
-
-
 class Metrics:
     """Thread-safe counters/gauges keyed by name and labels."""
 
@@ -80,30 +74,17 @@ class Metrics:
             return sum(self._values[name].values())
 
     def render(self) -> str:
-        lines: list[str] = []
+        """Every declared metric in the Prometheus text format (/metrics).
+
+        A metric nothing has touched yet shows 0, except the one-hot ``*_status``
+        gauges, which show no sample until a status is known.
+        """
         with self._lock:
             snapshot = {name: dict(series) for name, series in self._values.items()}
+        ex = Exposition()
         for name, (kind, help_text) in DEFINITIONS.items():
-            full = PREFIX + name
-            lines.append(f"# HELP {full} {help_text}")
-            lines.append(f"# TYPE {full} {kind}")
+            ex.declare(PREFIX + name, kind, help_text)
             series = snapshot[name] or ({(): 0.0} if not name.endswith("_status") else {})
             for key, value in sorted(series.items()):
-                label = ",".join(f'{k}="{_escape_label(v)}"' for k, v in key)
-                series_name = f"{full}{{{label}}}" if label else full
-                lines.append(f"{series_name} {_fmt(value)}")
-        return "\n".join(lines) + "\n"
-
-
-def parse_text(text: str) -> dict[str, float]:
-    """Parse Prometheus text into {'name{labels}': value} (for ``mirror status``)."""
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        name, _, value = line.rpartition(" ")
-        try:
-            out[name] = float(value)
-        except ValueError:
-            continue
-    return out
+                ex.add(PREFIX + name, kind, help_text, key, value)
+        return ex.text()

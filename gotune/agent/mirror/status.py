@@ -7,7 +7,8 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from gotune.agent.mirror.metrics import PREFIX, parse_text
+from gotune.agent.mirror.metrics import PREFIX
+from gotune.agent.prom import parse_samples
 
 # A mirror on loopback answers in milliseconds; 5 s covers a busy LAN one.
 STATUS_TIMEOUT = 5.0
@@ -38,7 +39,7 @@ def read_status(base: str) -> dict[str, Any]:
         health = json.loads(_get(base + "/healthz"))
     except ValueError:
         raise Unreachable(f"{base}/healthz did not answer JSON") from None
-    metrics = parse_text(_get(base + "/metrics").decode("utf-8", "replace"))
+    metrics = parse_samples(_get(base + "/metrics").decode("utf-8", "replace"))
 
     def total(name: str) -> float:
         full = PREFIX + name

@@ -27,7 +27,6 @@ import json
 import os
 import queue
 import sys
-import tempfile
 import threading
 import time
 import zipfile
@@ -35,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gotune.agent.fsutil import TMP_PREFIX, publish, temp_beside, write_atomic
 from gotune.agent.mirror.metrics import Metrics
 from gotune.agent.mirror.modpath import KINDS, InvalidPath, Request, unescape, version_sort_key
 
@@ -62,38 +62,11 @@ PENDING_MEMORY_MAX = 64 << 20
 # about a millisecond per artefact, work that can wait while clients and upstream
 # fetches want the CPU (served from memory meanwhile; nothing is visible until renamed).
 COMMIT_NICE = 10
-TMP_PREFIX = ".tmp-"
 META_DIR = ".gotune"
 
 
 class InvalidArtefact(Exception):
     """Upstream sent something that is not a valid module file; never cached."""
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a fsynced temp file in the same dir and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(path.parent)
 
 
 def validate(req: Request, path: Path) -> None:
@@ -311,11 +284,7 @@ class Store:
     # -- writes ------------------------------------------------------------------------
     def open_tmp(self, req: Request) -> tuple[int, Path]:
         """A temp file in the artefact's final directory (same filesystem for rename)."""
-        final = self.path_for(req)
-        if not final.parent.is_dir():
-            final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=final.parent)
-        return fd, Path(tmp)
+        return temp_beside(self.path_for(req))
 
     def publish(self, req: Request, tmp: Path, on_write: Callable[[int], None]) -> Path:
         """Queue a validated temp file for commit; returns the path to serve it from now."""
@@ -398,15 +367,8 @@ class Store:
         """Atomically publish a validated temp file: fsync, rename, fsync the directory,
         update the list, evict if needed."""
         final = self.path_for(req)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
         size = tmp.stat().st_size
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, final)
-        fsync_dir(final.parent)
+        publish(tmp, final)
         written = size
         key = (req.escaped_module, req.escaped_version)
         with self._lock:

@@ -18,16 +18,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from gotune.agent.fsutil import write_atomic
 from gotune.agent.mirror.metrics import Metrics
-from gotune.agent.mirror.store import load_ledger, write_atomic
-from gotune.agent.wear.state import STATUSES, WearState, read_wear_state
+from gotune.agent.mirror.store import load_ledger
+from gotune.agent.wear.state import (
+    STATUSES,
+    WARN_WRITE_BUDGET_BYTES,
+    WearState,
+    read_wear_state,
+)
 
 # The state file is stat()ed at most this often: the wear check runs hourly or
 # daily, so a second's delay is nothing, and hot request paths skip the syscall.
 RECHECK_SECONDS = 1.0
-# Budget used at "warn" when the state gives none: 1 GiB/day is far below any
-# SSD's rated daily writes, yet enough for a day of normal module traffic.
-DEFAULT_WARN_BUDGET = 1 << 30
 
 
 def _today(now: float) -> str:
@@ -82,7 +85,7 @@ class WearGuard:
         if state.status != "warn":
             return None
         if state.daily_write_budget_bytes is None:
-            return DEFAULT_WARN_BUDGET
+            return WARN_WRITE_BUDGET_BYTES
         return state.daily_write_budget_bytes
 
     def _written_today(self) -> int:

@@ -16,18 +16,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from gotune.agent.paths import WEAR_STATE
 from gotune.agent.wear import history, metrics
 from gotune.agent.wear.record import DeviceWear
-from gotune.agent.wear.state import WearState, worst_status, write_wear_state
+from gotune.agent.wear.state import (
+    WARN_WRITE_BUDGET_BYTES,
+    WearState,
+    worst_status,
+    write_wear_state,
+)
 
-DEFAULT_STATE_DIR = Path("/var/lib/gotune/wear")
+# The files in a state directory (``--state-dir``, by default WEAR_STATE's).
 HISTORY_FILE = "history.jsonl"
-STATE_FILE = "state.json"
+STATE_FILE = os.path.basename(WEAR_STATE)
 LOCK_FILE = ".lock"
-
-# At "warn" the mirror may still cache new artefacts, up to 1 GiB a day: room for
-# dozens of new module versions, yet a thousandth of a 1 TB drive per day.
-MIRROR_WRITE_BUDGET_BYTES = 1 << 30
 
 # Tests (and anyone replaying history) set the clock with this variable (unix seconds).
 CLOCK_ENV = "GOTUNE_WEAR_NOW"
@@ -118,7 +120,7 @@ def run_check(
     state_dir: Path,
     textfile_dir: Path | None,
     now: float,
-    write_budget: int = MIRROR_WRITE_BUDGET_BYTES,
+    write_budget: int = WARN_WRITE_BUDGET_BYTES,
 ) -> CheckResult:
     """Append the readings, compute trends, write the state file and the metrics."""
     state_dir.mkdir(parents=True, exist_ok=True)

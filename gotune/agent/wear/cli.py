@@ -8,26 +8,27 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any
 
+from gotune.agent.paths import WEAR_STATE_DIR
+from gotune.agent.units import parse_size
 from gotune.agent.wear import check, history
 from gotune.agent.wear.probe import probe, read_recorded
 from gotune.agent.wear.record import DeviceWear
+from gotune.agent.wear.state import WARN_WRITE_BUDGET_BYTES
 from gotune.agent.wear.status import Thresholds, classify
 from gotune.errors import GotuneError, UsageError
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?B?)?\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
-
-def parse_size(text: str) -> int:
-    """``1073741824``, ``512M``, ``1G``, ``1GiB`` -> bytes (binary units)."""
-    m = _SIZE.match(text)
-    if not m:
-        raise UsageError(f"--write-budget: {text!r} is not a size like 1073741824, 512M or 1G")
-    return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
+def _write_budget(text: str | None) -> int:
+    """``--write-budget`` in bytes (0: no caching at warn); the default without one."""
+    if not text:
+        return WARN_WRITE_BUDGET_BYTES
+    try:
+        return parse_size(text, "--write-budget", allow_zero=True)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _thresholds(args: argparse.Namespace) -> Thresholds:
@@ -108,8 +109,7 @@ def _table(devices: list[dict[str, Any]], recorded: bool) -> str:
 
 def run(args: argparse.Namespace) -> int:
     th = _thresholds(args)
-    budget_text = getattr(args, "write_budget", None)
-    budget = parse_size(budget_text) if budget_text else check.MIRROR_WRITE_BUDGET_BYTES
+    budget = _write_budget(getattr(args, "write_budget", None))
     records = _read(args)
     for rec in records:
         classify(rec, th)
@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         textfile = getattr(args, "textfile_dir", None)
-        state_dir = Path(getattr(args, "state_dir", None) or check.DEFAULT_STATE_DIR)
+        state_dir = Path(getattr(args, "state_dir", None) or WEAR_STATE_DIR)
         try:
             result = check.run_check(
                 records, state_dir, Path(textfile) if textfile else None, now, budget
@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"  metrics: {result.metrics_path}" if result.metrics_path else "")
         return 0
     # A history from earlier checks (the timer's, or --state-dir) adds rate and projection.
-    hist_dir = getattr(args, "state_dir", None) or check.DEFAULT_STATE_DIR
+    hist_dir = getattr(args, "state_dir", None) or WEAR_STATE_DIR
     hist = Path(hist_dir) / check.HISTORY_FILE
     readings = history.load(hist) if os.access(hist, os.R_OK) else []
     if readings:

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from gotune.agent.fsutil import write_atomic
 from gotune.agent.wear.record import DeviceWear
 
 DAY_S = 86_400.0
@@ -122,8 +123,6 @@ def _prune(path: Path, now: float) -> None:
         if isinstance(t, (int, float)) and t >= cutoff:
             kept.append(line)
     if len(kept) != len(raw):
-        from gotune.agent.wear.state import write_atomic
-
         write_atomic(path, "".join(line + "\n" for line in kept))
 
 

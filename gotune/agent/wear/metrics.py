@@ -1,8 +1,8 @@
-"""Prometheus text exposition for node_exporter's textfile collector.
+"""The wear check's metrics for node_exporter's textfile collector (``gotune_wear.prom``).
 
-node_exporter reads ``*.prom`` files from its ``--collector.textfile.directory``;
-the file is written to a temporary name and renamed so a scrape never sees half
-of it (node_exporter's documented convention).
+Rendered by ``gotune.agent.prom``. node_exporter reads ``*.prom`` files from its
+``--collector.textfile.directory``; the file is written to a temporary name and
+renamed so a scrape never sees half of it (node_exporter's documented convention).
 """
 
 from __future__ import annotations
@@ -10,51 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from gotune.agent.wear.state import STATUSES, WearState, write_atomic
+from gotune.agent.fsutil import write_atomic
+from gotune.agent.prom import Exposition
+from gotune.agent.wear.state import STATUSES, WearState
 
 METRICS_FILE = "gotune_wear.prom"
-
-# Where Debian's prometheus-node-exporter reads textfile metrics from.
-DEFAULT_TEXTFILE_DIR = Path("/var/lib/prometheus/node-exporter")
-
-
-def escape_label(value: str) -> str:
-    """A label value as the text format wants it: backslash, quote and newline escaped."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _labels(labels: dict[str, str]) -> str:
-    if not labels:
-        return ""
-    inner = ",".join(f'{k}="{escape_label(v)}"' for k, v in labels.items())
-    return "{" + inner + "}"
-
-
-def _number(value: float) -> str:
-    if float(value).is_integer() and abs(value) < 2**53:
-        return str(int(value))
-    return repr(float(value))
-
-
-class Exposition:
-    """Metric families in order, each with HELP and TYPE once."""
-
-    def __init__(self) -> None:
-        self._families: dict[str, tuple[str, str, list[str]]] = {}
-
-    def add(
-        self, name: str, kind: str, help_text: str, labels: dict[str, str], value: float
-    ) -> None:
-        family = self._families.setdefault(name, (kind, help_text, []))
-        family[2].append(f"{name}{_labels(labels)} {_number(value)}")
-
-    def text(self) -> str:
-        out: list[str] = []
-        for name, (kind, help_text, samples) in self._families.items():
-            out.append(f"# HELP {name} {help_text}")
-            out.append(f"# TYPE {name} {kind}")
-            out.extend(samples)
-        return "\n".join(out) + "\n"
 
 
 def render(devices: Iterable[dict[str, object]], state: WearState) -> str:

@@ -8,15 +8,13 @@ then behaves as if no wear check had run).
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-DEFAULT_WEAR_STATE = Path("/var/lib/gotune/wear/state.json")
+from gotune.agent.fsutil import write_atomic
+from gotune.agent.paths import WEAR_STATE
 
 STATUSES = ("ok", "warn", "critical", "unknown")
 
@@ -24,6 +22,11 @@ STATUSES = ("ok", "warn", "critical", "unknown")
 # "unknown" (a virtual disk, a USB stick smartctl cannot read) never outranks a drive
 # that was read; the host is "unknown" only when no drive could be read.
 STATUS_RANK = {"unknown": -1, "ok": 0, "warn": 1, "critical": 2}
+
+# At "warn" the mirror may still cache new artefacts, up to 1 GiB a day (when the
+# check names no other budget): room for dozens of new module versions, yet a
+# thousandth of a 1 TB drive's rated daily writes.
+WARN_WRITE_BUDGET_BYTES = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ def _unknown(reason: str) -> WearState:
     return WearState(status="unknown", reason=reason, daily_write_budget_bytes=None, updated=0.0)
 
 
-def read_wear_state(path: Path | str = DEFAULT_WEAR_STATE) -> WearState:
+def read_wear_state(path: Path | str = WEAR_STATE) -> WearState:
     """Read the state file; anything missing or malformed gives status "unknown"."""
     p = Path(path)
     try:
@@ -77,31 +80,11 @@ def read_wear_state(path: Path | str = DEFAULT_WEAR_STATE) -> WearState:
     )
 
 
-def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same directory and rename.
-
-    Readers (the mirror, node_exporter) never see a half-written file.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def write_wear_state(state: WearState, path: Path | str = DEFAULT_WEAR_STATE) -> None:
+def write_wear_state(state: WearState, path: Path | str = WEAR_STATE) -> None:
     """Write the state file atomically (used by the periodic check)."""
     if state.status not in STATUSES:
         raise ValueError(f"invalid wear status {state.status!r}")
-    write_atomic(Path(path), json.dumps(state.to_json(), indent=2, sort_keys=True) + "\n")
+    write_atomic(path, json.dumps(state.to_json(), indent=2, sort_keys=True) + "\n")
 
 
 def worst_status(statuses: list[str]) -> str:

@@ -1,6 +1,6 @@
 """State checks: does the host look, to the developer user, the way the stored plan says.
 
-One module per component (``caches``, ``toolchain``, ``numa``, ``mirror``, ``wear``),
+One module per component (``caches``, ``toolchain``, ``numa``, ``mirror``, ``wear``, ``wsl``),
 each a set of pure functions from the runner's observations (``gotune.agent.verify``)
 to ``{"name", "ok", "detail"}`` entries. What is expected comes from the plan
 apply stored on the host (``/var/lib/gotune/plan.json``, read back as a typed
@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from gotune.plan.model import Plan
-from gotune.verify.checks import caches, mirror, numa, toolchain, wear
+from gotune.verify.checks import caches, mirror, numa, toolchain, wear, wsl
 from gotune.verify.checks.base import check
 
 __all__ = ["check", "host_checks", "user_checks"]
@@ -40,4 +40,8 @@ def host_checks(raw: dict[str, Any], plan: Plan | None) -> list[dict[str, Any]]:
         out += user_checks(name, rec, plan)
     if raw.get("wear") is not None:
         out.append(wear.check_wear(raw["wear"]))
+    if raw.get("wsl") is not None:
+        out += wsl.host_checks(raw["wsl"], plan)
+        for name, rec in (raw.get("users") or {}).items():
+            out += wsl.user_checks(name, rec)
     return out

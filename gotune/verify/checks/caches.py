@@ -12,7 +12,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from gotune.facts.model import NETWORK_FSTYPES, STORAGE_CLASSES
+from gotune.agent.mounts import is_network_or_fuse
+from gotune.agent.units import format_bytes as human_bytes
+from gotune.facts.model import STORAGE_CLASSES
 from gotune.plan.model import Plan
 from gotune.verify.checks.base import check
 
@@ -26,17 +28,6 @@ TMPFS_MIN_FREE_BYTES = 64 * 1024**2
 UNSET_MEANS_EMPTY = frozenset({"GOTMPDIR", "GOFLAGS"})
 # Caches that Go creates on first use: missing before any download is normal.
 CREATED_ON_USE = frozenset({"GOMODCACHE"})
-
-
-def human_bytes(n: float | None) -> str:
-    if n is None:
-        return "?"
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
 
 
 def expected_from_plan(plan: Plan, user: str) -> tuple[dict[str, str], dict[str, str]]:
@@ -89,10 +80,6 @@ def _go_env_check(user: str, rec: dict[str, Any], which: str, expected: dict[str
     return check(name, True, f"{shown} (as {source.split(':')[0]})")
 
 
-def is_network(fstype: str | None) -> bool:
-    return bool(fstype) and (fstype in NETWORK_FSTYPES or str(fstype).startswith("fuse"))
-
-
 def _size_cap(super_options: str) -> int | None:
     m = re.search(r"(?:^|,)size=(\d+)([kmg]?)(?:,|$)", super_options or "")
     if not m:
@@ -123,7 +110,7 @@ def path_checks(user: str, uid: int, key: str, obs: dict[str, Any],
     if obs.get("device"):
         where += f" on {obs['device']}"
     name = f"{user}: {key} filesystem"
-    if is_network(fstype):
+    if is_network_or_fuse(fstype):
         out.append(check(name, False, f"{path} is on {where}: network/host-shared storage"))
     elif medium == "tmpfs" and fstype != "tmpfs":
         out.append(check(name, False, f"{path} is on {where}, planned tmpfs"))
