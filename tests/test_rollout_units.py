@@ -19,6 +19,7 @@ from gotune.rollout import state as st
 from gotune.rollout.gate import GATE_FAIL, GATE_SLOWER, judge
 from gotune.rollout.inventory import rerun_path, rerun_text
 from gotune.rollout.report import render
+from gotune.rollout.run import compact_benchmarks
 from gotune.rollout.waves import parse_budget, parse_waves, split
 from gotune.verify.result import host_result
 from tests.test_verify_report import HOSTILE, _Page
@@ -80,9 +81,26 @@ def test_a_slower_benchmark_closes_only_the_slower_gate() -> None:
     verified = host_result(raw)
     assert verified["benchmarks"][0]["verdict"] == "slower"
     (reason,) = judge(APPLIED, verified, GATE_SLOWER)
-    assert "first build (new module): tuned is slower than default" in reason
+    assert "first build (new module): tuned is slower than Go's defaults" in reason
     assert "default ÷ tuned 0.5" in reason
     assert judge(APPLIED, verified, GATE_FAIL) == []
+
+
+def test_the_slower_gate_judges_against_the_setup_before_gotune_where_apply_recorded_it() -> None:
+    raw = raw_host(GOCACHE=disk("/c"))
+    first = raw["users"]["alice"]["benchmarks"][0]["samples"]
+    first["before"] = [0.15, 0.16, 0.15, 0.14, 0.15]  # the user's own setup was faster
+    verified = host_result(raw)
+    bench = verified["benchmarks"][0]
+    assert bench["verdict"] == "faster" and bench["verdicts"]["before"] == "slower"
+    (reason,) = judge(APPLIED, verified, GATE_SLOWER)
+    assert "tuned is slower than the setup before gotune (before ÷ tuned 0.5" in reason
+    assert judge(APPLIED, verified, GATE_FAIL) == []
+    kept = compact_benchmarks(verified)[0]  # what the state file and the report keep
+    assert kept["baseline"] == "before" and kept["baseline_verdict"] == "slower"
+    assert kept["before_s"] == 0.15 and kept["ratio"] == 2.0
+    first["before"] = [0.61, 0.60, 0.62, 0.59, 0.60]  # before gotune: as slow as Go's defaults
+    assert judge(APPLIED, host_result(raw), GATE_SLOWER) == []
 
 
 def test_a_failed_check_or_a_benchmark_that_could_not_run_closes_both_gates() -> None:

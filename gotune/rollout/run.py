@@ -28,7 +28,7 @@ from typing import Any
 
 from gotune.errors import GotuneError
 from gotune.rollout import state as st
-from gotune.rollout.gate import judge
+from gotune.rollout.gate import baseline, judge
 from gotune.rollout.hardware import hardware_class
 from gotune.rollout.inventory import part
 from gotune.rollout.waves import Budget
@@ -101,14 +101,22 @@ class Outcome:
 
 
 def compact_benchmarks(verified: dict[str, Any]) -> list[dict[str, Any]]:
-    """The benchmark figures the state keeps and the fleet report draws, per benchmark."""
-    return [
-        {"name": b["name"], "verdict": b.get("verdict"), "ratio": b.get("ratio"),
-         "tuned_s": (b.get("tuned") or {}).get("median_s"),
-         "default_s": (b.get("default") or {}).get("median_s"),
-         "target_met": b.get("target_met"), "error": b.get("error")}
-        for b in verified.get("benchmarks") or []
-    ]  # fmt: skip
+    """The benchmark figures the state keeps and the fleet report draws, per benchmark:
+    tuned against Go's defaults (``ratio``, ``verdict``), against the setup before gotune
+    (``headline_ratio``), and which of the two the gate judged (``baseline``)."""
+    out = []
+    for b in verified.get("benchmarks") or []:
+        against, against_verdict, _ = baseline(b)
+        out.append({
+            "name": b["name"], "verdict": b.get("verdict"), "ratio": b.get("ratio"),
+            "headline_ratio": b.get("headline_ratio"), "baseline": against,
+            "baseline_verdict": against_verdict,
+            "tuned_s": (b.get("tuned") or {}).get("median_s"),
+            "default_s": (b.get("default") or {}).get("median_s"),
+            "before_s": (b.get("before") or {}).get("median_s"),
+            "target_met": b.get("target_met"), "error": b.get("error"),
+        })  # fmt: skip
+    return out
 
 
 @dataclass
