@@ -156,9 +156,12 @@ def each_host(
         except Exception as exc:
             return False, exc
 
+    import gevent
+
     jobs = {h.name: h.state.pool.spawn(job, h) for h in hosts}
-    for greenlet in jobs.values():  # greenlets on pyinfra's pool: they run while we wait
-        greenlet.join(timeout=timeout)
+    # Greenlets on pyinfra's pool run while we wait; they all started together, so one
+    # deadline for all of them (not ``timeout`` each, one after the other).
+    gevent.joinall(list(jobs.values()), timeout=timeout)
     results: dict[str, T] = {}
     failed: dict[str, BaseException] = {}
     for name, greenlet in jobs.items():
