@@ -182,11 +182,14 @@ def confirm_and_execute(
     return True
 
 
-def run_verify(inventory: str | None) -> dict[str, Any]:
-    """Run ``gotune verify --json`` in a child process (pyinfra state is per process)."""
+def run_verify(inventory: str | None, user: str | None = None) -> dict[str, Any]:
+    """Run ``gotune verify --json`` in a child process (pyinfra state is per process),
+    for the developer ``user`` (``--user``) where apply had one."""
     argv = [sys.executable, "-m", "gotune", "verify", "--json"]
     if inventory:
         argv.insert(4, inventory)
+    if user:
+        argv += ["--user", user]
     try:
         out = subprocess.run(argv, capture_output=True, text=True, timeout=VERIFY_TIMEOUT_S)
     except subprocess.TimeoutExpired:
@@ -333,7 +336,7 @@ def run(args: argparse.Namespace) -> int:
         bad = ", ".join(n for n, h in report["hosts"].items() if not h.get("ok"))
         report["verify"] = {"skipped": f"apply failed on {bad}"}
     else:
-        report["verify"] = run_verify(args.inventory)
+        report["verify"] = run_verify(args.inventory, args.user)
     verified = bool(report["verify"].get("ok", True))
     if args.json:
         print(json.dumps(report, indent=2))
