@@ -227,6 +227,8 @@ def connect(
             raise GotuneError(f"cannot connect to any host: {_reasons(inventory, errors)}") from exc
     if not state.activated_hosts and require_any:
         raise GotuneError(f"cannot connect to any host: {_reasons(inventory, errors)}")
+    for host in state.activated_hosts:
+        _lost_connection_is_ssh_error(host)
     unreachable = {
         h.name: errors.errors.get(h.name, "cannot connect")
         for h in inventory
@@ -237,6 +239,37 @@ def connect(
     finally:
         with contextlib.suppress(Exception):
             disconnect_all(state)
+
+
+# The connector methods that talk to the host over its connection.
+_CONNECTOR_CALLS = ("run_shell_command", "put_file", "get_file")
+
+
+def _lost_connection_is_ssh_error(host: Any) -> None:
+    """Make a connection that drops mid-run fail this host alone.
+
+    pyinfra fails a host whose command raises ``OSError``, ``TimeoutError`` or paramiko's
+    ``SSHException``; but paramiko raises ``EOFError`` when the transport is already gone
+    as it opens a channel (paramiko#385, pyinfra#1220), which pyinfra does not catch: it
+    stops the run of every host, with a greenlet's traceback. This host's connector raises
+    an ``SSHException`` instead.
+    """
+    from paramiko import SSHException
+
+    connector = host.connector
+
+    def guarded(call: Callable[..., Any]) -> Callable[..., Any]:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return call(*args, **kwargs)
+            except EOFError as exc:
+                raise SSHException(f"{host.name}: the SSH connection was lost") from exc
+
+        return run
+
+    for name in _CONNECTOR_CALLS:
+        if hasattr(connector, name):
+            setattr(connector, name, guarded(getattr(connector, name)))
 
 
 def _reasons(inventory: Inventory, errors: _ConnectErrors) -> str:

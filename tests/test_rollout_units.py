@@ -255,3 +255,30 @@ def test_resume_keeps_hosts_that_passed_with_the_same_settings_and_redoes_the_re
     assert state.hosts["b"]["digest"] == "new" and state.hosts["d"]["wave"] == 2
     assert state.hosts["c"]["previous"]["gate"] == ["check x: broken"]
     assert state.doc["waves"] == "1,100%"
+
+
+# --- a connection lost mid-run ----------------------------------------------------------------
+
+
+def test_a_connection_lost_as_a_command_starts_fails_that_host_as_pyinfra_expects() -> None:
+    """paramiko raises EOFError when the transport is gone as it opens a channel; pyinfra
+    fails a host on SSHException but lets EOFError stop every host's run."""
+    from paramiko import SSHException
+
+    from gotune.inventory import _lost_connection_is_ssh_error
+
+    class Connector:
+        def run_shell_command(self, command: str) -> tuple[bool, str]:
+            if command == "lost":
+                raise EOFError
+            return True, command
+
+    class Host:
+        name = "sbx2"
+        connector = Connector()
+
+    host = Host()
+    _lost_connection_is_ssh_error(host)
+    assert host.connector.run_shell_command("true") == (True, "true")
+    with pytest.raises(SSHException, match="sbx2: the SSH connection was lost"):
+        host.connector.run_shell_command("lost")

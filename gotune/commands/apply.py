@@ -164,6 +164,9 @@ def execute(state: Any) -> str | None:
             run_ops(state)
     except PyinfraError as exc:
         return str(_unwrap(exc)) or type(exc).__name__
+    except Exception as exc:  # an operation on one host raised what pyinfra did not expect
+        inner = _unwrap(exc)
+        return f"{type(inner).__name__}: {inner}".rstrip(": ")
     return None
 
 
