@@ -282,3 +282,15 @@ def test_a_connection_lost_as_a_command_starts_fails_that_host_as_pyinfra_expect
     assert host.connector.run_shell_command("true") == (True, "true")
     with pytest.raises(SSHException, match="sbx2: the SSH connection was lost"):
         host.connector.run_shell_command("lost")
+
+
+def test_rollout_takes_the_inventory_commands_user_and_verifys_workload_flags() -> None:
+    from gotune.cli import build_parser
+    from gotune.commands.verify import workloads
+
+    args = build_parser().parse_args([
+        "rollout", "fleet.ini", "--user", "alice", "--bench", "none", "--project", "/src/svc",
+        "--cold", "--workload-packages", "20"])  # fmt: skip
+    assert args.user == "alice"
+    wanted = workloads(args)
+    assert (wanted.projects, wanted.cold, wanted.workload_packages) == (("/src/svc",), True, 20)
