@@ -29,6 +29,7 @@ from tests.conftest import SandboxFactory
 from tests.goproxy_tree import APP_GOMOD, APP_MAIN, StaticUpstream, build_tree, standard_modules
 from tests.sandbox import SandboxHost
 from tests.sandbox_storage import Hdd, Slow9p
+from tests.test_slow_storage import seed_verify_caches
 from tests.test_verify_runner import warm_cache
 
 __all__ = ["warm_cache"]  # the session fixture, shared with the runner tests
@@ -83,15 +84,7 @@ def verify(host: SandboxHost, *flags: str) -> dict[str, Any]:
 
 
 def seed(host: SandboxHost, warm: Path, caches: list[str]) -> None:
-    """The warm standard library into these verify caches, as the developer, over ssh
-    (a cache on /mnt/c is written through its FUSE daemon like any other file)."""
-    tarball = subprocess.run(["tar", "-C", str(warm), "-cf", "-", "."], capture_output=True,
-                             check=True).stdout  # fmt: skip
-    for cache in caches:
-        q = shlex.quote(cache)
-        argv = [*host.ssh_argv(USER), f"mkdir -p {q} && tar -C {q} -xf -"]
-        out = subprocess.run(argv, input=tarball, capture_output=True, timeout=600, check=False)
-        assert out.returncode == 0, out.stderr
+    seed_verify_caches(host, warm, caches, timeout=600)
 
 
 def bench_named(host: dict[str, Any], name: str) -> dict[str, Any]:
