@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,12 +35,19 @@ def default_inventory() -> str:
 def load_inventory(spec: str | None) -> Inventory:
     """Build a pyinfra Inventory from a file path (or ``@local``, ``host1,host2``).
 
-    + spec: an inventory file, ``@local``, a comma-separated host list; None for the default
+    + spec: a pyinfra inventory file, an Ansible one (``.ini``, ``.yml``: see
+      ``gotune.ansible_inventory``), ``@local``, a comma-separated host list; None for
+      the default
     """
-    from pyinfra_cli.inventory import make_inventory
+    # pyinfra's CLI package gevent-patches the process on import: it must happen here,
+    # first, whatever the inventory (an import of it later, mid-run, breaks import locks).
+    import pyinfra_cli  # noqa: F401
+
+    from gotune.ansible_inventory import is_ansible
+    from gotune.ansible_inventory import load as load_ansible
 
     spec = spec or default_inventory()
-    looks_like_file = spec.endswith(".py") or "/" in spec
+    looks_like_file = spec.endswith(".py") or "/" in spec or is_ansible(spec)
     if looks_like_file and not Path(spec).is_file():
         raise GotuneError(f"cannot read inventory {spec}: no such file")
     if looks_like_file:
@@ -48,6 +55,16 @@ def load_inventory(spec: str | None) -> Inventory:
             Path(spec).read_bytes()
         except OSError as exc:
             raise GotuneError(f"cannot read inventory {spec}: {exc.strerror}") from exc
+    inventory = load_ansible(spec) if is_ansible(spec) else _pyinfra_inventory(spec)
+    if len(inventory) == 0:
+        raise GotuneError(f"inventory {spec} has no hosts")
+    return inventory
+
+
+def _pyinfra_inventory(spec: str) -> Inventory:
+    """pyinfra's own loader: an inventory file (Python), ``@local``, ``host1,host2``."""
+    from pyinfra_cli.inventory import make_inventory
+
     # Inventory and group-data files may read pyinfra's context (as under the
     # pyinfra CLI), so a State must be current while they are executed.
     if not ctx_state.isset():
@@ -55,11 +72,9 @@ def load_inventory(spec: str | None) -> Inventory:
     try:
         # pyinfra prints warnings for odd inventories; keep stdout clean for --json.
         with contextlib.redirect_stdout(io.StringIO()):
-            inventory = make_inventory(spec, cwd=str(Path.cwd()))
+            inventory: Inventory = make_inventory(spec, cwd=str(Path.cwd()))
     except Exception as exc:  # the inventory is user Python: any error is theirs to fix
         raise GotuneError(f"cannot read inventory {spec}: {_describe(exc)}") from exc
-    if len(inventory) == 0:
-        raise GotuneError(f"inventory {spec} has no hosts")
     return inventory
 
 
@@ -119,31 +134,47 @@ class Connection:
     ) -> tuple[dict[str, T], dict[str, BaseException]]:
         """Run ``work(host)`` on every connected host at once (pyinfra's greenlet pool),
         inside that host's context; (results, host name -> the error it raised)."""
+        return each_host(self.hosts, work, timeout)
 
-        def job(host: Any) -> tuple[bool, Any]:
-            # Errors are returned, not raised: gevent would print a raised one's traceback.
-            try:
-                with ctx_host.use(host):
-                    return True, work(host)
-            except Exception as exc:
-                return False, exc
 
-        jobs = {h.name: self.state.pool.spawn(job, h) for h in self.hosts}
-        for greenlet in jobs.values():  # greenlets on pyinfra's pool: they run while we wait
-            greenlet.join(timeout=timeout)
-        results: dict[str, T] = {}
-        failed: dict[str, BaseException] = {}
-        for name, greenlet in jobs.items():
-            if not greenlet.ready():
-                greenlet.kill(block=False)
-                failed[name] = TimeoutError(f"no answer within {timeout:.0f} s")
-                continue
-            ok, value = greenlet.value
-            if ok:
-                results[name] = value
-            else:
-                failed[name] = value
-        return results, failed
+def each_host(
+    hosts: Iterable[Any], work: Callable[[Any], T], timeout: float
+) -> tuple[dict[str, T], dict[str, BaseException]]:
+    """Run ``work(host)`` for every host at once, each in a greenlet of its State's pool
+    and inside that host's context; (results, host name -> the error it raised).
+
+    + hosts: connected pyinfra Hosts (of one State)
+    + work: what to do on one host; an exception it raises is that host's error
+    + timeout: seconds to wait for each host before calling it stuck (``TimeoutError``)
+    """
+
+    def job(host: Any) -> tuple[bool, Any]:
+        # Errors are returned, not raised: gevent would print a raised one's traceback.
+        try:
+            with ctx_host.use(host):
+                return True, work(host)
+        except Exception as exc:
+            return False, exc
+
+    import gevent
+
+    jobs = {h.name: h.state.pool.spawn(job, h) for h in hosts}
+    # Greenlets on pyinfra's pool run while we wait; they all started together, so one
+    # deadline for all of them (not ``timeout`` each, one after the other).
+    gevent.joinall(list(jobs.values()), timeout=timeout)
+    results: dict[str, T] = {}
+    failed: dict[str, BaseException] = {}
+    for name, greenlet in jobs.items():
+        if not greenlet.ready():
+            greenlet.kill(block=False)
+            failed[name] = TimeoutError(f"no answer within {timeout:.0f} s")
+            continue
+        ok, value = greenlet.value
+        if ok:
+            results[name] = value
+        else:
+            failed[name] = value
+    return results, failed
 
 
 def describe_error(exc: BaseException | None) -> str:
@@ -163,8 +194,25 @@ def connected(spec: str | None, **config: Any) -> Iterator[Connection]:
     in ``Connection.unreachable`` with pyinfra's reason (the SSH error); if none can
     be reached, a one-line error names them all with their reasons.
     """
-    inventory = load_inventory(spec)
-    state = make_state(inventory, **config)
+    with connect(load_inventory(spec), **config) as conn:
+        yield conn
+
+
+@contextlib.contextmanager
+def connect(
+    inventory: Inventory, require_any: bool = True, **config: Any
+) -> Iterator[Connection]:
+    """Connect to every host of a loaded inventory; disconnect at the end.
+
+    + inventory: a pyinfra Inventory (``load_inventory``, or a part of one)
+    + require_any: raise a one-line error when no host can be reached; False yields a
+      Connection with no hosts and every reason in ``unreachable``
+    + config: overrides of pyinfra ``Config`` fields (``PARALLEL``, ``CONNECT_TIMEOUT`` ...)
+    """
+    try:
+        state = make_state(inventory, **config)
+    except PyinfraError as exc:  # host data pyinfra's connectors refuse (a wrong type)
+        raise GotuneError(f"cannot use the inventory: {' '.join(str(exc).split())}") from None
     errors = _ConnectErrors()
     state.add_callback_handler(errors)
     # pyinfra logs connection failures itself; gotune reports them as one line below.
@@ -173,11 +221,14 @@ def connected(spec: str | None, **config: Any) -> Iterator[Connection]:
         with contextlib.redirect_stdout(io.StringIO()):
             connect_all(state)
     except PyinfraError as exc:
-        if not state.activated_hosts:
+        if state.activated_hosts:
+            raise GotuneError(f"cannot connect: {exc}") from exc
+        if require_any:
             raise GotuneError(f"cannot connect to any host: {_reasons(inventory, errors)}") from exc
-        raise GotuneError(f"cannot connect: {exc}") from exc
-    if not state.activated_hosts:
+    if not state.activated_hosts and require_any:
         raise GotuneError(f"cannot connect to any host: {_reasons(inventory, errors)}")
+    for host in state.activated_hosts:
+        _lost_connection_is_ssh_error(host)
     unreachable = {
         h.name: errors.errors.get(h.name, "cannot connect")
         for h in inventory
@@ -188,6 +239,37 @@ def connected(spec: str | None, **config: Any) -> Iterator[Connection]:
     finally:
         with contextlib.suppress(Exception):
             disconnect_all(state)
+
+
+# The connector methods that talk to the host over its connection.
+_CONNECTOR_CALLS = ("run_shell_command", "put_file", "get_file")
+
+
+def _lost_connection_is_ssh_error(host: Any) -> None:
+    """Make a connection that drops mid-run fail this host alone.
+
+    pyinfra fails a host whose command raises ``OSError``, ``TimeoutError`` or paramiko's
+    ``SSHException``; but paramiko raises ``EOFError`` when the transport is already gone
+    as it opens a channel (paramiko#385, pyinfra#1220), which pyinfra does not catch: it
+    stops the run of every host, with a greenlet's traceback. This host's connector raises
+    an ``SSHException`` instead.
+    """
+    from paramiko import SSHException
+
+    connector = host.connector
+
+    def guarded(call: Callable[..., Any]) -> Callable[..., Any]:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return call(*args, **kwargs)
+            except EOFError as exc:
+                raise SSHException(f"{host.name}: the SSH connection was lost") from exc
+
+        return run
+
+    for name in _CONNECTOR_CALLS:
+        if hasattr(connector, name):
+            setattr(connector, name, guarded(getattr(connector, name)))
 
 
 def _reasons(inventory: Inventory, errors: _ConnectErrors) -> str:

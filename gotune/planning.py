@@ -18,12 +18,14 @@ from gotune.settings import Settings
 
 
 def host_plans(
-    conn: Connection, settings: dict[str, Settings]
+    conn: Connection, settings: dict[str, Settings], strict: bool = True
 ) -> tuple[dict[str, HostPlan], dict[str, str]]:
     """(host name -> HostPlan, host name -> why it has none) for the connected hosts.
 
     + conn: the connected inventory
     + settings: every host's validated settings (``validate_inventory``)
+    + strict: bad input on one host (a user that does not exist) stops all; False
+      makes it that host's reason, as an unreachable host's
     """
 
     def plan_one(host: Any) -> HostPlan:
@@ -33,7 +35,7 @@ def host_plans(
 
     plans, errors = conn.each(plan_one, timeout=COLLECT_TIMEOUT_S + 30)
     for exc in errors.values():
-        if isinstance(exc, GotuneError):  # bad input (a user that does not exist): stop all
+        if strict and isinstance(exc, GotuneError):  # bad input (a missing user): stop all
             raise exc
     return plans, {name: describe_error(exc) for name, exc in errors.items()}
 

@@ -233,3 +233,21 @@ def test_systemd_units_save_before_the_tmpfs_goes_and_restore_after_it_comes() -
         options=tmpfs_options(1024**3, 1000, 1000),
     )
     assert "Where=/var/cache/gotune/tmpfs/dev" in mount and "size=1024m" in mount
+
+
+def test_the_verify_after_apply_is_for_the_developer_user_apply_was_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from gotune.commands import apply
+
+    seen: list[list[str]] = []
+
+    def fake_run(argv: list[str], **_kw: object) -> subprocess.CompletedProcess[str]:
+        seen.append(argv)
+        return subprocess.CompletedProcess(argv, 0, '{"hosts": {}}', "")
+
+    monkeypatch.setattr(apply.subprocess, "run", fake_run)
+    assert apply.run_verify("fleet.py", "alice")["ok"] is True
+    assert apply.run_verify(None)["ok"] is True
+    assert seen[0][3:] == ["verify", "fleet.py", "--json", "--user", "alice"]
+    assert "--user" not in seen[1]

@@ -10,6 +10,7 @@ applies and verifies.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -39,6 +40,11 @@ def run_json(
     return data
 
 
+def steady(plan: dict[str, Any]) -> Any:
+    """The plan with every "N.N GiB free" figure blanked (see its use)."""
+    return json.loads(re.sub(r"\d+(\.\d+)? [KMGT]?i?B free", "_ free", json.dumps(plan)))
+
+
 def test_plan_from_saved_facts_is_the_plan_apply_carries_out(
     sandbox: SandboxFactory, tmp_path: Path
 ) -> None:
@@ -51,9 +57,11 @@ def test_plan_from_saved_facts_is_the_plan_apply_carries_out(
     planned = run_json("plan", inventory, "--facts", str(facts), "--json")["hosts"]["sbx1"]
     applied = run_json("apply", inventory, "--yes", "--json", "--no-verify")["hosts"]["sbx1"]
     assert applied["ok"] and applied["changed"] > 0
-    assert applied["plan"] == planned
+    # The host's / is this machine's disk, whose free space other tests change between
+    # the two readings: the decisions must agree, the free-space figures they cite may not.
+    assert steady(applied["plan"]) == steady(planned)
     stored = json.loads(sh(host, "cat /var/lib/gotune/plan.json"))
-    assert stored == planned
+    assert stored == applied["plan"]
     again = run_json("apply", inventory, "--yes", "--json", "--no-verify")["hosts"]["sbx1"]
     assert again["changed"] == 0, [d for d in again["plan"]["decisions"] if d["change"]]
     undone = run_json("undo", inventory, "--yes", "--json")["hosts"]["sbx1"]

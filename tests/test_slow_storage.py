@@ -146,15 +146,18 @@ def check_detail(result: dict[str, Any], name: str) -> tuple[bool, str]:
     return bool(found["ok"]), str(found["detail"])
 
 
-def seed_verify_caches(host: SandboxHost, warm: Path, caches: list[str]) -> None:
+def seed_verify_caches(host: SandboxHost, warm: Path, caches: list[str],
+                       timeout: float = 120) -> None:
     """A standard library built before (see tests/test_verify_runner.warm_cache), copied
-    in over ssh as the developer (a systemd host does not see this machine's files)."""
+    in over ssh as the developer (a systemd host does not see this machine's files; a
+    cache on a slow9p /mnt/c is written through its FUSE daemon like any other file)."""
     tarball = subprocess.run(["tar", "-C", str(warm), "-cf", "-", "."], capture_output=True,
                              check=True).stdout  # fmt: skip
     for cache in caches:
         q = shlex.quote(cache)
         argv = [*host.ssh_argv(USER), f"mkdir -p {q} && tar -C {q} -xf -"]
-        out = subprocess.run(argv, input=tarball, capture_output=True, timeout=120, check=False)
+        out = subprocess.run(argv, input=tarball, capture_output=True, timeout=timeout,
+                             check=False)  # fmt: skip
         assert out.returncode == 0, out.stderr
 
 

@@ -148,6 +148,29 @@ def test_runner_measures_tuned_and_go_defaults_in_separate_caches(
     assert oct(os.stat(history).st_mode & 0o777) == "0o644"
 
 
+# Debian 12's golang-go (scripts/test installs it): the oldest Go verify supports.
+DEBIAN_GO = Path("/usr/lib/go-1.19/bin/go")
+
+
+@pytest.mark.slow
+def test_runner_builds_with_debian_12s_go_1_19(dev_home: Path, tmp_path: Path,
+                                                agent_pyz: Path) -> None:
+    """Issue #12, finding 3: go.mod said ``go 1.19.8`` and Go before 1.21 refused it,
+    so every build failed and the report said MISSED. The directive is ``1.N`` now."""
+    if not DEBIAN_GO.exists():
+        pytest.skip(f"no {DEBIAN_GO} (apt-get install golang-go)")
+    (dev_home / ".profile").write_text(f'export PATH="{DEBIAN_GO.parent}:$PATH"\n')
+    args = {"users": [getpass.getuser()], "home": str(dev_home), "runs": 1,
+            "benchmarks": ["first build (new module)", "repeat build"],
+            "history_path": str(tmp_path / "h.jsonl")}
+    raw = run_runner(agent_pyz, args)
+    rec = raw["users"][getpass.getuser()]
+    assert rec["login"]["env"]["GOVERSION"].startswith("go1.19"), rec["login"]
+    assert [(b["name"], b["error"]) for b in rec["benchmarks"]] == [
+        ("first build (new module)", None), ("repeat build", None)], rec["benchmarks"]
+    assert all(b["samples"]["tuned"] for b in rec["benchmarks"])
+
+
 def test_runner_without_go_on_the_login_path_says_so(tmp_path: Path, agent_pyz: Path) -> None:
     home = tmp_path / "empty-home"
     # A login PATH with the tools a shell needs and no go (a distro's /usr/bin may have one).

@@ -26,10 +26,15 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TextIO
 
 from gotune.errors import GotuneError
 from gotune.plan.model import HostPlan
+
+if TYPE_CHECKING:
+    from gotune.inventory import Connection
+    from gotune.settings import Settings
 
 # Seconds allowed for the verify step at the end of apply.
 VERIFY_TIMEOUT_S = 1800
@@ -159,6 +164,9 @@ def execute(state: Any) -> str | None:
             run_ops(state)
     except PyinfraError as exc:
         return str(_unwrap(exc)) or type(exc).__name__
+    except Exception as exc:  # an operation on one host raised what pyinfra did not expect
+        inner = _unwrap(exc)
+        return f"{type(inner).__name__}: {inner}".rstrip(": ")
     return None
 
 
@@ -177,11 +185,14 @@ def confirm_and_execute(
     return True
 
 
-def run_verify(inventory: str | None) -> dict[str, Any]:
-    """Run ``gotune verify --json`` in a child process (pyinfra state is per process)."""
+def run_verify(inventory: str | None, user: str | None = None) -> dict[str, Any]:
+    """Run ``gotune verify --json`` in a child process (pyinfra state is per process),
+    for the developer ``user`` (``--user``) where apply had one."""
     argv = [sys.executable, "-m", "gotune", "verify", "--json"]
     if inventory:
         argv.insert(4, inventory)
+    if user:
+        argv += ["--user", user]
     try:
         out = subprocess.run(argv, capture_output=True, text=True, timeout=VERIFY_TIMEOUT_S)
     except subprocess.TimeoutExpired:
@@ -237,44 +248,89 @@ def _tune_each(plans: dict[str, HostPlan]) -> None:
     tune(hp=plans[host.name])
 
 
-def run(args: argparse.Namespace) -> int:
+@dataclass
+class Applied:
+    """What ``apply_hosts`` did: the report ``gotune apply --json`` prints, and the plans.
+
+    + report: ``{"hosts": {NAME: {"changed", "ok", "operations", ...}}}`` (``"dry": True``
+      when nothing ran)
+    + plans: each planned host's facts, settings and plan
+    + confirmed: False when the user said no (nothing changed)
+    """
+
+    report: dict[str, Any]
+    plans: dict[str, HostPlan] = field(default_factory=dict)
+    confirmed: bool = True
+
+
+def apply_hosts(
+    conn: Connection, settings: dict[str, Settings], *, yes: bool, dry: bool = False,
+    show_to: TextIO | None = None, strict: bool = True,
+) -> Applied:
+    """Make the connected hosts match their plans, all at once: gather facts and plan
+    (one command per host), check root, prepare the deploy on every host, confirm, run.
+
+    + conn: the connected hosts (unreachable ones are reported as failed)
+    + settings: every host's validated settings
+    + yes: do not ask before changing anything
+    + dry: stop after showing what would change
+    + show_to: where to print the plans and changes for people (None: nowhere)
+    + strict: a host that is not root, or whose settings name a missing user, stops
+      every host before any change (apply); False fails only that host (rollout)
+    """
     from pyinfra_cli.util import load_func
 
     from gotune.commands.plan import render_text
-    from gotune.inventory import connected, load_inventory
     from gotune.planning import host_plans, not_root
+
+    plans, failed = host_plans(conn, settings, strict=strict)
+    failed.update(conn.unreachable)
+    refused = not_root(plans) if not dry else {}
+    if refused and strict:
+        name, why = next(iter(refused.items()))
+        raise GotuneError(f"{name}: {why}; nothing changed on any host")
+    for name in refused:
+        failed[name] = refused[name]
+        del plans[name]
+    if failed:  # never deployed: they count as failed, the others go on
+        conn.state.fail_hosts({h for h in conn.hosts if h.name in failed})
+    applied = Applied({"hosts": failed_entries(failed)}, plans)
+    conn.state.check_for_changes = True
+    prepare(conn.state, lambda: load_func(conn.state, _tune_each, plans))
+    changes = proposed(conn.state)
+    for name, hp in plans.items():
+        applied.report["hosts"][name] = {
+            "changed": 0, "ok": True, "operations": [], "would_change": changes.get(name, []),
+            "plan": hp.plan.to_dict(), "warnings": list(hp.plan.warnings),
+        }  # fmt: skip
+    if show_to is not None:
+        text = render_text({n: hp.plan for n, hp in plans.items()}) + "\n" + show(changes)
+        print(text, file=show_to)
+    if dry:
+        applied.report["dry"] = True
+        return applied
+    question = "Make these changes?"
+    applied.confirmed = confirm_and_execute(conn.state, changes, yes, applied.report, question)
+    return applied
+
+
+def run(args: argparse.Namespace) -> int:
+    from gotune.inventory import connected, load_inventory
     from gotune.settings import validate_inventory
 
     os.environ.setdefault("PYINFRA_PROGRESS", "off")
     # Every host's settings before any host is contacted.
     settings = validate_inventory(load_inventory(args.inventory), args.user)
     with connected(args.inventory) as conn:
-        plans, failed = host_plans(conn, settings)
-        failed.update(conn.unreachable)
-        refused = not_root(plans) if not args.dry else {}
-        if refused:
-            name, why = next(iter(refused.items()))
-            raise GotuneError(f"{name}: {why}; nothing changed on any host")
-        if failed:  # never deployed: they count as failed, the others go on
-            conn.state.fail_hosts({h for h in conn.hosts if h.name in failed})
-        conn.state.check_for_changes = True
-        prepare(conn.state, lambda: load_func(conn.state, _tune_each, plans))
-        changes = proposed(conn.state)
-        report: dict[str, Any] = {"hosts": failed_entries(failed)}
-        for name, hp in plans.items():
-            report["hosts"][name] = {
-                "changed": 0, "ok": True, "operations": [], "would_change": changes.get(name, []),
-                "plan": hp.plan.to_dict(), "warnings": list(hp.plan.warnings),
-            }  # fmt: skip
-        if not args.json or args.dry:
-            text = render_text({n: hp.plan for n, hp in plans.items()}) + "\n" + show(changes)
-            print(text, file=sys.stderr if args.json else sys.stdout)
+        show_to = sys.stderr if args.json else sys.stdout
+        applied = apply_hosts(conn, settings, yes=args.yes, dry=args.dry,
+                              show_to=show_to if not args.json or args.dry else None)
+        report = applied.report
         if args.dry:
-            report["dry"] = True
             if args.json:
                 print(json.dumps(report, indent=2))
             return 0
-        if not confirm_and_execute(conn.state, changes, args.yes, report, "Make these changes?"):
+        if not applied.confirmed:
             return 1
     ok = all(h.get("ok") for h in report["hosts"].values())
     if args.no_verify:
@@ -283,7 +339,7 @@ def run(args: argparse.Namespace) -> int:
         bad = ", ".join(n for n, h in report["hosts"].items() if not h.get("ok"))
         report["verify"] = {"skipped": f"apply failed on {bad}"}
     else:
-        report["verify"] = run_verify(args.inventory)
+        report["verify"] = run_verify(args.inventory, args.user)
     verified = bool(report["verify"].get("ok", True))
     if args.json:
         print(json.dumps(report, indent=2))

@@ -13,11 +13,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any, TextIO
 
 from gotune.commands.apply import confirm_and_execute, failed_entries, prepare, proposed, show
 from gotune.errors import GotuneError
 from gotune.facts.model import UndoRecord
+
+if TYPE_CHECKING:
+    from gotune.inventory import Connection
 
 
 def describe(rec: UndoRecord) -> dict[str, Any]:
@@ -57,40 +61,56 @@ def _restore(records: dict[str, UndoRecord]) -> None:
     undo.restore(name="restore what gotune changed", record=records[host.name])
 
 
-def run(args: argparse.Namespace) -> int:
+def undo_hosts(conn: Connection, *, yes: bool, show_to: TextIO | None = None) -> dict[str, Any]:
+    """Restore what gotune changed on the connected hosts, all at once; the report
+    ``gotune undo --json`` prints (``"confirmed": False`` when the user said no).
+
+    + conn: the connected hosts (unreachable ones are reported as failed)
+    + yes: do not ask before changing anything
+    + show_to: where to list what each host restores, for people (None: nowhere)
+    """
     from pyinfra_cli.util import load_func
 
     from gotune.facts.gather import COLLECT_TIMEOUT_S
     from gotune.facts.machine import Machine
-    from gotune.inventory import connected, describe_error
+    from gotune.inventory import describe_error
+
+    facts, errors = conn.each(
+        lambda h: h.get_fact(Machine, _timeout=COLLECT_TIMEOUT_S), COLLECT_TIMEOUT_S + 30
+    )
+    failed = {name: describe_error(exc) for name, exc in errors.items()}
+    failed.update(conn.unreachable)
+    refused = {n: f.connected_uid for n, f in facts.items() if f.connected_uid != 0}
+    if refused:
+        name, uid = next(iter(refused.items()))
+        raise GotuneError(f"{name}: undo needs root there (connected as uid {uid}): run "
+                          "gotune as root (or with sudo); nothing changed on any host")
+    if failed:
+        conn.state.fail_hosts({h for h in conn.hosts if h.name in failed})
+    records = {name: f.gotune.undo for name, f in facts.items()}
+    conn.state.check_for_changes = True
+    prepare(conn.state, lambda: load_func(conn.state, _restore, records))
+    changes = proposed(conn.state)
+    report: dict[str, Any] = {"hosts": failed_entries(failed)}
+    for name, rec in records.items():
+        report["hosts"][name] = {"changed": 0, "ok": True, "operations": [],
+                                 "restores": describe(rec)}  # fmt: skip
+    if show_to is not None:
+        print("\n".join(line for n, r in records.items() for line in listing(n, r)), file=show_to)
+        print(show(changes), file=show_to)
+    question = "Restore all of this?"
+    if not confirm_and_execute(conn.state, changes, yes, report, question):
+        report["confirmed"] = False
+    return report
+
+
+def run(args: argparse.Namespace) -> int:
+    from gotune.inventory import connected
 
     os.environ.setdefault("PYINFRA_PROGRESS", "off")
     with connected(args.inventory) as conn:
-        facts, errors = conn.each(
-            lambda h: h.get_fact(Machine, _timeout=COLLECT_TIMEOUT_S), COLLECT_TIMEOUT_S + 30
-        )
-        failed = {name: describe_error(exc) for name, exc in errors.items()}
-        failed.update(conn.unreachable)
-        refused = {n: f.connected_uid for n, f in facts.items() if f.connected_uid != 0}
-        if refused:
-            name, uid = next(iter(refused.items()))
-            raise GotuneError(f"{name}: undo needs root there (connected as uid {uid}): run "
-                              "gotune as root (or with sudo); nothing changed on any host")
-        if failed:
-            conn.state.fail_hosts({h for h in conn.hosts if h.name in failed})
-        records = {name: f.gotune.undo for name, f in facts.items()}
-        conn.state.check_for_changes = True
-        prepare(conn.state, lambda: load_func(conn.state, _restore, records))
-        changes = proposed(conn.state)
-        report: dict[str, Any] = {"hosts": failed_entries(failed)}
-        for name, rec in records.items():
-            report["hosts"][name] = {"changed": 0, "ok": True, "operations": [],
-                                     "restores": describe(rec)}  # fmt: skip
-        if not args.json:
-            print("\n".join(line for n, r in records.items() for line in listing(n, r)))
-            print(show(changes))
-        question = "Restore all of this?"
-        if not confirm_and_execute(conn.state, changes, args.yes, report, question):
+        report = undo_hosts(conn, yes=args.yes, show_to=None if args.json else sys.stdout)
+        if report.pop("confirmed", True) is False:
             return 1
     ok = all(h.get("ok") for h in report["hosts"].values())
     if args.json:
@@ -100,4 +120,3 @@ def run(args: argparse.Namespace) -> int:
             status = "ok" if h.get("ok") else f"FAILED: {h.get('error')}"
             print(f"{name}: {h.get('changed', 0)} restored, {status}")
     return 0 if ok else 1
-

@@ -20,7 +20,8 @@ MAX_RUNS = 50
 MAX_WORKLOAD_PACKAGES = 2000
 
 
-def _bench_list(spec: str | None) -> list[str] | None:
+def bench_list(spec: str | None) -> list[str] | None:
+    """``--bench LIST``: benchmark names (None: the standard set; []: ``none``, checks only)."""
     if spec is None:
         return None
     if spec.strip() == "none":
@@ -33,7 +34,14 @@ def _bench_list(spec: str | None) -> list[str] | None:
     return names
 
 
-def _workloads(args: argparse.Namespace) -> Workloads:
+def checked_runs(runs: int | None) -> int | None:
+    """``--runs N``: N when it is in range (None: each benchmark's default)."""
+    if runs is not None and not 1 <= runs <= MAX_RUNS:
+        raise UsageError(f"--runs must be between 1 and {MAX_RUNS}")
+    return runs
+
+
+def workloads(args: argparse.Namespace) -> Workloads:
     """--project DIR (absolute: it names a directory on the host), --cold, --workload-packages."""
     dirs = [str(d) for d in getattr(args, "project", None) or []]
     relative = [d for d in dirs if not d.startswith("/")]
@@ -54,17 +62,15 @@ def run(args: argparse.Namespace) -> int:
     from gotune.verify.html import write_report
     from gotune.verify.table import render
 
-    runs = getattr(args, "runs", None)
-    if runs is not None and not 1 <= runs <= MAX_RUNS:
-        raise UsageError(f"--runs must be between 1 and {MAX_RUNS}")
-    benchmarks = _bench_list(getattr(args, "bench", None))
-    workloads = _workloads(args)
+    runs = checked_runs(getattr(args, "runs", None))
+    benchmarks = bench_list(getattr(args, "bench", None))
+    wanted = workloads(args)
     # Bad settings: nothing runs anywhere.
     settings = validate_inventory(load_inventory(args.inventory), args.user)
     with connected(args.inventory) as conn:
         users = {name: list(s.users) for name, s in settings.items()}
         result = verify_hosts(conn.hosts, thorough=args.thorough, runs=runs,
-                              benchmarks=benchmarks, users=users, workloads=workloads)
+                              benchmarks=benchmarks, users=users, workloads=wanted)
         for name, why in conn.unreachable.items():
             result["hosts"][name] = {
                 "verdict": "fail",

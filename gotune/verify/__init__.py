@@ -34,6 +34,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+# Seconds a parallel verify waits beyond one host's runner and history time.
+PARALLEL_SLACK_S = 60
+
 
 @dataclass(frozen=True)
 class Workloads:
@@ -80,55 +83,78 @@ def stored_plan(host: Any) -> tuple[Any, str | None]:
 def run(hosts: Iterable[Any], thorough: bool = False, runs: int | None = None,
         benchmarks: list[str] | None = None, record: bool = True,
         users: Mapping[str, list[str]] | None = None, workloads: Workloads | None = None,
-        ) -> dict[str, Any]:
+        parallel: bool = False) -> dict[str, Any]:
     """Verify each host; the per-host JSON of ``gotune verify --json``.
 
-    + hosts: the connected pyinfra Hosts to verify, one after the other (benchmarks on
-      hosts that share hardware would disturb each other if run at once)
+    + hosts: the connected pyinfra Hosts to verify
     + thorough: also run the cold cmd/go build (about a minute per variant)
     + runs: runs per variant instead of each benchmark's default
     + benchmarks: benchmark names to run (default: the standard set; [] for checks only)
     + record: append each result to the host's history
     + users: host name -> developer users; default: the host's ``gotune_users`` setting
     + workloads: projects to build, ``--cold``, the generated service's size (``Workloads``)
+    + parallel: verify every host at once (greenlets on pyinfra's pool), as rollout does
+      for a wave of separate machines; by default one after the other, since benchmarks
+      on hosts that share hardware would disturb each other if run at once
     """
     from gotune.agent.stats import DECISIVE_RATIO, MIN_RUNS_FOR_VERDICT, NOISE_FRACTION
+
+    args: dict[str, Any] = {"thorough": thorough,
+                            "confirm": {"min_runs": MIN_RUNS_FOR_VERDICT,
+                                        "noise_fraction": NOISE_FRACTION,
+                                        "decisive_ratio": DECISIVE_RATIO}}
+    if runs:
+        args["runs"] = runs
+    if benchmarks is not None:
+        args["benchmarks"] = benchmarks
+    workloads = workloads or Workloads()
+
+    def one(host: Any) -> dict[str, Any]:
+        host_users = (users or {}).get(host.name)
+        if host_users is None:
+            host_users = _users_of(host)
+        return _verify_host(host, {**args, "users": host_users, **workloads.request(host)},
+                            record)
+
+    hosts = list(hosts)
+    out: dict[str, Any] = {"hosts": {}}
+    if workloads.cold:
+        out["cold"] = True
+    if not parallel:
+        out["hosts"] = {host.name: one(host) for host in hosts}
+        return out
+    from gotune.inventory import describe_error, each_host
+    from gotune.verify.remote import RECORD_TIMEOUT_S, RUN_TIMEOUT_S
+    from gotune.verify.result import host_result
+
+    done, errors = each_host(hosts, one, RUN_TIMEOUT_S + RECORD_TIMEOUT_S + PARALLEL_SLACK_S)
+    for name, exc in errors.items():  # a host that never answered fails as the runner would
+        done[name] = host_result({"error": f"{name}: verify runner: {describe_error(exc)}"})
+    out["hosts"] = {host.name: done[host.name] for host in hosts}
+    return out
+
+
+def _verify_host(host: Any, args: dict[str, Any], record: bool) -> dict[str, Any]:
+    """One host's result: run the runner with ``args``, judge it, keep it in the history."""
     from gotune.errors import GotuneError
     from gotune.verify.remote import host_agent, record_history
     from gotune.verify.result import history_record, host_result
 
-    out: dict[str, Any] = {"hosts": {}}
-    if workloads is not None and workloads.cold:
-        out["cold"] = True
-    for host in hosts:
-        host_users = (users or {}).get(host.name)
-        if host_users is None:
-            host_users = _users_of(host)
-        args: dict[str, Any] = {"users": host_users, "thorough": thorough,
-                                "confirm": {"min_runs": MIN_RUNS_FOR_VERDICT,
-                                            "noise_fraction": NOISE_FRACTION,
-                                            "decisive_ratio": DECISIVE_RATIO}}
-        if runs:
-            args["runs"] = runs
-        if benchmarks is not None:
-            args["benchmarks"] = benchmarks
-        args.update((workloads or Workloads()).request(host))
-        plan, plan_error = stored_plan(host)
-        with host_agent(host) as agent:
-            try:
-                raw = agent.run(args)
-            except GotuneError as exc:
-                raw = {"error": str(exc)}
-            result = host_result(raw, plan)
-            result["expected_from"] = "plan" if plan is not None else "GOENV file"
-            if plan_error:
-                result["plan_error"] = plan_error
-            if record and raw.get("history_path") and not raw.get("error"):
-                err = record_history(agent, str(raw["history_path"]), history_record(result))
-                if err:
-                    result["history_error"] = err
-        out["hosts"][host.name] = result
-    return out
+    plan, plan_error = stored_plan(host)
+    with host_agent(host) as agent:
+        try:
+            raw = agent.run(args)
+        except GotuneError as exc:
+            raw = {"error": str(exc)}
+        result = host_result(raw, plan)
+        result["expected_from"] = "plan" if plan is not None else "GOENV file"
+        if plan_error:
+            result["plan_error"] = plan_error
+        if record and raw.get("history_path") and not raw.get("error"):
+            err = record_history(agent, str(raw["history_path"]), history_record(result))
+            if err:
+                result["history_error"] = err
+    return result
 
 
 def _users_of(host: Any) -> list[str]:
