@@ -12,10 +12,12 @@ Each component is one name through every layer (``facts/<c>.py``,
 wsl first on a WSL2 distro (``[boot] systemd=true`` is in place before the services
 are installed; systemd itself starts only after ``wsl --shutdown``), the toolchain
 before the caches (a new go must exist before caches move), the wear check before
-the mirror (the mirror reads its state), GOENV last (it carries every component's
-values to Go). Before them, the developer users' setup as it is goes into verify's
-baseline (the "before" that verify compares with); after them, the plan that was
-carried out is stored on the host for verify and rollout.
+the mirror and the build cache (they read its state), the build cache's helper before
+GOENV names it in GOCACHEPROG, GOENV last but for the helper's measurement (it times
+go as GOENV has it, and takes an unhelpful helper out again). Before them, the
+developer users' setup as it is goes into verify's baseline (the "before" that verify
+compares with); after them, the plan that was carried out is stored on the host for
+verify and rollout.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pyinfra.api import deploy
 
 from gotune.agent.paths import AGENT_DIR, PLAN_PATH, VERIFY_BASELINE, VERIFY_DIR
 from gotune.deploys.agent import install_agent
+from gotune.deploys.buildcache import deploy_buildcache, measure_buildcache
 from gotune.deploys.caches import deploy_caches
 from gotune.deploys.goenv import deploy_goenv
 from gotune.deploys.mirror import deploy_mirror
@@ -52,7 +55,9 @@ COMPONENTS: tuple[ComponentDeploy, ...] = (
     deploy_numa,
     deploy_wear,
     deploy_mirror,
+    deploy_buildcache,
     deploy_goenv,
+    measure_buildcache,
 )
 
 

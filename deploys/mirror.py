@@ -9,7 +9,7 @@ Save → apply → verify → undo, side by side:
   (``templates/mirror-unit.service.j2``: ``Restart=on-failure`` and sandboxing, a
   read-only system that writes only its cache, no capabilities); elsewhere (WSL2
   without systemd, containers) a supervisor script started with ``setsid``
-  (``templates/mirror-supervise.sh.j2``) that restarts it after a failure and drops
+  (``templates/agent-supervise.sh.j2``) that restarts it after a failure and drops
   privileges with ``setpriv``, started at boot by cron. On a multi-node machine
   serving a LAN its python3 runs through a numactl wrapper that falls back to
   running unbound.
@@ -28,11 +28,9 @@ import shlex
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.facts.files import Directory
-from pyinfra.operations import files, server, systemd
+from pyinfra.operations import files
 
 from gotune.agent.paths import (
-    AGENT_DIR,
     AGENT_PATH,
     MIRROR_CRON,
     MIRROR_LOG,
@@ -42,18 +40,15 @@ from gotune.agent.paths import (
     MIRROR_UNIT_FILE,
     WEAR_STATE,
 )
-from gotune.deploys.agent import install_agent, python3_path
+from gotune.deploys.agent import AgentService, python3_path, run_service, service_cache
 from gotune.operations import state
-from gotune.operations.mirror import supervised
 from gotune.operations.numa import wrapper_script
-from gotune.operations.render import render
 from gotune.plan.model import HostPlan, MirrorPlan
 from gotune.settings import Settings
 
 q = shlex.quote
 
 MIRROR_USER = "gotune-mirror"
-UNIT = "gotune-mirror.service"
 # The directory of the NUMA wrapper that runs the agent's python3 on the NIC-local node.
 NUMA_BIN_DIR = MIRROR_NUMA_PYTHON.rsplit("/", 1)[0]
 GIB = 1 << 30
@@ -110,46 +105,15 @@ def deploy_mirror(hp: HostPlan) -> None:
         host.noop("gotune_mirror_enabled is false: no mirror on this host")
         return
     cache_dir = str(mirror.cache.value)
-    state.record_created(name=f"Record {AGENT_DIR} for undo", path=AGENT_DIR)
-    install_agent()
-    server.user(  # noqa: S604 - shell= is the account's login shell, not a subprocess flag
-        name=f"System user {MIRROR_USER}", user=MIRROR_USER, system=True,
-        shell="/usr/sbin/nologin", home="/nonexistent", create_home=False,
-    )  # fmt: skip
-    state.record_created(name=f"Record {cache_dir} for undo", path=cache_dir)
-    files.directory(
-        name=f"Mirror cache {cache_dir}", path=cache_dir, user=MIRROR_USER, group=MIRROR_USER,
-        mode="755",
-    )  # fmt: skip
+    service_cache(MIRROR_USER, cache_dir, "Mirror cache", "755")
     command = " ".join(q(a) for a in serve_argv(_python(mirror), settings, cache_dir))
-    common = {"user": MIRROR_USER, "command": command}
-    if host.get_fact(Directory, path="/run/systemd/system"):
-        unit = state.file(
-            name=f"Install {UNIT}", path=MIRROR_UNIT_FILE,
-            content=render("mirror-unit.service.j2", listen=settings.mirror_listen,
-                           port=settings.mirror_port, cache_dir=cache_dir, **common),
-        )  # fmt: skip
-        state.record_unit(name=f"Record {UNIT} for undo", unit=UNIT)
-        systemd.service(
-            name=f"Enable and start {UNIT}", service=UNIT, running=True, enabled=True,
-            restarted=unit.changed, daemon_reload=unit.changed,
-        )  # fmt: skip
-        return
-    script = state.file(
-        name="Install the mirror supervisor", path=MIRROR_SUPERVISOR,
-        content=render(
-            "mirror-supervise.sh.j2", script=MIRROR_SUPERVISOR, pidfile=MIRROR_PIDFILE, **common
-        ),
-        mode=0o755,
-    )  # fmt: skip
-    if hp.facts.platform.cron:
-        state.file(
-            name=f"Start the mirror at boot ({MIRROR_CRON})", path=MIRROR_CRON,
-            content=render("mirror-boot.cron.j2", script=MIRROR_SUPERVISOR, log=MIRROR_LOG),
-        )  # fmt: skip
-    supervised(
-        name="Run the mirror (supervised)", script=MIRROR_SUPERVISOR, restart=script.changed
-    )
+    run_service(AgentService(
+        name="gotune-mirror", what="the Go module mirror", user=MIRROR_USER, command=command,
+        unit_file=MIRROR_UNIT_FILE, unit_template="mirror-unit.service.j2",
+        unit_values={"listen": settings.mirror_listen, "port": settings.mirror_port,
+                     "cache_dir": cache_dir},
+        supervisor=MIRROR_SUPERVISOR, pidfile=MIRROR_PIDFILE, log=MIRROR_LOG, cron=MIRROR_CRON,
+    ), cron=hp.facts.platform.cron)  # fmt: skip
 
 
 # `pyinfra INVENTORY deploys/mirror.py` executes this file (not as an import).

@@ -369,7 +369,7 @@ printf "\n@@goenvfile %s %s\n" "$h" "$f"
 [ "$h" = 1 ] && cat -- "$f"
 printf "\n@@exports\n"
 x="^[[:space:]]*(export[[:space:]]+|set[[:space:]]+-[a-zA-Z]*x[a-zA-Z]*[[:space:]]+)?"
-x="$x(GOCACHE|GOMODCACHE|GOPROXY|GOTMPDIR|GOENV)([=[:space:]])"
+x="$x(GOCACHE|GOMODCACHE|GOPROXY|GOTMPDIR|GOENV|GOCACHEPROG)([=[:space:]])"
 for s in .profile .bash_profile .bash_login .bashrc .zshenv .zprofile .zshrc \
     .config/fish/config.fish /etc/environment; do
   case $s in /*) p=$s;; *) p=$HOME/$s;; esac
@@ -404,11 +404,16 @@ collect_users() { [ -n "$USERS" ] || return 0
   # shellcheck disable=SC2086 # the names split on spaces: checked in Python, no globs
   for dev_user in $USERS; do collect_user "$dev_user"; done; }
 
-# gotune's own state: the plan apply carried out, the NUMA wrappers' figures, the
-# mirror and wear check it installed (and whether cron runs), and the undo records.
+# gotune's own state: the plan apply carried out, the NUMA wrappers' and the build
+# cache helper's figures, the mirror, build cache and wear check it installed (and
+# whether cron runs), and the undo records.
 collect_gotune_state() {
   read_whole "$R/var/lib/gotune/plan.json" "$R/var/lib/gotune/numa.json" \
     "$R/etc/systemd/system/gotune-mirror.service" "$R/opt/gotune/gotune-mirror-supervise"
+  read_whole "$R/var/lib/gotune/buildcache.json" \
+    "$R/etc/systemd/system/gotune-buildcache.service" \
+    "$R/opt/gotune/gotune-buildcache-supervise" \
+    "$R/usr/local/lib/gotune/buildcache/gotune-cacheprog.source-sha256"
   note_exists "$R/etc/systemd/system/gotune-wear.timer" "$R/etc/cron.d/gotune-wear" \
     "$R/usr/sbin/cron" "$R/usr/sbin/crond" "$R/usr/bin/crond" "$R/sbin/crond"
   for kind in files created moves mounts units packages; do

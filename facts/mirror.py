@@ -16,10 +16,13 @@ from gotune.agent.paths import MIRROR_PIDFILE as PIDFILE
 from gotune.facts.model import InstalledMirror
 
 
-def cache_dir_of(text: str) -> str | None:
-    """The ``--cache-dir`` on the ``mirror serve`` line of a unit file or supervisor."""
+def cache_dir_of(text: str, serve: str = " mirror serve ") -> str | None:
+    """The ``--cache-dir`` on the ``mirror serve`` line of a unit file or supervisor.
+
+    + serve: the command's words (``" buildcache serve "`` for the build cache)
+    """
     for line in text.splitlines():
-        if " mirror serve " not in line:
+        if serve not in line:
             continue
         try:
             argv = shlex.split(line.strip().removeprefix("ExecStart="))
@@ -41,16 +44,17 @@ def parse_installed(unit: str | None, supervisor: str | None) -> InstalledMirror
 
 class MirrorSupervisor(FactBase[int]):
     """
-    The pid of the running mirror supervisor (non-systemd hosts), or None.
+    The pid of the running supervisor of the mirror (non-systemd hosts), or of another
+    agent service given its pid file (the build cache's); None when none runs.
 
     .. code:: python
 
         4242
     """
 
-    def command(self) -> str:
+    def command(self, pidfile: str = PIDFILE) -> str:
         return (
-            f"! test -f {PIDFILE} || {{ pid=$(cat {PIDFILE}); "
+            f"! test -f {pidfile} || {{ pid=$(cat {pidfile}); "
             'case "$pid" in *[!0-9]*|"") ;; *) ! test -d "/proc/$pid" || echo "$pid" ;; esac; }'
         )
 

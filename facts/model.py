@@ -231,6 +231,15 @@ class InstalledMirror:
 
 
 @dataclass
+class InstalledBuildcache:
+    """The team build cache's parts gotune installed on the host."""
+
+    cache_dir: str | None = None  # the site's --cache-dir (None: no site served here)
+    runner: str | None = None  # the site's "systemd" (a unit) or "supervisor"; None: none
+    helper_source_sha256: str | None = None  # the source the helper was built from; None: none
+
+
+@dataclass
 class GotuneState:
     """What gotune itself left on the host: undo records, its plan, its measurements."""
 
@@ -241,6 +250,9 @@ class GotuneState:
     numa_measured: dict[str, dict[str, Any]] = field(default_factory=dict)
     mirror: InstalledMirror | None = None
     wear: str | None = None  # how the installed wear check runs: "systemd", "cron" or None
+    buildcache: InstalledBuildcache | None = None
+    # The GOCACHEPROG helper's A/B figures (/var/lib/gotune/buildcache.json), as stored.
+    buildcache_measured: dict[str, Any] | None = None
 
 
 @dataclass

@@ -3,7 +3,8 @@
 Read by the same one collector command as the hardware (its "gotune's own state"
 section), so the planner sees, in one document, what an earlier apply did: the
 plan it carried out (``/var/lib/gotune/plan.json``), the NUMA wrappers' figures
-(``numa.json``), the mirror and wear check it installed, and the undo records
+(``numa.json``) and the build cache helper's (``buildcache.json``), the mirror,
+build cache and wear check it installed, and the undo records
 (``/var/lib/gotune/undo``; written by ``operations/state.py``, replayed by
 ``operations/undo.py``).
 """
@@ -16,6 +17,10 @@ from typing import Any
 from pyinfra.api import FactBase
 
 from gotune.agent.paths import (
+    BUILDCACHE_HELPER_SHA,
+    BUILDCACHE_RECORD,
+    BUILDCACHE_SUPERVISOR,
+    BUILDCACHE_UNIT_FILE,
     MIRROR_SUPERVISOR,
     MIRROR_UNIT_FILE,
     NUMA_RECORD,
@@ -86,12 +91,19 @@ def parse_measured(text: str | None) -> dict[str, dict[str, Any]]:
 
 
 def parse_state(dump: Dump) -> GotuneState:
+    # Imported here: facts/buildcache.py reads its record with parse_json_object above.
+    from gotune.facts.buildcache import parse_installed as parse_buildcache
+
     return GotuneState(
         undo=parse_undo(dump),
         plan=parse_json_object(dump.text(PLAN_PATH)),
         numa_measured=parse_measured(dump.text(NUMA_RECORD)),
         mirror=parse_installed(dump.text(MIRROR_UNIT_FILE), dump.text(MIRROR_SUPERVISOR)),
         wear=installed_runner(dump),
+        buildcache=parse_buildcache(dump.text(BUILDCACHE_UNIT_FILE),
+                                    dump.text(BUILDCACHE_SUPERVISOR),
+                                    dump.value(BUILDCACHE_HELPER_SHA)),
+        buildcache_measured=parse_json_object(dump.text(BUILDCACHE_RECORD)),
     )
 
 

@@ -74,6 +74,10 @@ _URL_RE = re.compile(r"^https://[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._~%/+-]*)?$
 # A path that goes into a systemd unit and a crontab line: absolute, and no
 # characters those formats or a shell treat specially (cron turns % into newlines).
 _PLAIN_PATH_RE = re.compile(r"^/[A-Za-z0-9._/+-]*$")
+# The build cache's URL goes into GOENV (a GOCACHEPROG argument, split on spaces) and
+# the helper speaks plain HTTP on the LAN: http://, a host, a port, an optional path.
+_HTTP_URL_RE = re.compile(r"^http://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%/+-]*)?$"
+                          r"|^http://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?(/[A-Za-z0-9._~%/+-]*)?$")
 # Upstream URLs go into a unit file and a shell script: plain URL characters only.
 _GOPROXY_RE = re.compile(r"^[A-Za-z0-9.:/_~%+-]+([,|][A-Za-z0-9.:/_~%+-]+)*$")
 
@@ -180,6 +184,18 @@ def _goproxy_list(value: str) -> str | None:
     except ValueError as exc:
         return str(exc)
     return None if entries else "names no proxy URL (the mirror cannot fetch 'direct')"
+
+
+def _http_url(value: str) -> str | None:
+    if not _HTTP_URL_RE.match(value):
+        return f"{value!r} is not a plain http://HOST:PORT URL"
+    return None
+
+
+def _control_file(value: str) -> str | None:
+    if "\n" in value or not value.strip():
+        return "must be a file name on the control machine"
+    return None
 
 
 def _size(value: str) -> str | None:
@@ -352,6 +368,62 @@ class Settings:
         None, "upstream requests per second; default unlimited", _positive
     )
 
+    # The team build cache (GOCACHEPROG): a site tier, developers' helpers, builders' writes.
+    buildcache_server: bool | None = setting(
+        None,
+        "serve the team build cache on this host (default: when its mirror serves a LAN, "
+        "i.e. gotune_mirror_enabled with a non-loopback gotune_mirror_listen)",
+    )
+    buildcache_listen: str | None = setting(
+        None,
+        "address the build cache listens on (default: gotune_mirror_listen; a LAN address "
+        "needs client networks)",
+        _ip_address,
+    )
+    buildcache_port: int = setting(3001, "the build cache's TCP port", _port)
+    buildcache_allow: tuple[str, ...] = setting(
+        (), "client networks (CIDR) allowed when the build cache listens on a LAN address "
+        "(default: gotune_mirror_allow)",
+        _cidrs,
+    )
+    buildcache_cache_dir: str | None = setting(
+        None,
+        "the site's build cache; default: <mount>/gotune/buildcache on the filesystem the "
+        "plan chose for GOMODCACHE (/var/cache/gotune/buildcache on /)",
+        _plain_abs_path,
+    )
+    buildcache_max_gib: float = setting(
+        20, "the site evicts least recently used build outputs above this size (GiB)", _positive
+    )
+    buildcache_url: str | None = setting(
+        None,
+        "the team build cache this host's developers' go asks on a local miss "
+        "(http://HOST:PORT); default: this host's own when it serves one",
+        _http_url,
+    )
+    buildcache_builder: bool = setting(
+        False, "this host writes its new build outputs to the team build cache (CI, a build "
+        "server): it gets the write token; other hosts only read",
+    )
+    buildcache_measure_runs: int = setting(
+        3, "cold builds per arm when apply measures the helper, with the site and without "
+        "(0: keep the helper without measuring it; a builder warms the site instead)",
+        _non_negative,
+    )
+    buildcache_measure_packages: int = setting(
+        200, "packages of the generated workload the helper is measured on (verify's "
+        "service; fewer for a quick apply)", _positive,
+    )
+    buildcache_measure_cmd_go: bool = setting(
+        True, "the helper's measurement (and a builder's warm-up) also builds cmd/go",
+    )
+    buildcache_token_file: str | None = setting(
+        None,
+        "the builders' write token, a file on the control machine (default: "
+        "~/.config/gotune/buildcache.token, made on first use); never stored in the plan",
+        _control_file,
+    )
+
     # WSL2 (a WSL2 distro only; elsewhere these are not read).
     wsl_enabled: bool = setting(
         True, "on WSL2, tune /etc/wsl.conf, %USERPROFILE%\\.wslconfig and inotify's limit"
@@ -376,6 +448,23 @@ class Settings:
     def wear_check(self) -> bool:
         """``gotune_wear_enabled``, or when unset, whether the mirror runs (it writes to flash)."""
         return self.mirror_enabled if self.wear_enabled is None else self.wear_enabled
+
+    @property
+    def buildcache_address(self) -> str:
+        """The address the build cache listens on: its own setting, else the mirror's."""
+        return self.buildcache_listen or self.mirror_listen
+
+    @property
+    def buildcache_clients(self) -> tuple[str, ...]:
+        """The networks the build cache admits: its own setting, else the mirror's."""
+        return self.buildcache_allow or self.mirror_allow
+
+    @property
+    def buildcache_serves(self) -> bool:
+        """``gotune_buildcache_server``, or when unset, whether the mirror serves a LAN."""
+        if self.buildcache_server is not None:
+            return self.buildcache_server
+        return self.mirror_enabled and not ipaddress.ip_address(self.mirror_listen).is_loopback
 
     @staticmethod
     def gib(value: float) -> int:
@@ -485,6 +574,13 @@ def _check_combinations(s: Settings) -> None:
         raise GotuneError(
             f"host {s.host_name}: gotune_mirror_listen {s.mirror_listen} is not loopback; "
             "set gotune_mirror_allow to the client networks (CIDR) that may use it"
+        )
+    address = s.buildcache_address
+    exposed = s.buildcache_serves and not ipaddress.ip_address(address).is_loopback
+    if exposed and not s.buildcache_clients:
+        raise GotuneError(
+            f"host {s.host_name}: the build cache listens on {address}, not loopback; "
+            "set gotune_buildcache_allow to the client networks (CIDR) that may use it"
         )
 
 

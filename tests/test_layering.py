@@ -66,10 +66,10 @@ def test_the_rule_catches_an_import_inside_a_function(tmp_path: Path) -> None:
 
 
 def test_every_component_has_one_name_in_every_layer() -> None:
-    """caches, toolchain, numa, mirror, wear, wsl: facts, plan, operations, deploys, verify
-    checks and templates carry the same name, so one guess finds every part."""
+    """caches, toolchain, numa, mirror, wear, wsl, buildcache: facts, plan, operations, deploys,
+    verify checks and templates carry the same name, so one guess finds every part."""
     templates = {p.name.split("-")[0].split(".")[0] for p in (PACKAGE / "templates").glob("*.j2")}
-    for component in ("caches", "toolchain", "numa", "mirror", "wear", "wsl"):
+    for component in ("caches", "toolchain", "numa", "mirror", "wear", "wsl", "buildcache"):
         for layer in ("facts", "plan", "operations", "deploys", "verify/checks"):
             assert (PACKAGE / layer / f"{component}.py").is_file(), (layer, component)
         assert component in templates, component

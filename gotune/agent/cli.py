@@ -1,11 +1,11 @@
 """The agent's command line: what ``python3 /opt/gotune/gotune.pyz ...`` runs on a target.
 
-``mirror`` and ``wear`` are user commands, declared here once; the ``gotune``
-command (``gotune.cli``) adds the same parsers, so a flag means the same on the
-control machine and in a unit file on a host. ``numa-measure`` and
-``verify-runner`` are internal: the control machine runs them on a host (apply's
-NUMA measuring, ``gotune verify``), and only the agent's own parser has them.
-Standard library only.
+``mirror``, ``wear`` and ``buildcache`` are user commands, declared here once; the
+``gotune`` command (``gotune.cli``) adds the same parsers, so a flag means the same on
+the control machine and in a unit file on a host. ``numa-measure``,
+``buildcache-measure`` and ``verify-runner`` are internal: the control machine runs
+them on a host (apply's measuring, ``gotune verify``), and only the agent's own parser
+has them. Standard library only.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ class Parser(argparse.ArgumentParser):
 
 
 # The user commands declared here (``gotune.cli`` hands them back to ``run``).
-COMMANDS = ("mirror", "wear")
+COMMANDS = ("mirror", "wear", "buildcache")
 
 
 def json_arg(p: argparse.ArgumentParser) -> None:
@@ -75,6 +75,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--url", default="http://127.0.0.1:3000", help="the mirror's base URL")
     json_arg(m)
 
+    add_buildcache_commands(sub)
+
     p = sub.add_parser("wear", help="SSD wear from SMART, with projections")
     p.add_argument("--smartctl-json", nargs="+", metavar="FILE", help="read recorded output")
     p.add_argument("--sysroot", metavar="DIR", help="read /sys below DIR (eMMC, drive list)")
@@ -94,6 +96,25 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     json_arg(p)
 
 
+def add_buildcache_commands(sub: argparse._SubParsersAction) -> None:
+    """``buildcache serve|status``: the team build cache's site tier."""
+    p = sub.add_parser("buildcache", help="the team build cache (GOCACHEPROG's site tier)")
+    bsub = p.add_subparsers(dest="buildcache_command", metavar="ACTION", parser_class=Parser)
+    bsub.required = True
+    b = bsub.add_parser("serve", help="serve Go build outputs to GOCACHEPROG helpers")
+    b.add_argument("--listen", default="127.0.0.1:3001", metavar="ADDR:PORT")
+    b.add_argument("--cache-dir", required=True, metavar="DIR")
+    b.add_argument("--max-cache-size", metavar="BYTES", help="evict least recently used above")
+    b.add_argument("--token-digest-file", metavar="FILE",
+                   help="SHA-256 of the builders' write token (none: read only)")
+    b.add_argument("--allow", metavar="CIDR[,CIDR]", help="only these client addresses")
+    b.add_argument("--wear-state", metavar="FILE", help=f"wear state file (default {WEAR_STATE})")
+    json_arg(b)
+    b = bsub.add_parser("status", help="what a running build cache reports")
+    b.add_argument("--url", default="http://127.0.0.1:3001", help="the build cache's base URL")
+    json_arg(b)
+
+
 def add_internal_commands(sub: argparse._SubParsersAction) -> None:
     """Add ``numa-measure`` and ``verify-runner`` (the agent's parser only)."""
     p = sub.add_parser("numa-measure", help="(internal) time a NUMA wrapper against the plain "
@@ -110,6 +131,12 @@ def add_internal_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--remove-unhelpful", action="store_true",
                    help="delete a wrapper that does not beat the noise")
     p.add_argument("workload", nargs="+", help="the tool's arguments, after --")
+    p = sub.add_parser("buildcache-measure", help="(internal) time a cold build with the team "
+                       "build cache against without, and a warm build with the helper against "
+                       "without; keep the helper only if it helps")
+    from gotune.agent.buildcache.measure import add_arguments
+
+    add_arguments(p)
     p = sub.add_parser("verify-runner", help="(internal) verify's benchmarks and observations "
                        "as the developer users; prints one GOTUNE-VERIFY JSON line")
     p.add_argument("request", nargs="?", default="{}", metavar="JSON",
@@ -121,10 +148,14 @@ def run(args: argparse.Namespace) -> int:
     handler: Callable[[argparse.Namespace], int]
     if args.command == "mirror":
         from gotune.agent.mirror.cli import run as handler
+    elif args.command == "buildcache":
+        from gotune.agent.buildcache.cli import run as handler
     elif args.command == "wear":
         from gotune.agent.wear.cli import run as handler
     elif args.command == "numa-measure":
         from gotune.agent.numa_measure import run as handler
+    elif args.command == "buildcache-measure":
+        from gotune.agent.buildcache.measure import run as handler
     elif args.command == "verify-runner":
         from gotune.agent.verify.runner import run as handler
     else:

@@ -26,7 +26,6 @@ import contextlib
 import hashlib
 import json
 import os
-import pwd
 import statistics
 import subprocess
 import time
@@ -34,6 +33,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from gotune.agent.fsutil import write_atomic
+from gotune.agent.runas import account, run_timed
 from gotune.agent.stats import FASTER, MIN_RUNS_FOR_VERDICT, NOISE_FRACTION, summarize
 from gotune.agent.stats import verdict as ab_verdict
 from gotune.errors import UsageError
@@ -41,8 +41,6 @@ from gotune.errors import UsageError
 # Seven counted pairs: above verify's minimum for a verdict, and a 0.4 s
 # `go build std` keeps the whole measurement under ten seconds.
 DEFAULT_PAIRS = max(7, MIN_RUNS_FOR_VERDICT)
-# A workload that runs longer than this is not a measurement but a hang.
-RUN_TIMEOUT_S = 600
 RECORD_VERSION = 1
 
 
@@ -68,45 +66,6 @@ def verdict(plain: Sequence[float], wrapped: Sequence[float]) -> dict[str, Any]:
     }
 
 
-def _user_env(user: str, real: str) -> tuple[dict[str, str], int, int, str]:
-    pw = pwd.getpwnam(user)
-    env = {
-        "HOME": pw.pw_dir,
-        "USER": user,
-        "LOGNAME": user,
-        # The real tool's directory first: the wrapper's PATH search then finds the very
-        # binary the plain arm runs.
-        "PATH": f"{os.path.dirname(real)}:/usr/local/bin:/usr/bin:/bin",
-        "LANG": "C.UTF-8",
-    }
-    return env, pw.pw_uid, pw.pw_gid, pw.pw_dir
-
-
-def _run_once(
-    argv: list[str], env: dict[str, str], uid: int, gid: int, cwd: str
-) -> tuple[float, int]:
-    as_user: dict[str, Any] = {}
-    if os.geteuid() == 0 and uid != 0:
-        as_user = {"user": uid, "group": gid, "extra_groups": []}
-    start = time.perf_counter()
-    proc = subprocess.run(
-        argv,
-        env=env,
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        timeout=RUN_TIMEOUT_S,
-        check=False,
-        **as_user,
-    )
-    elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
-        tail = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
-        raise RuntimeError(f"{' '.join(argv[:3])} exited {proc.returncode}: {tail[0][:200]}")
-    return elapsed, proc.returncode
-
-
 def measure(
     wrapper: str,
     real: str,
@@ -116,8 +75,8 @@ def measure(
     cwd: str | None = None,
 ) -> dict[str, Any]:
     """Interleaved A/B runs of ``wrapper`` and ``real`` with the same arguments, and the verdict."""
-    env, uid, gid, home = _user_env(user, real)
-    cwd = cwd or home
+    who = account(user, real)
+    cwd = cwd or who.home
     plain: list[float] = []
     wrapped: list[float] = []
     for i in range(pairs + 1):
@@ -125,7 +84,7 @@ def measure(
         if i % 2:
             order.reverse()
         for exe, sink in order:
-            elapsed, _ = _run_once([exe, *workload], env, uid, gid, cwd)
+            elapsed = run_timed([exe, *workload], who, cwd)
             if i > 0:  # the first pair warms caches (GOCACHE, page cache) and is not counted
                 sink.append(elapsed)
     result = verdict(plain, wrapped)

@@ -96,3 +96,33 @@ CACHE_ROOT = "/var/cache/gotune"
 TMPFS_ROOT = f"{CACHE_ROOT}/tmpfs"
 # Per-user cache directories when the chosen filesystem is ``/``.
 USERS_CACHE_ROOT = f"{CACHE_ROOT}/users"
+
+# -- the team build cache --------------------------------------------------------------
+
+# The site's cache when the plan names no better filesystem.
+BUILDCACHE_CACHE_DIR = f"{CACHE_ROOT}/buildcache"
+# Where systemd runs the site; elsewhere its supervisor, pid file, log and boot cron line.
+BUILDCACHE_UNIT_FILE = "/etc/systemd/system/gotune-buildcache.service"
+BUILDCACHE_SUPERVISOR = f"{AGENT_DIR}/gotune-buildcache-supervise"
+BUILDCACHE_PIDFILE = "/run/gotune-buildcache.pid"
+BUILDCACHE_LOG = "/var/log/gotune-buildcache.log"
+BUILDCACHE_CRON = "/etc/cron.d/gotune-buildcache"
+# The write token: the site keeps its SHA-256 (readable by the service only); a builder
+# keeps the token, one copy per developer user, readable by that user only.
+BUILDCACHE_ETC = "/etc/gotune/buildcache"
+BUILDCACHE_TOKEN_DIGEST = f"{BUILDCACHE_ETC}/token.sha256"
+BUILDCACHE_TOKENS = f"{BUILDCACHE_ETC}/tokens"
+# The GOCACHEPROG helper: its Go source, the binary the host's go built from it, and the
+# SHA-256 of the source it was built from (rebuilt when the source changes).
+BUILDCACHE_HELPER_DIR = "/usr/local/lib/gotune/buildcache"
+BUILDCACHE_HELPER_SRC = f"{BUILDCACHE_HELPER_DIR}/src"
+BUILDCACHE_HELPER = f"{BUILDCACHE_HELPER_DIR}/gotune-cacheprog"
+BUILDCACHE_HELPER_SHA = f"{BUILDCACHE_HELPER}.source-sha256"
+# Where the helper's measurement keeps the generated workload and its module cache: one
+# path on every host, because go's action IDs for packages outside GOROOT name their
+# directory (cmd/go/internal/work: buildActionID, without -trimpath), so a reader finds
+# what a builder put only for the same tree at the same path.
+BUILDCACHE_MEASURE_ROOT = "/var/tmp/gotune-buildcache"
+# The helper's A/B figures (cold build with the site vs without, warm no-op with the
+# helper vs without); the next plan keeps GOCACHEPROG only where they say it helps.
+BUILDCACHE_RECORD = f"{STATE_DIR}/buildcache.json"

@@ -1,17 +1,20 @@
 """The Prometheus text exposition format: the one renderer (and a reader for it).
 
-The mirror's ``/metrics`` and the wear check's node_exporter textfile both render
-through ``Exposition``: each metric family once, with ``# HELP`` and ``# TYPE``,
-then its samples; label values escaped as the format requires. ``parse_samples``
-reads such text back (``gotune mirror status``). Standard library only.
+The mirror's and the build cache's ``/metrics`` (their ``Metrics``) and the wear
+check's node_exporter textfile all render through ``Exposition``: each metric
+family once, with ``# HELP`` and ``# TYPE``, then its samples; label values
+escaped as the format requires. ``parse_samples`` reads such text back
+(``gotune mirror status``). Standard library only.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterable, Mapping
 
 Labels = Mapping[str, str] | Iterable[tuple[str, str]]
+LabelKey = tuple[tuple[str, str], ...]
 
 # Integers are exact in a float below 2**53; larger ones are written as floats.
 _EXACT_INT = 2**53
@@ -76,3 +79,59 @@ def parse_samples(text: str) -> dict[str, float]:
         except ValueError:
             continue
     return out
+
+
+class Metrics:
+    """Thread-safe counters and gauges keyed by name and labels, for a ``/metrics`` page.
+
+    + definitions: every metric once: name -> (``counter`` or ``gauge``, help); counters
+      end in ``_total``
+    + prefix: put before every name (``gotune_mirror_``)
+    """
+
+    def __init__(self, definitions: Mapping[str, tuple[str, str]], prefix: str) -> None:
+        self.definitions = dict(definitions)
+        self.prefix = prefix
+        self._lock = threading.Lock()
+        self._values: dict[str, dict[LabelKey, float]] = {name: {} for name in definitions}
+
+    def inc(self, name: str, value: float = 1.0, **labels: str) -> None:
+        key = tuple(sorted(labels.items()))
+        with self._lock:
+            series = self._values[name]
+            series[key] = series.get(key, 0.0) + value
+
+    def set(self, name: str, value: float, **labels: str) -> None:
+        key = tuple(sorted(labels.items()))
+        with self._lock:
+            self._values[name][key] = value
+
+    def replace(self, name: str, values: dict[LabelKey, float]) -> None:
+        """Set a gauge's whole label set at once (e.g. one-hot status gauges)."""
+        with self._lock:
+            self._values[name] = dict(values)
+
+    def get(self, name: str, **labels: str) -> float:
+        key = tuple(sorted(labels.items()))
+        with self._lock:
+            return self._values[name].get(key, 0.0)
+
+    def total(self, name: str) -> float:
+        with self._lock:
+            return sum(self._values[name].values())
+
+    def render(self) -> str:
+        """Every declared metric in the Prometheus text format (/metrics).
+
+        A metric nothing has touched yet shows 0, except the one-hot ``*_status``
+        gauges, which show no sample until a status is known.
+        """
+        with self._lock:
+            snapshot = {name: dict(series) for name, series in self._values.items()}
+        ex = Exposition()
+        for name, (kind, help_text) in self.definitions.items():
+            ex.declare(self.prefix + name, kind, help_text)
+            series = snapshot[name] or ({(): 0.0} if not name.endswith("_status") else {})
+            for key, value in sorted(series.items()):
+                ex.add(self.prefix + name, kind, help_text, key, value)
+        return ex.text()

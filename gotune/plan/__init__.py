@@ -5,14 +5,16 @@ facts document alone, and ``gotune plan --facts FILE`` prints exactly the plan
 apply would carry out on that host. One module per component, called in the
 order the components depend on each other: ``toolchain``; ``caches`` (GOMODCACHE,
 GOCACHE, GOTMPDIR per developer user); ``numa`` (follows GOCACHE's device);
-``mirror`` (follows the first user's GOMODCACHE); ``wear``; ``wsl`` (a WSL2 distro's
-wsl.conf, .wslconfig, inotify and GOPATH); and ``goenv``, which collects what the
+``mirror`` (follows the first user's GOMODCACHE); ``buildcache`` (beside the mirror;
+its helper follows the toolchain); ``wear``; ``wsl`` (a WSL2 distro's wsl.conf,
+.wslconfig, inotify and GOPATH); and ``goenv``, which collects what the
 others want in each user's GOENV file.
 """
 
 from __future__ import annotations
 
 from gotune.facts.model import Facts
+from gotune.plan.buildcache import plan_buildcache
 from gotune.plan.caches import plan_user_caches
 from gotune.plan.goenv import plan_goenv
 from gotune.plan.mirror import plan_mirror
@@ -30,7 +32,8 @@ UNKNOWN_MEDIA = ("virtual", "unknown")
 
 
 def make_plan(facts: Facts, settings: Settings) -> Plan:
-    """Decide the toolchain, each developer user's caches and GOENV, NUMA, mirror, wear and WSL.
+    """Decide the toolchain, each developer user's caches and GOENV, NUMA, mirror, build cache,
+    wear and WSL.
 
     + facts: the host's complete facts (hardware, every developer user, gotune's own state)
     + settings: the host's validated settings
@@ -49,12 +52,16 @@ def make_plan(facts: Facts, settings: Settings) -> Plan:
     first = next(iter(plan.caches.values()), None)
     plan.numa = plan_numa(facts, first.gocache if first else None)
     plan.mirror = plan_mirror(facts, settings, first.gomodcache if first else None)
+    plan.buildcache = plan_buildcache(
+        facts, settings, first.gomodcache if first else None, toolchain
+    )
     plan.wear = plan_wear(facts, settings)
     plan.wsl, found = plan_wsl(facts, settings)
     plan.warnings += found
     gopaths = plan.wsl.gopath if plan.wsl else {}
+    helper = plan.buildcache.helper if plan.buildcache else None
     for name, caches in plan.caches.items():
-        goenv, found = plan_goenv(users[name], caches, plan.mirror, gopaths.get(name))
+        goenv, found = plan_goenv(users[name], caches, plan.mirror, gopaths.get(name), helper)
         plan.warnings += found
         if goenv is not None:
             plan.goenv[name] = goenv

@@ -3,13 +3,16 @@
 Go settings go where every Go process sees them: the per-user GOENV file (what
 ``go env -w`` writes), which an IDE started from a desktop reads too. The caches
 and the mirror decide values; this module collects them into one decision per
-user, and warns about shell exports that override the file.
+user, and warns about shell exports that override the file. The build cache's
+helper goes in as GOCACHEPROG (``gotune.plan.buildcache.gocacheprog``).
 """
 
 from __future__ import annotations
 
 from gotune.facts.model import UserFacts
+from gotune.plan.buildcache import gocacheprog
 from gotune.plan.model import (
+    BuildcacheHelper,
     Decision,
     GoenvDecision,
     MirrorPlan,
@@ -19,8 +22,8 @@ from gotune.plan.model import (
 )
 
 # Every key gotune may write into a GOENV file; nothing else is ever touched (GOPATH
-# only on WSL2, to move it off Windows' drives).
-GOENV_KEYS = ("GOCACHE", "GOMODCACHE", "GOTMPDIR", "GOPROXY", "GOPATH")
+# only on WSL2, to move it off Windows' drives; GOCACHEPROG only naming gotune's helper).
+GOENV_KEYS = ("GOCACHE", "GOMODCACHE", "GOTMPDIR", "GOPROXY", "GOPATH", "GOCACHEPROG")
 
 
 def goenv_path(uf: UserFacts) -> str | None:
@@ -40,6 +43,7 @@ def _wanted(d: Decision) -> bool:
 def plan_goenv(
     uf: UserFacts, caches: UserCaches, mirror: MirrorPlan | None,
     gopath: WslGopath | None = None,
+    helper: BuildcacheHelper | None = None,
 ) -> tuple[GoenvDecision | None, list[str]]:
     """The user's GOENV decision (None: nothing to write) and warnings.
 
@@ -47,6 +51,7 @@ def plan_goenv(
     + caches: the user's cache decisions
     + mirror: the mirror's decisions (its GOPROXY goes in), or None
     + gopath: on WSL2, the user's GOPATH moved off Windows' drives, or None
+    + helper: the build cache helper (its GOCACHEPROG goes in, or gotune's goes out), or None
     """
     user = str(uf.user.name)
     values: dict[str, str | None] = {d.key: d.value for d in caches.decisions() if _wanted(d)}
@@ -54,6 +59,9 @@ def plan_goenv(
         values["GOPROXY"] = mirror.cache.goproxy
     if gopath is not None:
         values["GOPATH"] = gopath.value
+    has_prog, prog = gocacheprog(uf, helper)
+    if has_prog:
+        values["GOCACHEPROG"] = prog
     warnings = [f"{user}: {line} overrides the GOENV file where that shell runs"
                 for line in uf.exports]  # fmt: skip
     path = goenv_path(uf)

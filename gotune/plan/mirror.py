@@ -33,16 +33,20 @@ from gotune.settings import Settings
 DEFAULT_CACHE_DIR = MIRROR_CACHE_DIR
 # The directory's name inside ``<mount>/gotune`` (beside ``<mount>/gotune/<user>``).
 MIRROR_DIR = "mirror"
-# Used instead when a developer user is called "mirror" (their caches own that name).
-MIRROR_DIR_ALT = "gotune-mirror"
+# ("gotune-mirror" instead when a developer user is called "mirror": their caches own it.)
 
 
-def cache_dir_on(mount: str, users: tuple[str, ...]) -> str:
-    """The mirror's directory on the filesystem mounted at ``mount``."""
+def cache_dir_on(mount: str, users: tuple[str, ...], name: str = MIRROR_DIR,
+                 root_default: str = DEFAULT_CACHE_DIR) -> str:
+    """A service's directory ``<mount>/gotune/<name>`` on the filesystem mounted at ``mount``.
+
+    + name: the service's directory name (``gotune-<name>`` when a developer user has it)
+    + root_default: the directory on ``/``
+    """
     if mount.rstrip("/") == "":
-        return DEFAULT_CACHE_DIR
-    name = MIRROR_DIR_ALT if MIRROR_DIR in users else MIRROR_DIR
-    return f"{mount.rstrip('/')}/gotune/{name}"
+        return root_default
+    dir_name = f"gotune-{name}" if name in users else name
+    return f"{mount.rstrip('/')}/gotune/{dir_name}"
 
 
 def developer_goproxy(settings: Settings) -> str:
@@ -56,18 +60,25 @@ def developer_goproxy(settings: Settings) -> str:
     return f"http://{local}:{settings.mirror_port}|{upstream}{tail}"
 
 
-def _cache_dir(
-    facts: Facts, settings: Settings, gomod: Decision | None
+def service_cache_dir(
+    facts: Facts, users: tuple[str, ...], gomod: Decision | None, explicit: tuple[str, str | None],
+    name: str, root_default: str,
 ) -> tuple[str, str, list[str], str | None]:
-    """(directory, why, facts used, its mount) for the mirror's cache."""
-    if settings.mirror_cache_dir:
-        explicit = settings.mirror_cache_dir
-        return explicit, "gotune_mirror_cache_dir is set", [
-            f"gotune_mirror_cache_dir={explicit}"
-        ], place_of(facts, explicit).mount
+    """(directory, why, facts used, its mount) for a service's cache (the mirror's, the
+    build cache's): the setting when given, else beside the first user's GOMODCACHE.
+
+    + users: the developer users (their names are taken in ``<mount>/gotune``)
+    + gomod: the first developer user's GOMODCACHE decision
+    + explicit: (the setting's name, its value or None)
+    + name: the directory's name in ``<mount>/gotune``
+    + root_default: the directory on ``/``, and when no other place suits
+    """
+    key, value = explicit
+    if value:
+        return value, f"{key} is set", [f"{key}={value}"], place_of(facts, value).mount
     if gomod is None or not gomod.value:
-        return (DEFAULT_CACHE_DIR, "no developer user's GOMODCACHE to follow: root's gotune "
-                "cache area", ["gotune_users=[]"], place_of(facts, DEFAULT_CACHE_DIR).mount)
+        return (root_default, "no developer user's GOMODCACHE to follow: root's gotune "
+                "cache area", ["gotune_users=[]"], place_of(facts, root_default).mount)
     first = facts.users.get(gomod.user or "")
     where = place_of(facts, gomod.value, first.paths.get("gomodcache") if first else None)
     mount = gomod.mount if isinstance(gomod, MovedCache) else None
@@ -76,16 +87,15 @@ def _cache_dir(
     problem = unsuitable(where) if not isinstance(gomod, MovedCache) else None
     if mount is None:
         problem = problem or f"the filesystem holding {gomod.value} is unknown"
-    want = cache_dir_on(mount, settings.users) if mount else DEFAULT_CACHE_DIR
+    want = cache_dir_on(mount, users, name, root_default) if mount else root_default
     if problem is None and not SAFE_PATH.match(want):
         problem = f"{want} has characters gotune does not write into a unit file"
     if problem:
-        return (DEFAULT_CACHE_DIR, f"not beside GOMODCACHE ({problem}): root's gotune cache area",
-                used, place_of(facts, DEFAULT_CACHE_DIR).mount)  # fmt: skip
+        return (root_default, f"not beside GOMODCACHE ({problem}): root's gotune cache area",
+                used, place_of(facts, root_default).mount)  # fmt: skip
     return want, (
         f"on the storage the plan chose for {gomod.user}'s GOMODCACHE ({where.class_} at "
-        f"{mount}): persistent, local, the fastest with room; modules are read from "
-        "both at the same moments"
+        f"{mount}): persistent, local, the fastest with room"
     ), used, mount
 
 
@@ -104,7 +114,12 @@ def plan_mirror(facts: Facts, settings: Settings, gomod: Decision | None) -> Mir
     """
     if not settings.mirror_enabled:
         return None
-    cache_dir, why, used, mount = _cache_dir(facts, settings, gomod)
+    cache_dir, why, used, mount = service_cache_dir(
+        facts, settings.users, gomod, ("gotune_mirror_cache_dir", settings.mirror_cache_dir),
+        MIRROR_DIR, DEFAULT_CACHE_DIR,
+    )
+    if why.startswith("on the storage"):
+        why += "; modules are read from both at the same moments"
     installed = facts.gotune.mirror.cache_dir if facts.gotune.mirror else None
     cache = MirrorCache(
         key="mirror", value=cache_dir, medium=place_of(facts, cache_dir).class_, reason=why,

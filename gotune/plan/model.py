@@ -35,8 +35,9 @@ class Decision:
     """One thing gotune decides for a host or one of its users.
 
     + key: what is decided: ``GOCACHE``, ``GOMODCACHE``, ``GOTMPDIR``, ``go`` (the toolchain),
-      ``numa``, ``numa.<tool>``, ``mirror``, ``numa.mirror``, ``wear``, ``GOENV``, and on
-      WSL2 ``wsl.conf``, ``.wslconfig``, ``fs.inotify.max_user_watches``, ``GOPATH``, ``defender``
+      ``numa``, ``numa.<tool>``, ``mirror``, ``numa.mirror``, ``buildcache.site``,
+      ``buildcache.helper``, ``wear``, ``GOENV``, and on WSL2 ``wsl.conf``, ``.wslconfig``,
+      ``fs.inotify.max_user_watches``, ``GOPATH``, ``defender``
     + value: the path, version or policy wanted; None leaves Go's default (unset)
     + medium: where it lives: a storage class (nvme, ssd, hdd ...), ``tmpfs``, or for ``go``
       ``tarball``/``distro``/``unchanged``
@@ -204,6 +205,53 @@ class MirrorPlan:
         return [self.cache, self.binding]
 
 
+# --- buildcache -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildcacheSite(Decision):
+    """The team build cache this host serves (``value``: its directory)."""
+
+    kind: ClassVar[str] = "buildcache-site"
+    mount: str | None
+    listen: str
+    port: int
+    max_bytes: int
+    allow: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildcacheHelper(Decision):
+    """The GOCACHEPROG helper of this host's developers (``value``: GOCACHEPROG without a
+    builder's token file; None: no helper) and the site it asks."""
+
+    kind: ClassVar[str] = "buildcache-helper"
+    site: str
+    helper: str
+    builder: bool = False
+    go: str | None = None  # the go that builds the helper on the host
+    go_version: str | None = None
+    token_dir: str | None = None  # builders: <token_dir>/<user> holds each user's token
+    measured: dict[str, Any] | None = None
+
+    def command_for(self, user: str) -> str | None:
+        """GOCACHEPROG for ``user``: with their token file on a builder."""
+        if self.value is None:
+            return None
+        if self.builder and self.token_dir:
+            return f"{self.value} -token-file {self.token_dir}/{user}"
+        return self.value
+
+
+@dataclass(frozen=True)
+class BuildcachePlan:
+    site: BuildcacheSite | None = None
+    helper: BuildcacheHelper | None = None
+
+    def decisions(self) -> list[Decision]:
+        return [d for d in (self.site, self.helper) if d is not None]
+
+
 # --- wear and GOENV --------------------------------------------------------------------------
 
 
@@ -299,6 +347,7 @@ class Plan:
     caches: dict[str, UserCaches] = field(default_factory=dict)
     numa: NumaPlan | None = None
     mirror: MirrorPlan | None = None
+    buildcache: BuildcachePlan | None = None
     wear: WearCheck | None = None
     wsl: WslPlan | None = None
     goenv: dict[str, GoenvDecision] = field(default_factory=dict)
@@ -310,7 +359,7 @@ class Plan:
         out: list[Decision] = [self.toolchain]
         for caches in self.caches.values():
             out += caches.decisions()
-        for part in (self.numa, self.mirror):
+        for part in (self.numa, self.mirror, self.buildcache):
             if part is not None:
                 out += part.decisions()
         if self.wear is not None:
@@ -348,8 +397,8 @@ class Plan:
 _KINDS: dict[str, type[Decision]] = {
     c.kind: c
     for c in (Decision, MovedCache, TmpfsCache, TmpfsTmpdir, TarballToolchain, DistroToolchain,
-              NumaNode, NumaWrapper, MirrorCache, MirrorBinding, WearCheck, GoenvDecision,
-              WslConfig, WslSysctl, WslGopath)
+              NumaNode, NumaWrapper, MirrorCache, MirrorBinding, BuildcacheSite,
+              BuildcacheHelper, WearCheck, GoenvDecision, WslConfig, WslSysctl, WslGopath)
 }  # fmt: skip
 
 
@@ -390,6 +439,10 @@ def _assemble(decisions: list[Decision], warnings: list[str]) -> Plan:
     binding = _only(decisions, "numa.mirror", MirrorBinding)
     if cache is not None and binding is not None:
         plan.mirror = MirrorPlan(cache, binding)
+    site = _only(decisions, "buildcache.site", BuildcacheSite)
+    helper = _only(decisions, "buildcache.helper", BuildcacheHelper)
+    if site is not None or helper is not None:
+        plan.buildcache = BuildcachePlan(site, helper)
     plan.wear = _only(decisions, "wear", WearCheck)
     conf = _only(decisions, "wsl.conf", WslConfig)
     inotify = _only(decisions, INOTIFY_KEY, WslSysctl)

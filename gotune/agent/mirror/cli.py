@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import sys
 from pathlib import Path
@@ -72,28 +71,15 @@ def _mirror(config: Config) -> Mirror:
         raise GotuneError(f"cannot use cache dir {config.cache_dir}: {reason}") from None
 
 
-def _allow(text: str | None) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network] | None:
-    if not text:
-        return None
-    nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
-    for item in text.split(","):
-        try:
-            nets.append(ipaddress.ip_network(item.strip(), strict=False))
-        except ValueError:
-            raise UsageError(
-                f"invalid --allow entry {item.strip()!r} (use CIDR, e.g. 10.0.0.0/24)"
-            ) from None
-    return nets
-
-
 def _serve(args: argparse.Namespace) -> int:
-    from gotune.agent.mirror.server import MirrorServer, parse_listen, run_forever
+    from gotune.agent.httpserver import parse_allow, parse_listen
+    from gotune.agent.mirror.server import MirrorServer, run_forever
 
     try:
         listen = parse_listen(args.listen)
+        allow = parse_allow(args.allow)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    allow = _allow(args.allow)
     config = _config(args, offline=args.offline)
     mirror = _mirror(config)
     try:

@@ -38,7 +38,7 @@ from gotune.agent.mirror.store import (
     validate_data,
 )
 from gotune.agent.mirror.upstream import Body, Entry, NotFound, Upstream, UpstreamFailed
-from gotune.agent.mirror.wearguard import WearGuard
+from gotune.agent.mirror.wearguard import LEDGER, WearGuard
 
 # How long a list/@latest answer is fresh: a new tag shows up within a minute,
 # while the many list lookups of one build are answered locally.
@@ -143,9 +143,7 @@ class Mirror:
         self.config = config
         self.metrics = metrics or Metrics()
         self.store = Store(config.cache_dir, self.metrics, config.max_cache_size)
-        self.guard = WearGuard(
-            config.wear_state, self.store.root / ".gotune" / "writes.json", self.metrics
-        )
+        self.guard = WearGuard(config.wear_state, self.store.root / LEDGER, self.metrics)
         byte_bucket = request_bucket = None
         if config.limit_rate:
             byte_bucket = TokenBucket(config.limit_rate, on_wait=self._waited("bytes"))
@@ -180,10 +178,7 @@ class Mirror:
         ctype = CONTENT_TYPES[req.kind]
         if not req.canonical:
             return Answer(ctype, data=self._fetch_small(req))
-        may_write, _ = self.guard.may_write()
-        if req.kind == "info" and may_write:
-            self._prefetch_zip(req)
-        found = self.store.lookup(req, may_write)
+        found, may_write = self._lookup(req)
         if found is not None:
             self.metrics.inc("cache_hits_total", kind=req.kind)
             return stored_answer(ctype, found, hit=True)
@@ -199,6 +194,34 @@ class Mirror:
         else:
             self.metrics.inc("not_cached_total", reason="wear")
         return Answer(ctype, body=self._open_checked(req))
+
+    def _lookup(self, req: Request) -> tuple[Path | bytes | None, bool]:
+        """(the cached artefact or None, whether the cache may be written now); a
+        version's .info starts the prefetch of its .zip."""
+        may_write, _ = self.guard.may_write()
+        if req.kind == "info" and may_write:
+            self._prefetch_zip(req)
+        return self.store.lookup(req, may_write), may_write
+
+    def cached(self, req: Request, limit: int) -> Answer | None:
+        """A cached immutable artefact of at most ``limit`` bytes, read into memory and
+        counted as a hit; None when it is not cached, larger, or not immutable (then
+        ``get`` answers). Never touches upstream: the server answers with it at once."""
+        if req.kind in ("list", "latest") or not req.canonical:
+            return None
+        current = self.store.current(req)
+        try:
+            if current is None or (len(current) if isinstance(current, bytes)
+                                   else current.stat().st_size) > limit:
+                return None
+            found, _ = self._lookup(req)
+            if found is None:
+                return None
+            data = found if isinstance(found, bytes) else found.read_bytes()
+        except (FileNotFoundError, NotADirectoryError):  # evicted or committed meanwhile
+            return None
+        self.metrics.inc("cache_hits_total", kind=req.kind)
+        return Answer(CONTENT_TYPES[req.kind], data=data, hit=True)
 
     def _prefetch_zip(self, info: Request) -> None:
         """Start fetching the .zip of a version whose .info was asked for.

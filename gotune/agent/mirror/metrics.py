@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import threading
-
-from gotune.agent.prom import Exposition
+from gotune.agent import prom
+from gotune.agent.wear.state import WEAR_METRICS
 
 PREFIX = "gotune_mirror_"
 
@@ -32,59 +31,12 @@ DEFINITIONS: dict[str, tuple[str, str]] = {
     "prefetches_total": ("counter", "Zips fetched ahead after their .info was asked, by outcome."),
     "cache_bytes": ("gauge", "Bytes of artefacts in the cache."),
     "cache_max_bytes": ("gauge", "The --max-cache-size limit (0: none)."),
-    "caching_enabled": ("gauge", "1 when new artefacts are cached, 0 when they are relayed only."),
-    "wear_status": ("gauge", "1 for the current SSD wear status of the cache's host."),
-    "daily_written_bytes": ("gauge", "Bytes written to the cache today (UTC)."),
-    "daily_write_budget_bytes": ("gauge", "Today's write budget at wear status warn (-1: none)."),
+    **WEAR_METRICS,
 }
 
-LabelKey = tuple[tuple[str, str], ...]
 
-
-class Metrics:
-    """Thread-safe counters/gauges keyed by name and labels."""
+class Metrics(prom.Metrics):
+    """The mirror's counters and gauges (``DEFINITIONS``, prefixed ``gotune_mirror_``)."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._values: dict[str, dict[LabelKey, float]] = {name: {} for name in DEFINITIONS}
-
-    def inc(self, name: str, value: float = 1.0, **labels: str) -> None:
-        key = tuple(sorted(labels.items()))
-        with self._lock:
-            series = self._values[name]
-            series[key] = series.get(key, 0.0) + value
-
-    def set(self, name: str, value: float, **labels: str) -> None:
-        key = tuple(sorted(labels.items()))
-        with self._lock:
-            self._values[name][key] = value
-
-    def replace(self, name: str, values: dict[LabelKey, float]) -> None:
-        """Set a gauge's whole label set at once (e.g. one-hot status gauges)."""
-        with self._lock:
-            self._values[name] = dict(values)
-
-    def get(self, name: str, **labels: str) -> float:
-        key = tuple(sorted(labels.items()))
-        with self._lock:
-            return self._values[name].get(key, 0.0)
-
-    def total(self, name: str) -> float:
-        with self._lock:
-            return sum(self._values[name].values())
-
-    def render(self) -> str:
-        """Every declared metric in the Prometheus text format (/metrics).
-
-        A metric nothing has touched yet shows 0, except the one-hot ``*_status``
-        gauges, which show no sample until a status is known.
-        """
-        with self._lock:
-            snapshot = {name: dict(series) for name, series in self._values.items()}
-        ex = Exposition()
-        for name, (kind, help_text) in DEFINITIONS.items():
-            ex.declare(PREFIX + name, kind, help_text)
-            series = snapshot[name] or ({(): 0.0} if not name.endswith("_status") else {})
-            for key, value in sorted(series.items()):
-                ex.add(PREFIX + name, kind, help_text, key, value)
-        return ex.text()
+        super().__init__(DEFINITIONS, PREFIX)

@@ -2,8 +2,13 @@
 
 Status codes: 200; 400 for a path that is not a module path/version; 403 for a
 client outside ``--allow``; 404 for unknown or (offline) uncached; 502 when
-upstream failed; 503 for an unexpected error inside the mirror. Never 500.
-Error bodies are one line of plain text. Cached files go out with sendfile(2).
+upstream failed; 503 for an unexpected error inside the mirror (or when the
+server's limits turn a request away). Never 500. Error bodies are one line of
+plain text. Cached files go out with sendfile(2).
+
+Connections, threads and timeouts are the shared core's (``gotune.agent.httpserver``):
+/healthz, /metrics and small cached artefacts are answered by its loop thread
+(``fast_answer``), so they keep coming while workers wait on upstream or slow clients.
 """
 
 from __future__ import annotations
@@ -12,14 +17,19 @@ import ipaddress
 import json
 import os
 import re
-import signal
-import socket
 import sys
 import threading
 import traceback
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import FrameType
 
+from gotune.agent.httpserver import Handler as BaseHandler
+from gotune.agent.httpserver import (
+    Head,
+    Limits,
+    Server,
+    response,
+    serve_until_stopped,
+    text_response,
+)
 from gotune.agent.mirror.core import Answer, Mirror, stored_answer
 from gotune.agent.mirror.limits import TokenBucket
 from gotune.agent.mirror.modpath import InvalidPath, decode_url_path, parse_request
@@ -27,41 +37,42 @@ from gotune.agent.mirror.upstream import NotFound, UpstreamFailed
 
 # sendfile chunk while a per-client limit applies (small enough to pace smoothly).
 PACED_CHUNK = 64 * 1024
-# Pending connections the kernel queues for us: go fetches many modules at once.
-LISTEN_BACKLOG = 512
 # Per-client buckets kept before the table is reset (bounds memory on a LAN).
 MAX_CLIENT_BUCKETS = 4096
-# Idle keep-alive connections are closed after this many seconds.
-IDLE_TIMEOUT = 120.0
+# Workers: `go mod download` asks for many modules at once, and a worker waits
+# for upstream on each miss (singleflight waiters too).
+MIRROR_LIMITS = Limits(workers=64)
+# Cached artefacts up to this size are answered by the loop thread: every .info and
+# .mod, most .zip files of small modules; larger ones go out by sendfile from a worker.
+FAST_MAX_BYTES = 256 * 1024
+METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+FORBIDDEN = "forbidden: client not in the mirror's allowlist"
 
 _SUMDB = re.compile(r"^/sumdb/([a-z0-9.-]+(?::[0-9]+)?)/([A-Za-z0-9._/+!@-]*)$")
 
 
-class MirrorServer(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = LISTEN_BACKLOG
-    allow_reuse_address = True
+class MirrorServer(Server):
+    """The mirror on the shared server core.
+
+    + address: (host, port)
+    + mirror: the cache, upstreams and limits
+    + allow: client networks (None: everyone)
+    + limits: the server's bounds (default ``MIRROR_LIMITS``)
+    """
+
+    server_name_header = "gotune-mirror"
 
     def __init__(
         self,
         address: tuple[str, int],
         mirror: Mirror,
         allow: list[ipaddress.IPv4Network | ipaddress.IPv6Network] | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.mirror = mirror
-        self.allow = allow
         self.client_buckets: dict[str, TokenBucket] = {}
         self.client_lock = threading.Lock()
-        host = address[0]
-        if ":" in host:
-            self.address_family = socket.AF_INET6
-        super().__init__(address, Handler)
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        """A client hanging up is normal; anything else is logged with its traceback."""
-        exc = sys.exc_info()[1]
-        if not isinstance(exc, (ConnectionError, TimeoutError)):
-            super().handle_error(request, client_address)  # type: ignore[arg-type]
+        super().__init__(address, Handler, limits or MIRROR_LIMITS, allow)
 
     def client_bucket(self, client: str) -> TokenBucket | None:
         rate = self.mirror.config.client_limit_rate
@@ -78,23 +89,49 @@ class MirrorServer(ThreadingHTTPServer):
                 )
             return bucket
 
+    def builtin(self, path: str) -> tuple[str, bytes]:
+        """(content type, body) of /healthz or /metrics."""
+        if path == "/healthz":
+            health = self.mirror.health() | {"http": self.stats()}
+            return "application/json", (json.dumps(health, sort_keys=True) + "\n").encode()
+        self.mirror.guard.may_write()  # refresh wear gauges
+        return METRICS_TYPE, self.mirror.metrics.render().encode()
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+    def fast_answer(self, head: Head, client: tuple[str, int]) -> bytes | None:
+        """/healthz, /metrics, 403s and cached artefacts up to ``FAST_MAX_BYTES`` (not
+        while a per-client limit paces answers), counted as the handler counts them."""
+        send_body = head.method == "GET"
+        path = head.target
+        if not self.allowed(client[0]):
+            return self._counted("other", 403, text_response(
+                403, FORBIDDEN, self.server_name_header, send_body), 0)
+        if path in ("/healthz", "/metrics"):
+            ctype, data = self.builtin(path)
+            return self._counted(path[1:], 200, response(
+                200, ctype, data, self.server_name_header, send_body), len(data) * send_body)
+        if self.mirror.config.client_limit_rate or path.startswith("/sumdb/"):
+            return None
+        try:
+            req = parse_request(path)
+        except InvalidPath:
+            return None
+        answer = self.mirror.cached(req, FAST_MAX_BYTES)
+        if answer is None or answer.data is None:
+            return None
+        return self._counted(req.kind, 200, response(
+            200, answer.content_type, answer.data, self.server_name_header, send_body),
+            len(answer.data) * send_body)
+
+    def _counted(self, kind: str, code: int, data: bytes, body_bytes: int) -> bytes:
+        metrics = self.mirror.metrics
+        metrics.inc("requests_total", kind=kind, code=str(code))
+        if body_bytes:
+            metrics.inc("served_bytes_total", body_bytes)
+        return data
+
+
+class Handler(BaseHandler):
     server: MirrorServer
-    timeout = IDLE_TIMEOUT
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Quiet: the metrics count requests; errors are logged by _handle."""
-
-    def version_string(self) -> str:
-        return "gotune-mirror"
-
-    def setup(self) -> None:
-        super().setup()
-        # Headers and body go out in separate writes: without TCP_NODELAY, Nagle's
-        # algorithm and the client's delayed ACK stall each small response ~40 ms.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def do_GET(self) -> None:
         self._handle(send_body=True)
@@ -102,22 +139,12 @@ class Handler(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         self._handle(send_body=False)
 
-    def _allowed(self) -> bool:
-        allow = self.server.allow
-        if not allow:
-            return True
-        try:
-            addr = ipaddress.ip_address(self.client_address[0])
-        except ValueError:
-            return False
-        return any(addr in net for net in allow)
-
     def _handle(self, send_body: bool) -> None:
         metrics = self.server.mirror.metrics
         kind = "other"
         try:
-            if not self._allowed():
-                code = self._text(403, "forbidden: client not in the mirror's allowlist", send_body)
+            if not self.allowed():
+                code = self._text(403, FORBIDDEN, send_body)
             elif self.path in ("/healthz", "/metrics"):
                 kind = self.path[1:]
                 code = self._builtin(send_body)
@@ -137,13 +164,8 @@ class Handler(BaseHTTPRequestHandler):
         metrics.inc("requests_total", kind=kind, code=str(code))
 
     def _builtin(self, send_body: bool) -> int:
-        mirror = self.server.mirror
-        if self.path == "/healthz":
-            data = (json.dumps(mirror.health(), sort_keys=True) + "\n").encode()
-            return self._bytes(200, "application/json", data, send_body)
-        mirror.guard.may_write()  # refresh wear gauges
-        data = mirror.metrics.render().encode()
-        return self._bytes(200, "text/plain; version=0.0.4; charset=utf-8", data, send_body)
+        ctype, data = self.server.builtin(self.path)
+        return self._bytes(200, ctype, data, send_body)
 
     def _sumdb(self, send_body: bool) -> int:
         try:
@@ -190,22 +212,12 @@ class Handler(BaseHTTPRequestHandler):
         return self._relay(answer, send_body), req.kind
 
     # -- writers -------------------------------------------------------------------------
-    def _headers(self, code: int, ctype: str, length: int | None) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", ctype)
-        if length is None:
-            self.send_header("Connection", "close")
-            self.close_connection = True
-        else:
-            self.send_header("Content-Length", str(length))
-        self.end_headers()
-
     def _text(self, code: int, message: str, send_body: bool) -> int:
         line = message.replace("\n", " ").replace("\r", " ")[:1000] + "\n"
         return self._bytes(code, "text/plain; charset=utf-8", line.encode(), send_body)
 
     def _bytes(self, code: int, ctype: str, data: bytes, send_body: bool) -> int:
-        self._headers(code, ctype, len(data))
+        self.headers_out(code, ctype, len(data))
         if send_body:
             self._pace(len(data))
             self.wfile.write(data)
@@ -221,7 +233,7 @@ class Handler(BaseHTTPRequestHandler):
         assert answer.path is not None
         with open(answer.path, "rb") as fh:
             size = os.fstat(fh.fileno()).st_size
-            self._headers(200, answer.content_type, size)
+            self.headers_out(200, answer.content_type, size)
             if not send_body:
                 return 200
             bucket = self.server.client_bucket(self.client_address[0])
@@ -240,7 +252,7 @@ class Handler(BaseHTTPRequestHandler):
         body = answer.body
         assert body is not None
         try:
-            self._headers(200, answer.content_type, body.length)
+            self.headers_out(200, answer.content_type, body.length)
             if not send_body:
                 return 200
             try:
@@ -257,29 +269,6 @@ class Handler(BaseHTTPRequestHandler):
             body.close()
 
 
-def parse_listen(text: str) -> tuple[str, int]:
-    """``127.0.0.1:3000`` / ``[::1]:3000`` -> (host, port); ValueError if malformed."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"invalid --listen {text!r} (use ADDR:PORT)")
-    host = host.strip("[]") or "127.0.0.1"
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        if host != "localhost":
-            raise ValueError(f"invalid --listen address {host!r} (use an IP address)") from None
-    return host, int(port)
-
-
 def run_forever(server: MirrorServer) -> None:
     """Serve until SIGTERM/SIGINT; in-flight temp files are cleaned at the next start."""
-    def stop(signum: int, frame: FrameType | None) -> None:
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, stop)
-    try:
-        server.serve_forever(poll_interval=0.5)
-    finally:
-        server.server_close()
-        server.mirror.close()
+    serve_until_stopped(server, server.mirror.close)

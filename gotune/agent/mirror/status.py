@@ -18,7 +18,8 @@ class Unreachable(Exception):
     """The mirror did not answer (message says why)."""
 
 
-def _get(url: str) -> bytes:
+def fetch(url: str) -> bytes:
+    """The body of a GET on ``url``; Unreachable (saying why) when it fails."""
     try:
         with urllib.request.urlopen(url, timeout=STATUS_TIMEOUT) as resp:  # noqa: S310 - http(s) only
             data: bytes = resp.read()
@@ -36,10 +37,10 @@ def read_status(base: str) -> dict[str, Any]:
     if not base.startswith(("http://", "https://")):
         raise Unreachable(f"{base}: the mirror URL must start with http:// or https://")
     try:
-        health = json.loads(_get(base + "/healthz"))
+        health = json.loads(fetch(base + "/healthz"))
     except ValueError:
         raise Unreachable(f"{base}/healthz did not answer JSON") from None
-    metrics = parse_samples(_get(base + "/metrics").decode("utf-8", "replace"))
+    metrics = parse_samples(fetch(base + "/metrics").decode("utf-8", "replace"))
 
     def total(name: str) -> float:
         full = PREFIX + name

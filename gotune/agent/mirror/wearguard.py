@@ -1,4 +1,4 @@
-"""Whether the mirror may write new artefacts, given the host's SSD wear state.
+"""Whether the mirror (or the build cache) may write new artefacts, given the host's SSD wear.
 
 - ok / unknown: cache everything (unknown means no wear check has run).
 - warn: cache new artefacts only while today's (UTC) written bytes stay within
@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from gotune.agent.fsutil import write_atomic
-from gotune.agent.mirror.metrics import Metrics
 from gotune.agent.mirror.store import load_ledger
+from gotune.agent.prom import Metrics
 from gotune.agent.wear.state import (
     STATUSES,
     WARN_WRITE_BUDGET_BYTES,
@@ -31,6 +31,8 @@ from gotune.agent.wear.state import (
 # The state file is stat()ed at most this often: the wear check runs hourly or
 # daily, so a second's delay is nothing, and hot request paths skip the syscall.
 RECHECK_SECONDS = 1.0
+# Where a guarded cache keeps today's written bytes, inside its directory.
+LEDGER = ".gotune/writes.json"
 
 
 def _today(now: float) -> str:

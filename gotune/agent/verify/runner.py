@@ -37,7 +37,16 @@ from typing import Any
 # user it may not be able to read a root-only copy of the agent.
 from gotune.agent import mounts
 from gotune.agent.paths import VERIFY_BASELINE
-from gotune.agent.verify import bench, cold, places, projects, services, variants, wsl
+from gotune.agent.verify import (
+    bench,
+    buildcache,
+    cold,
+    places,
+    projects,
+    services,
+    variants,
+    wsl,
+)
 from gotune.agent.verify.baseline import read as read_baseline
 from gotune.agent.verify.baseline import record as record_baseline
 from gotune.agent.verify.cold import Dropper
@@ -57,7 +66,7 @@ from gotune.agent.verify.variants import Variant
 MARKER = "GOTUNE-VERIFY "
 # go env keys every observation reads; the plan's keys are added by the caller.
 GO_ENV_KEYS = ("GOCACHE", "GOMODCACHE", "GOTMPDIR", "GOPROXY", "GOFLAGS", "GOROOT",
-               "GOVERSION", "GOENV", "GOTOOLCHAIN", "GOPATH")
+               "GOVERSION", "GOENV", "GOTOOLCHAIN", "GOPATH", "GOCACHEPROG")
 # Caches whose placement the checks look at.
 CACHE_KEYS = ("GOCACHE", "GOMODCACHE", "GOTMPDIR")
 CPUFREQ_DIR = "/sys/devices/system/cpu"
@@ -157,6 +166,9 @@ def user_side(args: dict[str, Any], user: tuple[str, str], login: dict[str, str]
     if mirror is not None:
         result["mirror"] = mirror
         args = dict(args, mirror_bench=services.mirror_bench_args(mirror))
+    cacheprog = buildcache.probe(str(args.get("gocacheprog") or ""), login)
+    if cacheprog is not None:
+        result["buildcache"] = cacheprog
     if go is None:
         result["bench_error"] = "go not found on the user's login PATH"
         return result
@@ -197,6 +209,7 @@ def _user_record(user: User, index: int, args: dict[str, Any], keys: list[str],
     rec["non_login"] = shell_go_env(user, False, go, keys)
     side_args = dict(args)
     side_args["goproxy"] = str(rec["login"].get("env", {}).get("GOPROXY", ""))
+    side_args["gocacheprog"] = str(rec["login"].get("env", {}).get("GOCACHEPROG", ""))
     if index > 0:  # benchmarks once per host, for the first developer user
         side_args["benchmarks"] = []
         side_args["thorough"] = False

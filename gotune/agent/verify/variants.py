@@ -37,11 +37,11 @@ T = TypeVar("T")
 TUNED, BEFORE, DEFAULT = "tuned", "before", "default"
 # The order runs start in (then reversed every other pair, see ``order``).
 ORDER = (TUNED, BEFORE, DEFAULT)
-# What makes two environments the same for a build: where it reads and writes, how it
-# fetches modules, and what it compiles for.
+# What makes two environments the same for a build: where it reads and writes (and the
+# GOCACHEPROG helper that serves its cache), how it fetches modules, and what it compiles for.
 COMPARED_KEYS = ("GOCACHE", "GOMODCACHE", "GOTMPDIR", "GOPATH", "GOPROXY", "GOFLAGS",
                  "GOSUMDB", "GONOSUMDB", "GOPRIVATE", "GONOPROXY", "GOINSECURE",
-                 "GOTOOLCHAIN", "CGO_ENABLED", "GOAMD64", "GOEXPERIMENT")
+                 "GOTOOLCHAIN", "CGO_ENABLED", "GOAMD64", "GOEXPERIMENT", "GOCACHEPROG")
 # The places a build touches; each variant's are described in the report.
 PLACE_KEYS = ("GOCACHE", "GOMODCACHE", "GOTMPDIR")
 # Variables the default variant drops so Go falls back to its own defaults.
@@ -126,7 +126,8 @@ def describe(v: Variant, values: dict[str, str], table: list[MountEntry]) -> dic
     where = {"GOCACHE": v.cache, "GOMODCACHE": v.modcache or values.get("GOMODCACHE", ""),
              "GOTMPDIR": _temp_dir(v.env)}
     return {
-        "env": {k: values.get(k, "") for k in (*PLACE_KEYS, "GOPROXY", "GOFLAGS")},
+        "env": {k: values.get(k, "") for k in (*PLACE_KEYS, "GOPROXY", "GOFLAGS",
+                                                  "GOCACHEPROG")},
         "go": v.go, "go_version": v.version, "verify_caches": {
             "GOCACHE": v.cache, "GOMODCACHE": v.modcache},
         "places": {k: places.place(p, table) | {"path": p} for k, p in where.items() if p},

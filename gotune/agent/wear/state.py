@@ -28,6 +28,14 @@ STATUS_RANK = {"unknown": -1, "ok": 0, "warn": 1, "critical": 2}
 # thousandth of a 1 TB drive's rated daily writes.
 WARN_WRITE_BUDGET_BYTES = 1 << 30
 
+# The gauges a cache's WearGuard sets (the mirror's, the build cache's): name -> type, help.
+WEAR_METRICS: dict[str, tuple[str, str]] = {
+    "caching_enabled": ("gauge", "1 when new artefacts are stored, 0 when they are not."),
+    "wear_status": ("gauge", "1 for the current SSD wear status of the cache's host."),
+    "daily_written_bytes": ("gauge", "Bytes written to the cache today (UTC)."),
+    "daily_write_budget_bytes": ("gauge", "Today's write budget at wear status warn (-1: none)."),
+}
+
 
 @dataclass(frozen=True)
 class WearState:

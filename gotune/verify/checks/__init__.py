@@ -1,6 +1,7 @@
 """State checks: does the host look, to the developer user, the way the stored plan says.
 
-One module per component (``caches``, ``toolchain``, ``numa``, ``mirror``, ``wear``, ``wsl``),
+One module per component (``caches``, ``toolchain``, ``numa``, ``mirror``, ``buildcache``,
+``wear``, ``wsl``),
 each a set of pure functions from the runner's observations (``gotune.agent.verify``)
 to ``{"name", "ok", "detail"}`` entries. What is expected comes from the plan
 apply stored on the host (``/var/lib/gotune/plan.json``, read back as a typed
@@ -12,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from gotune.plan.model import Plan
-from gotune.verify.checks import caches, mirror, numa, toolchain, wear, wsl
+from gotune.verify.checks import buildcache, caches, mirror, numa, toolchain, wear, wsl
 from gotune.verify.checks.base import check
 
 __all__ = ["check", "host_checks", "user_checks"]
@@ -26,6 +27,7 @@ def user_checks(user: str, rec: dict[str, Any], plan: Plan | None = None) -> lis
     out += numa.checks(user, rec)
     if rec.get("mirror"):
         out += mirror.checks(user, rec["mirror"])
+    out += buildcache.checks(user, rec, plan)
     if rec.get("bench_error"):
         out.append(check(f"{user}: benchmarks ran", False, str(rec["bench_error"])))
     if rec.get("error"):

