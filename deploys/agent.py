@@ -85,6 +85,7 @@ def service_cache(user: str, cache_dir: str, what: str, mode: str) -> None:
     recorded for undo first (the mirror's and the build cache's)."""
     state.record_created(name=f"Record {AGENT_DIR} for undo", path=AGENT_DIR)
     install_agent()
+    state.record_user(name=f"Record user {user} for undo", user=user)
     server.user(  # noqa: S604 - shell= is the account's login shell, not a subprocess flag
         name=f"System user {user}", user=user, system=True, shell="/usr/sbin/nologin",
         home="/nonexistent", create_home=False,

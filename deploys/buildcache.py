@@ -176,7 +176,7 @@ def measure_buildcache(hp: HostPlan) -> None:
         return
     assert helper.go is not None and helper.go_version is not None
     args: dict[str, Any] = {
-        "helper_sha": buildcache.source_sha256(buildcache.helper_source()),
+        "helper_sha": buildcache.source_sha256(buildcache.helper_sources()),
         "site": helper.site, "go_version": helper.go_version, "go": helper.go, "users": users,
         "cold_runs": runs, "packages": hp.settings.buildcache_measure_packages,
         "cmd_go": hp.settings.buildcache_measure_cmd_go,

@@ -215,10 +215,12 @@ class UndoRecord:
     mounts: list[str] = field(default_factory=list)
     units: list[str] = field(default_factory=list)
     packages: list[InstalledPackage] = field(default_factory=list)
+    users: list[str] = field(default_factory=list)  # system users gotune created
 
     def empty(self) -> bool:
         return not (
-            self.files or self.created or self.moves or self.mounts or self.units or self.packages
+            self.files or self.created or self.moves or self.mounts or self.units
+            or self.packages or self.users
         )
 
 

@@ -62,6 +62,8 @@ def parse_undo(dump: Dump) -> UndoRecord:
                 rec.mounts.append(_unhex(base))
             elif kind == "units":
                 rec.units.append(base)
+            elif kind == "users":
+                rec.users.append(base)
             elif kind == "packages":
                 tool, _, package = first.partition(" ")
                 if tool and package:

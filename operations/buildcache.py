@@ -1,11 +1,11 @@
 """The team build cache's operations: build the GOCACHEPROG helper on the host, measure it.
 
-- ``helper`` writes the helper's Go source (``templates/buildcache-cacheprog.go.j2``,
-  rendered) to ``/usr/local/lib/gotune/buildcache/src`` and builds it there with the
-  host's own go, offline and with a throwaway cache (never a user's GOCACHE or
-  GOCACHEPROG). It builds again only when the source's SHA-256 differs from the one
-  the installed binary was built from (its stamp file); the binary replaces the old
-  one by a rename, so a go command never starts half a helper.
+- ``helper`` writes the helper's Go source (``templates/buildcache-cacheprog.go.j2`` and
+  ``buildcache-cacheprog-index.go.j2``, rendered) to ``/usr/local/lib/gotune/buildcache/src``
+  and builds it there with the host's own go, offline and with a throwaway cache (never a
+  user's GOCACHE or GOCACHEPROG). It builds again only when the sources' SHA-256 differs
+  from the one the installed binary was built from (its stamp file); the binary replaces
+  the old one by a rename, so a go command never starts half a helper.
 - ``measured`` runs the agent's ``buildcache-measure`` on the host (on verify's generated
   workload and cmd/go: a cold first build with the site vs without, a warm no-op with
   the helper vs without; on a builder, one build that warms the site; figures to
@@ -41,7 +41,10 @@ from gotune.operations.state import record_path_cmd
 
 q = shlex.quote
 
-TEMPLATE = "buildcache-cacheprog.go.j2"
+# The helper's files: main.go (the protocol, the local tier, the site), index.go (the
+# local tier's index).
+TEMPLATES = {"main.go": "buildcache-cacheprog.go.j2",
+             "index.go": "buildcache-cacheprog-index.go.j2"}
 # What a go command may lose, in total, to a site that fails or answers its misses
 # slowly (the issue's bound on "site down": at most 0.1 s per go command).
 BUDGET_MS = 100
@@ -52,14 +55,19 @@ SITE_DOWN_SECONDS = 30
 GO_MOD = "module gotune.local/cacheprog\n\ngo 1.21\n"
 
 
-def helper_source() -> str:
-    """The helper's Go source as gotune ships it."""
-    return render(TEMPLATE, budget_ms=BUDGET_MS, site_down_seconds=SITE_DOWN_SECONDS)
+def helper_sources() -> dict[str, str]:
+    """The helper's Go source files as gotune ships them, by name (``go.mod`` too)."""
+    sources = {name: render(template, budget_ms=BUDGET_MS, site_down_seconds=SITE_DOWN_SECONDS)
+               for name, template in TEMPLATES.items()}
+    return {**sources, "go.mod": GO_MOD}
 
 
-def source_sha256(source: str) -> str:
-    """What the installed helper's stamp holds when it was built from ``source``."""
-    return hashlib.sha256((source + GO_MOD).encode()).hexdigest()
+def source_sha256(sources: dict[str, str]) -> str:
+    """What the installed helper's stamp holds when it was built from ``sources``."""
+    digest = hashlib.sha256()
+    for name in sorted(sources):
+        digest.update(f"{name}\0{len(sources[name])}\0{sources[name]}".encode())
+    return digest.hexdigest()
 
 
 def build_command(go: str, sha: str) -> str:
@@ -81,13 +89,13 @@ def build_command(go: str, sha: str) -> str:
 
 
 @operation()
-def helper(go: str, source: str | None = None) -> Generator[Any, None, None]:
+def helper(go: str, sources: dict[str, str] | None = None) -> Generator[Any, None, None]:
     """
     Build the GOCACHEPROG helper on the host with its own go, unless it is built from this
     source already.
 
     + go: the go binary that builds it (the developers' toolchain)
-    + source: the Go source (default: ``helper_source()``)
+    + sources: the Go source files by name, go.mod too (default: ``helper_sources()``)
 
     **Example:**
 
@@ -95,16 +103,15 @@ def helper(go: str, source: str | None = None) -> Generator[Any, None, None]:
 
         buildcache.helper(go="/usr/local/go/bin/go")
     """
-    source = helper_source() if source is None else source
-    sha = source_sha256(source)
+    sources = helper_sources() if sources is None else sources
+    sha = source_sha256(sources)
     if host.get_fact(HelperSource) == sha and host.get_fact(File, path=BUILDCACHE_HELPER):
         host.noop(f"{BUILDCACHE_HELPER} is built from this source ({sha[:12]})")
         return
     yield StringCommand(f"mkdir -p -m 0755 {q(BUILDCACHE_HELPER_SRC)}")
-    yield from state_file._inner(path=f"{BUILDCACHE_HELPER_SRC}/main.go", content=source,
-                                 mode=0o644)
-    yield from state_file._inner(path=f"{BUILDCACHE_HELPER_SRC}/go.mod", content=GO_MOD,
-                                 mode=0o644)
+    for name, content in sorted(sources.items()):
+        yield from state_file._inner(path=f"{BUILDCACHE_HELPER_SRC}/{name}", content=content,
+                                     mode=0o644)
     yield record_path_cmd(BUILDCACHE_HELPER_SHA)
     yield StringCommand(build_command(go, sha))
 

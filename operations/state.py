@@ -11,6 +11,7 @@ Before gotune changes anything on a host it records what was there, once, in
 - ``mounts/<hex path>``: a tmpfs gotune mounted.
 - ``units/<name>``: a systemd unit gotune enabled.
 - ``packages/<name>``: a package gotune installed.
+- ``users/<name>``: a system user gotune created (a service's account).
 
 Paths are hex-encoded in names so no path ever needs quoting in a file name.
 Only the first record of a path is kept: after two applies, undo restores what
@@ -71,7 +72,7 @@ def record_path_cmd(path: str, move_dirs: bool = False) -> str:
 def record_cmd(kind: str, name: str, content: str = "") -> str:
     """Shell that writes ``<UNDO_DIR>/<kind>/<name>`` once.
 
-    + kind: created, moves, mounts, units or packages
+    + kind: created, moves, mounts, units, packages or users
     """
     rec = f"{UNDO_DIR}/{kind}/{name}"
     return (
@@ -199,6 +200,26 @@ def record_unit(unit: str) -> Generator[Any, None, None]:
         host.noop(f"{unit} already recorded for undo")
         return
     yield record_cmd("units", unit, unit)
+
+
+@operation()
+def record_user(user: str) -> Generator[Any, None, None]:
+    """
+    Record a system user gotune is about to create, so ``gotune undo`` removes it; a user
+    that exists already is not recorded (it was there before).
+
+    + user: the account name, e.g. ``gotune-mirror``
+
+    **Example:**
+
+    .. code:: python
+
+        state.record_user(user="gotune-mirror")
+    """
+    if host.get_fact(File, path=f"{UNDO_DIR}/users/{user}"):
+        host.noop(f"user {user} already recorded for undo")
+        return
+    yield f"id -u {q(user)} >/dev/null 2>&1 || {{ {record_cmd('users', user, user)}; }}"
 
 
 @operation()

@@ -3,7 +3,8 @@
 Paired with ``operations/state.py`` (the records). The order undoes the
 dependencies: units are stopped before their files go, tmpfs mounts are
 unmounted before fstab is restored, caches are moved back before the
-directories gotune created are removed. Caches are moved, never deleted.
+directories gotune created are removed, and the system users gotune created
+go last, once nothing runs as them. Caches are moved, never deleted.
 """
 
 from __future__ import annotations
@@ -43,6 +44,18 @@ def restore_file_cmd(path: str, existed: bool) -> str:
         f"rm -f {q(path)} && mv -T {q(rec)} {q(path)}; "
         f"else rm -rf {new} && {{ cp -a {q(rec)} {new} 2>/dev/null || cp {q(rec)} {new}; }} && "
         f"mv -Tf {new} {q(path)}; fi"
+    )
+
+
+def remove_user_cmd(user: str) -> str:
+    """Shell that removes a service's system user once its last process is gone (a
+    supervised service stops within seconds of its script going); still in use after
+    10 s, it is left with a message, and undo goes on."""
+    u = q(user)
+    return (
+        f"if id -u {u} >/dev/null 2>&1; then i=0; until userdel {u} 2>/dev/null; do "
+        f"i=$((i + 1)); if [ $i -ge 20 ]; then echo \"gotune undo: user {user} is still in "
+        f"use; remove it later with: userdel {user}\" >&2; break; fi; sleep 0.5; done; fi"
     )
 
 
@@ -87,6 +100,8 @@ def restore(record: UndoRecord) -> Generator[Any, None, None]:
     for p in rec.packages:
         if p.tool in REMOVE_COMMANDS:
             yield f"{REMOVE_COMMANDS[p.tool]} {q(p.package)}"
+    for user in rec.users:
+        yield remove_user_cmd(user)
     if systemd and (rec.units or any(p.startswith("/etc/systemd/") for p in rec.files)):
         yield "systemctl daemon-reload"
     yield f"rm -rf {UNDO_DIR} && rmdir --ignore-fail-on-non-empty {UNDO_DIR.rsplit('/', 1)[0]}"

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gotune.operations.buildcache import GO_MOD, helper_source
+from gotune.operations.buildcache import helper_sources
 
 GO = Path(sys.executable).parent / "go"
 # The helper's own compile cache, kept between test sessions (the helper is built from
@@ -37,8 +37,8 @@ def build_helper(dest: Path, build_cache: Path) -> Path:
     """The helper built into ``dest`` (its source beside it); ``build_cache`` is go's cache."""
     src = dest / "src"
     src.mkdir(parents=True, exist_ok=True)
-    (src / "main.go").write_text(helper_source())
-    (src / "go.mod").write_text(GO_MOD)
+    for name, content in helper_sources().items():
+        (src / name).write_text(content)
     binary = dest / "gotune-cacheprog"
     env = go_env(build_cache, CGO_ENABLED="0", GOPATH=str(dest / "gopath"))
     subprocess.run([str(GO), "build", "-trimpath", "-ldflags=-s", "-o", str(binary), "."],

@@ -183,6 +183,7 @@ def test_a_builder_warms_the_site_a_reader_builds_from_it_and_undo_removes_it_al
         assert sh(host, "cat ~/.config/go/env", user=USER) == ORIGINAL_GOENV
         left = sh(host, "for p in " + " ".join(gone) + '; do test -e "$p" && echo "$p"; done; :')
         assert left == "", left
+        assert sh(host, "getent passwd gotune-buildcache gotune-mirror; :") == ""
     stopped = ("for i in $(seq 40); do curl -sf -o /dev/null " + url + "/healthz || "
                "{ echo stopped; exit 0; }; sleep 0.5; done; echo running")
     assert sh(reader, stopped) == "stopped\n"  # the supervisor went with its script

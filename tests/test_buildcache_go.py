@@ -228,3 +228,93 @@ def test_a_killed_helper_fails_that_command_with_a_message_and_the_next_works(
     assert out.returncode != 0 and "GOCACHEPROG" in out.stderr
     go(mod, go_env(warm_std, GOCACHEPROG=prog(helper)))
 
+
+
+# -- the local tier's index (templates/buildcache-cacheprog-index.go.j2) -------------------
+
+INDEX_DIR = "ff"  # the cache subdirectory that holds gotune-index and gotune-journal
+RECORD = 96
+MAGIC = b"gotune index v1\n"
+
+
+def index_records(gocache: Path) -> int:
+    path = gocache / INDEX_DIR / "gotune-index"
+    if not path.exists():
+        return 0
+    data = path.read_bytes()
+    assert data.startswith(MAGIC) and (len(data) - len(MAGIC)) % RECORD == 0
+    return (len(data) - len(MAGIC)) // RECORD
+
+
+def test_a_warm_build_is_answered_from_the_index_without_reading_entries(
+    tmp_path: Path, helper: Path, warm_std: Path
+) -> None:
+    stats = tmp_path / "stats.jsonl"
+    mod = hello_module(tmp_path / "app", imports=("strings", "sort"))
+    env = go_env(warm_std, GOTUNE_CACHEPROG_STATS=str(stats), GOCACHEPROG=prog(helper))
+    go(mod, env)
+    go(mod, env)
+    first, second = read_stats(stats)
+    assert second["LocalHits"] >= first["LocalHits"] > 50
+    # All but what each build re-does (its link): answered from memory, not from files.
+    assert second["IndexHits"] == second["LocalHits"] >= second["Gets"] - 2
+    assert (warm_std / INDEX_DIR / "gotune-journal").stat().st_size % RECORD == 0
+
+
+def test_the_journal_is_merged_into_the_index_and_a_build_reads_it(
+    tmp_path: Path, helper: Path, warm_std: Path
+) -> None:
+    (warm_std / INDEX_DIR / "gotune-index").unlink()  # the builder's trim wrote one
+    stats = tmp_path / "stats.jsonl"
+    mod = hello_module(tmp_path / "app", imports=("strings",))
+    env = go_env(warm_std, GOTUNE_CACHEPROG_STATS=str(stats),
+                 GOCACHEPROG=prog(helper, "-journal-max", "10"))
+    go(mod, env)
+    (first,) = read_stats(stats)
+    merged = index_records(warm_std)  # what it found by reading files, and what it stored
+    assert first["IndexHits"] == 0 and merged >= first["LocalHits"] + first["Puts"] - 2 > 50
+    assert not (warm_std / INDEX_DIR / "gotune-journal").exists()
+    go(mod, env)
+    second = read_stats(stats)[1]
+    assert second["IndexHits"] == second["LocalHits"] >= second["Gets"] - 2
+
+
+def test_a_broken_or_stale_index_costs_compiles_never_a_build(
+    tmp_path: Path, helper: Path, warm_std: Path
+) -> None:
+    """The index is a hint: go checks each file it is given and compiles what is gone."""
+    stats = tmp_path / "stats.jsonl"
+    mod = hello_module(tmp_path / "app", imports=("strings", "sort"))
+    env = go_env(warm_std, GOTUNE_CACHEPROG_STATS=str(stats),
+                 GOCACHEPROG=prog(helper, "-journal-max", "10"))
+    go(mod, env)
+    index = warm_std / INDEX_DIR / "gotune-index"
+    journal = warm_std / INDEX_DIR / "gotune-journal"
+    # A torn append and garbage after it, and an index whose last record is cut short.
+    journal.write_bytes(index.read_bytes()[len(MAGIC):][: RECORD + 40] + b"\xff" * 300)
+    index.write_bytes(index.read_bytes()[:-7])
+    out = go(mod, env, "-v")
+    assert out.stderr.strip() == ""  # nothing compiled: the files answered
+    # Outputs removed behind the index's back (a hand clean-up): every record is stale.
+    for output in warm_std.glob("??/*-d"):
+        output.unlink()
+    out = go(mod, env, "-v")
+    assert "strings" in out.stderr  # compiled again, and the build succeeded
+    out = go(mod, env, "-v")
+    assert out.stderr.strip() == ""  # and warm again from what it stored
+
+
+def test_go_clean_cache_removes_the_index_and_the_site_is_asked_again(
+    tmp_path: Path, helper: Path, filled: Filled
+) -> None:
+    stats = tmp_path / "stats.jsonl"
+    gocache = tmp_path / "gocache"
+    env = go_env(gocache, GOTUNE_CACHEPROG_STATS=str(stats),
+                 GOCACHEPROG=prog(helper, "-site", filled.url, *PATIENT))
+    go(filled.module, env)
+    assert index_records(gocache) > 50  # a new cache is trimmed at once: that merges
+    subprocess.run([str(GO), "clean", "-cache"], env=env, check=True, timeout=600)
+    assert not (gocache / INDEX_DIR).exists()
+    go(filled.module, env)
+    first, again = read_stats(stats)
+    assert again["IndexHits"] == 0 and again["SiteHits"] >= first["SiteHits"] - 2 > 50

@@ -139,10 +139,12 @@ def saving_tar(host: SandboxHost) -> int | None:
 
 
 def gotune_traces(host: SandboxHost) -> str:
-    """Everything of gotune a host has: units, mounts, files (the harness's own left out)."""
+    """Everything of gotune a host has: units, mounts, files, accounts (the harness's own
+    left out)."""
     return sh(
         host,
-        "systemctl list-unit-files --no-legend 'gotune*'; systemctl list-units --all --no-legend"
+        "getent passwd | grep '^gotune' | cut -d: -f1; getent group | grep '^gotune' | cut -d: -f1;"
+        " systemctl list-unit-files --no-legend 'gotune*'; systemctl list-units --all --no-legend"
         " 'gotune*'; findmnt -rn -o TARGET,FSTYPE | grep -v '^/proc\\|^/sys\\|^/dev' | sort;"
         " find /etc /usr/local /opt /var/lib /var/cache /var/log /home -xdev -iname '*gotune*'"
         " ! -path '/etc/gotune-sandbox*' ! -path '/opt/gotune-sandbox*' 2>/dev/null | sort",

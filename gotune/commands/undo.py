@@ -35,6 +35,7 @@ def describe(rec: UndoRecord) -> dict[str, Any]:
         "mounts": list(rec.mounts),
         "units": list(rec.units),
         "packages": [f"{p.package} ({p.tool})" for p in rec.packages],
+        "users": list(rec.users),
     }
 
 
@@ -50,6 +51,7 @@ def listing(name: str, rec: UndoRecord) -> list[str]:
               for path, existed in sorted(rec.files.items())]  # fmt: skip
     lines += [f"  directory {path} (removed: gotune made it)" for path in rec.created]
     lines += [f"  package   {p.package} (removed with {p.tool})" for p in rec.packages]
+    lines += [f"  user      {u} (removed: gotune made it for a service)" for u in rec.users]
     return lines
 
 
