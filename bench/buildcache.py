@@ -166,13 +166,16 @@ class Host:
             raise RuntimeError(f"{self.host.name}: {cmd[:200]}: {out.stderr[-1500:]}")
         return out.stdout
 
-    def build(self, target: str, gocache: str, prog: str | None) -> float:
+    def build(self, target: str, gocache: str, prog: str | None, stats: str | None = None
+              ) -> float:
         """Seconds of one build of ``target``: ``go build ./...`` of the workload, or
-        ``go build -o /dev/null cmd/go``."""
+        ``go build -o /dev/null cmd/go``; ``stats``: where the helper appends its counts."""
         env = (f"{GO_DEFAULTS} GOMODCACHE={shlex.quote(self.workload.modcache)} "
                f"GOCACHE={shlex.quote(gocache)}")
         if prog is not None:
             env += f" GOCACHEPROG={shlex.quote(prog)}"
+        if stats is not None:
+            env += f" GOTUNE_CACHEPROG_STATS={shlex.quote(stats)}"
         where, argv = (self.workload.service, "./...") if target == WORKLOAD else (
             "/", f"-o /dev/null {target}")
         out = self.sh(f"cd {shlex.quote(where)} && env {env} {TIMED} go build {argv}")
@@ -200,17 +203,27 @@ def cold(fresh: Host, url: str, runs: int, target: str) -> dict[str, Any]:
 
 
 def warm_noop(fresh: Host, url: str, pairs: int) -> dict[str, Any]:
+    """A no-op build with the helper against without; ``helper_answering_s``: the part of
+    each build the helper spent answering gets (its own counts), against ``extra_s``."""
     out: dict[str, Any] = {"target": "<= 1.05x"}
     for name in (CMD_GO, WORKLOAD):
         cache = fresh.fresh_cache(f"/root/noop-{name.replace('/', '-')}")
+        stats = f"/root/noop-stats-{name.replace('/', '-')}.jsonl"
         fresh.build(name, cache, fresh.prog(url))  # fills the local tier
         fresh.build(name, cache, None)
+        fresh.sh(f"rm -f {stats}")
         samples = interleaved({
-            "helper": functools.partial(fresh.build, name, cache, fresh.prog(url)),
+            "helper": functools.partial(fresh.build, name, cache, fresh.prog(url), stats),
             "none": functools.partial(fresh.build, name, cache, None),
         }, pairs)  # fmt: skip
         figures = compare(samples["none"], samples["helper"], ("without", "with_helper"))
         figures["target_met"] = (figures["ratio"] or 9) <= 1.05
+        counts = [json.loads(x) for x in fresh.sh(f"cat {stats}").splitlines() if x.strip()]
+        figures["extra_s"] = round(-figures["difference_s"], 4)
+        figures["gets"] = int(statistics.median(c["Gets"] for c in counts))
+        figures["index_hits"] = int(statistics.median(c["IndexHits"] for c in counts))
+        figures["helper_answering_s"] = round(
+            statistics.median(c["AnswerNs"] for c in counts) / 1e9, 4)
         out[name] = figures
     return out
 

@@ -318,3 +318,24 @@ def test_go_clean_cache_removes_the_index_and_the_site_is_asked_again(
     go(filled.module, env)
     first, again = read_stats(stats)
     assert again["IndexHits"] == 0 and again["SiteHits"] >= first["SiteHits"] - 2 > 50
+
+
+def test_go_commands_at_once_merge_the_journal_in_turn_and_lose_no_build(
+    tmp_path: Path, helper: Path, warm_std: Path
+) -> None:
+    """Six builds of different programs on one cache, each merging the journal at its end
+    (-journal-max 1): renames and appends race; every build succeeds, the index stays an
+    index, and each program is warm after."""
+    mods = [hello_module(tmp_path / f"app{i}", name=f"app{i}", imports=("strings", "sort"))
+            for i in range(6)]  # fmt: skip
+    env = go_env(warm_std, GOCACHEPROG=prog(helper, "-journal-max", "1"))
+    procs = [subprocess.Popen([str(GO), "build", "-o", os.devnull, "."], cwd=m, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for m in mods]  # fmt: skip
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-2000:]
+    assert index_records(warm_std) > 50
+    assert not list((warm_std / INDEX_DIR).glob("gotune-journal.*"))  # no merge left behind
+    for m in mods:
+        assert go(m, env, "-v").stderr.strip() == ""

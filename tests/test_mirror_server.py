@@ -287,6 +287,8 @@ def test_metrics_count_hits_misses_and_bytes(
     assert m["gotune_mirror_served_bytes_total"] == 3 * size + len(error_body)
     assert m["gotune_mirror_upstream_fetched_bytes_total"] == size
     assert m["gotune_mirror_cache_bytes"] == size
+    assert m["gotune_mirror_http_connections"] >= 1  # this request's, at least
+    assert m['gotune_mirror_http_events_total{event="fast"}'] >= 2  # hits the loop answered
     for line in text.splitlines():
         if line.startswith("# TYPE") and line.endswith(" counter"):
             assert line.split()[2].endswith("_total")

@@ -134,9 +134,16 @@ def test_a_host_failing_its_gate_halts_the_rollout_is_undone_and_resume_finishes
     fstab = sh(sbx3, "cat /etc/fstab")
     untouched = {h.name: upper_files(h) for h in later}
 
-    code, doc, _ = rollout(box.inventory, "--waves", "1,2,100%")
+    code, doc, progress = rollout(box.inventory, "--waves", "1,2,100%")
     assert code == 1 and doc["halted"]
     assert "sbx3" in doc["reason"] and "--max-fail 0" in doc["reason"]
+    # Progress as each phase starts, then each wave's line (stderr under --json).
+    lines = [x for x in progress.splitlines() if x.startswith("wave ")]
+    assert lines[:4] == [
+        "wave 1/3: applying 1 host(s): sbx1", "wave 1/3: verifying 1 host(s): sbx1",
+        lines[2], "wave 2/3: applying 2 host(s): sbx2, sbx3"], lines  # fmt: skip
+    assert lines[2].startswith("wave 1/3 (canary): 1 host(s): 1 passed")
+    assert "wave 2/3: undoing 1 host(s): sbx3" in lines and lines[-1].startswith("wave 2/3: 2 ")
     assert [w["ran"] for w in doc["waves"]] == [True, True, False]
     assert doc["waves"][1]["passed"] == ["sbx2"] and doc["waves"][1]["failed"] == ["sbx3"]
     failed = doc["hosts"]["sbx3"]

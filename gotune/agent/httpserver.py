@@ -34,6 +34,7 @@ import collections
 import contextlib
 import email.utils
 import ipaddress
+import json
 import os
 import selectors
 import signal
@@ -47,6 +48,9 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from types import FrameType
+from typing import Any, Protocol
+
+from gotune.agent import prom
 
 # Connections open at once. Each costs a socket and a small buffer (not a thread), so
 # a thousand is cheap; beyond it the longest-waiting head is dropped for a new client.
@@ -309,6 +313,31 @@ class Handler(BaseHTTPRequestHandler):
         return code
 
 
+METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# The core's own metrics, which each service declares beside its own (its prefix first).
+HTTP_METRICS: dict[str, tuple[str, str]] = {
+    "http_connections": ("gauge", "Client connections open."),
+    "http_events_total": (
+        "counter", "What the server's limits did: connections evicted at the cap, header "
+        "timeouts, idle closes, requests turned away (503), answered by the loop."
+    ),
+}
+# The core's event counters shown as <prefix>http_events_total{event=...}.
+HTTP_EVENTS = ("evicted_total", "header_timeouts_total", "idle_closed_total",
+               "rejected_total", "fast_total")
+
+
+class Service(Protocol):
+    """What a server serves /healthz and /metrics of (the mirror, the build cache)."""
+
+    @property
+    def metrics(self) -> prom.Metrics: ...
+
+    def health(self) -> dict[str, Any]: ...
+
+    def refresh_gauges(self) -> None: ...
+
+
 class Server:
     """Serve ``handler_class`` on ``address`` within ``limits`` (see the module docstring).
 
@@ -316,6 +345,7 @@ class Server:
     + handler_class: a BaseHTTPRequestHandler subclass; ``self.server`` is this object
     + limits: the bounds
     + allow: client networks allowed (None: all); others get 403 (``allowed``)
+    + service: what /healthz and /metrics describe (``builtin``), with the core's own figures
     """
 
     # The Server header of answers written by the loop (handlers use version_string).
@@ -327,7 +357,9 @@ class Server:
         handler_class: type[BaseHTTPRequestHandler],
         limits: Limits | None = None,
         allow: Sequence[Network] | None = None,
+        service: Service | None = None,
     ) -> None:
+        self.service = service
         self.handler_class = handler_class
         self.limits = limits or Limits()
         self.allow = allow
@@ -385,6 +417,22 @@ class Server:
             return
         print(f"gotune: error answering {client_address}:", file=sys.stderr)
         traceback.print_exc(file=sys.stderr)
+
+    def builtin(self, path: str) -> tuple[str, bytes]:
+        """(content type, body) of /healthz (the service's health and ``stats``) or
+        /metrics (the service's and the core's, ``HTTP_METRICS``)."""
+        assert self.service is not None, "a server with /healthz and /metrics has a service"
+        stats = self.stats()
+        if path == "/healthz":
+            health = self.service.health() | {"http": stats}
+            return "application/json", (json.dumps(health, sort_keys=True) + "\n").encode()
+        metrics = self.service.metrics
+        metrics.set("http_connections", float(stats["connections"]))
+        for event in HTTP_EVENTS:
+            metrics.set("http_events_total", float(stats.get(event, 0)),
+                        event=event.removesuffix("_total"))
+        self.service.refresh_gauges()
+        return METRICS_TYPE, metrics.render().encode()
 
     def stats(self) -> dict[str, int]:
         """Open connections by state, workers, and what the limits turned away."""

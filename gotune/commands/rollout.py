@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from gotune.commands.verify import bench_list, checked_runs, workloads
     from gotune.inventory import load_inventory
     from gotune.rollout import state as st
-    from gotune.rollout.result import closing, table, wave_line
+    from gotune.rollout.result import closing, phase_line, table, wave_line
     from gotune.rollout.run import Options, Rollout
     from gotune.rollout.waves import parse_budget, parse_waves, split
     from gotune.settings import validate_inventory
@@ -105,7 +105,11 @@ def run(args: argparse.Namespace) -> int:
     def progress(wave: Any, outcome: Any) -> None:
         print(wave_line(wave, outcome, state), file=out, flush=True)
 
-    outcome = Rollout(inventory, settings, state, waves, budget, options, progress).run()
+    def phase(wave: Any, what: str, names: list[str]) -> None:
+        print(phase_line(wave, len(waves), what, names), file=out, flush=True)
+
+    outcome = Rollout(inventory, settings, state, waves, budget, options, progress,
+                      phase).run()
     doc = _finish(args, inventory, state, outcome)
     if args.json:
         print(json.dumps(doc, indent=2, sort_keys=True))

@@ -57,6 +57,13 @@ def to_json(outcome: Outcome, state: st.RolloutState, rerun: str | None) -> dict
     }  # fmt: skip
 
 
+def phase_line(wave: Wave, waves: int, phase: str, names: list[str]) -> str:
+    """The line printed as a wave starts a phase (applying, verifying, undoing): its hosts."""
+    shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+    return (f"wave {wave.number}/{waves}: {phase} {len(names)} host(s)"
+            + (f": {shown}" if names else ""))
+
+
 def wave_line(wave: Wave, outcome: Outcome, state: st.RolloutState) -> str:
     """The line printed as each wave ends: the wave's hosts, the fleet, the time."""
     label = " (canary)" if wave.number == 1 else ""

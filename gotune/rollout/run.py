@@ -130,6 +130,7 @@ class Rollout:
     + budget: the fleet-wide failure budget
     + options: gate, benchmarks, parallelism
     + on_wave: called after each wave (and for a wave that had nothing to do)
+    + on_phase: called as a wave starts to apply, verify and undo (what, which hosts)
     """
 
     inventory: Any
@@ -139,6 +140,7 @@ class Rollout:
     budget: Budget
     options: Options
     on_wave: Callable[[Wave, Outcome], None] = lambda wave, outcome: None
+    on_phase: Callable[[Wave, str, list[str]], None] = lambda wave, phase, names: None
 
     def run(self) -> Outcome:
         """Roll out every wave until done, halted by the budget, or interrupted (Ctrl-C)."""
@@ -191,6 +193,7 @@ class Rollout:
         config = {"PARALLEL": self.options.parallel} if self.options.parallel else {}
         settings = {n: self.settings[n] for n in wave.todo}
         with connect(part(self.inventory, wave.todo), require_any=False, **config) as conn:
+            self.on_phase(wave, "applying", wave.todo)
             try:
                 applied = apply_hosts(conn, settings, yes=True, strict=False)
                 entries, plans = applied.report["hosts"], applied.plans
@@ -201,6 +204,7 @@ class Rollout:
                 raise
             outcome.applied.update(entries)
             ok = [h for h in conn.hosts if entries.get(h.name, {}).get("ok")]
+            self.on_phase(wave, "verifying", [h.name for h in ok])
             try:
                 verified = verify_hosts(
                     ok, benchmarks=self.options.benchmarks, runs=self.options.runs,
@@ -227,6 +231,7 @@ class Rollout:
             (wave.failed if reasons else wave.passed).append(name)
         touched = [n for n in wave.failed if n in plans]
         if touched and not self.options.keep_failed:
+            self.on_phase(wave, "undoing", touched)
             self._undo(touched)
 
     def _undo(self, names: list[str]) -> None:

@@ -145,6 +145,10 @@ class BuildCache:
         self.metrics.inc("puts_total", outcome="stored")
         return Verdict(201, "stored", "stored")
 
+    def refresh_gauges(self) -> None:
+        """Bring the wear gauges up to date (before /metrics renders them)."""
+        self.guard.may_write()
+
     def health(self) -> dict[str, Any]:
         stats = self.store.stats()
         hits, misses = self.metrics.total("hits_total"), self.metrics.total("misses_total")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gotune.agent import prom
+from gotune.agent.httpserver import HTTP_METRICS
 from gotune.agent.wear.state import WEAR_METRICS
 
 PREFIX = "gotune_buildcache_"
@@ -29,11 +30,7 @@ DEFINITIONS: dict[str, tuple[str, str]] = {
     "cache_max_bytes": ("gauge", "The --max-cache-size limit (0: none)."),
     "objects": ("gauge", "Outputs in the cache."),
     "actions": ("gauge", "Action entries in the cache."),
-    "http_connections": ("gauge", "Client connections open."),
-    "http_events_total": (
-        "counter", "What the server's limits did: connections evicted at the cap, header "
-        "timeouts, idle closes, requests turned away (503), answered by the loop."
-    ),
+    **HTTP_METRICS,
     **WEAR_METRICS,
 }
 

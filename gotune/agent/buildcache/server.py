@@ -19,7 +19,6 @@ waits for a worker. Larger outputs are checked, then sent with sendfile(2).
 from __future__ import annotations
 
 import ipaddress
-import json
 import sys
 import traceback
 from collections.abc import Callable, Iterable
@@ -40,7 +39,6 @@ CACHE_PREFIX = "/cache/"
 OUTPUT_HEADER = "Gotune-Output-Id"
 TIME_HEADER = "Gotune-Put-Time"
 OCTETS = "application/octet-stream"
-METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 FORBIDDEN = "forbidden: client not in the build cache's allowlist"
 # Outputs up to this size are read, checked and sent by the loop thread: most of a
 # build's compiled packages; hashing 256 KiB takes ~0.2 ms.
@@ -48,9 +46,6 @@ FAST_MAX_BYTES = 256 * 1024
 # Outputs up to this size are checked and sent from memory by a worker; larger ones
 # are checked by reading them through, then sent from the file with sendfile(2).
 IN_MEMORY_MAX_BYTES = 16 << 20
-# The core's event counters shown as gotune_buildcache_http_events_total{event=...}.
-HTTP_EVENTS = ("evicted_total", "header_timeouts_total", "idle_closed_total",
-               "rejected_total", "fast_total")
 
 
 def hit_headers(entry: Entry) -> list[tuple[str, str]]:
@@ -76,21 +71,7 @@ class BuildcacheServer(Server):
         limits: Limits | None = None,
     ) -> None:
         self.cache = cache
-        super().__init__(address, Handler, limits, allow)
-
-    def builtin(self, path: str) -> tuple[str, bytes]:
-        """(content type, body) of /healthz or /metrics."""
-        if path == "/healthz":
-            health = self.cache.health() | {"http": self.stats()}
-            return "application/json", (json.dumps(health, sort_keys=True) + "\n").encode()
-        stats = self.stats()
-        metrics = self.cache.metrics
-        metrics.set("http_connections", float(stats["connections"]))
-        for event in HTTP_EVENTS:
-            metrics.set("http_events_total", float(stats.get(event, 0)),
-                        event=event.removesuffix("_total"))
-        self.cache.guard.may_write()  # refresh wear gauges
-        return METRICS_TYPE, metrics.render().encode()
+        super().__init__(address, Handler, limits, allow, service=cache)
 
     def count(self, op: str, code: int, served: int = 0) -> None:
         self.cache.metrics.inc("requests_total", op=op, code=str(code))

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from gotune.agent.mirror.limits import TokenBucket
 from gotune.agent.mirror.metrics import Metrics
@@ -419,9 +419,13 @@ class Mirror:
             self._prefetcher.shutdown(wait=True, cancel_futures=True)
         self.store.drain()
 
-    def health(self) -> dict[str, object]:
+    def refresh_gauges(self) -> None:
+        """Bring the wear gauges up to date (before /metrics renders them)."""
+        self.guard.may_write()
+
+    def health(self) -> dict[str, Any]:
         stats = self.store.stats()
-        out: dict[str, object] = {
+        out: dict[str, Any] = {
             "status": "ok",
             "offline": self.config.offline,
             "cache_dir": str(self.store.root),

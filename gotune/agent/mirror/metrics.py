@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gotune.agent import prom
+from gotune.agent.httpserver import HTTP_METRICS
 from gotune.agent.wear.state import WEAR_METRICS
 
 PREFIX = "gotune_mirror_"
@@ -31,6 +32,7 @@ DEFINITIONS: dict[str, tuple[str, str]] = {
     "prefetches_total": ("counter", "Zips fetched ahead after their .info was asked, by outcome."),
     "cache_bytes": ("gauge", "Bytes of artefacts in the cache."),
     "cache_max_bytes": ("gauge", "The --max-cache-size limit (0: none)."),
+    **HTTP_METRICS,
     **WEAR_METRICS,
 }
 

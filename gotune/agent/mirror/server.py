@@ -14,7 +14,6 @@ Connections, threads and timeouts are the shared core's (``gotune.agent.httpserv
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 import re
 import sys
@@ -45,7 +44,6 @@ MIRROR_LIMITS = Limits(workers=64)
 # Cached artefacts up to this size are answered by the loop thread: every .info and
 # .mod, most .zip files of small modules; larger ones go out by sendfile from a worker.
 FAST_MAX_BYTES = 256 * 1024
-METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 FORBIDDEN = "forbidden: client not in the mirror's allowlist"
 
 _SUMDB = re.compile(r"^/sumdb/([a-z0-9.-]+(?::[0-9]+)?)/([A-Za-z0-9._/+!@-]*)$")
@@ -72,7 +70,7 @@ class MirrorServer(Server):
         self.mirror = mirror
         self.client_buckets: dict[str, TokenBucket] = {}
         self.client_lock = threading.Lock()
-        super().__init__(address, Handler, limits or MIRROR_LIMITS, allow)
+        super().__init__(address, Handler, limits or MIRROR_LIMITS, allow, service=mirror)
 
     def client_bucket(self, client: str) -> TokenBucket | None:
         rate = self.mirror.config.client_limit_rate
@@ -88,14 +86,6 @@ class MirrorServer(Server):
                         "client_limit_wait_seconds_total", s)
                 )
             return bucket
-
-    def builtin(self, path: str) -> tuple[str, bytes]:
-        """(content type, body) of /healthz or /metrics."""
-        if path == "/healthz":
-            health = self.mirror.health() | {"http": self.stats()}
-            return "application/json", (json.dumps(health, sort_keys=True) + "\n").encode()
-        self.mirror.guard.may_write()  # refresh wear gauges
-        return METRICS_TYPE, self.mirror.metrics.render().encode()
 
     def fast_answer(self, head: Head, client: tuple[str, int]) -> bytes | None:
         """/healthz, /metrics, 403s and cached artefacts up to ``FAST_MAX_BYTES`` (not
