@@ -33,6 +33,7 @@ from typing import Any
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, StringCommand, operation
 from pyinfra.facts.files import Directory, File, FileContents, Link, Sha256File
+from pyinfra.facts.server import Users
 
 from gotune.agent.paths import UNDO_DIR
 
@@ -219,7 +220,11 @@ def record_user(user: str) -> Generator[Any, None, None]:
     if host.get_fact(File, path=f"{UNDO_DIR}/users/{user}"):
         host.noop(f"user {user} already recorded for undo")
         return
-    yield f"id -u {q(user)} >/dev/null 2>&1 || {{ {record_cmd('users', user, user)}; }}"
+    # server.user reads the same fact: no extra round trip.
+    if user in (host.get_fact(Users) or {}):
+        host.noop(f"user {user} was there before gotune made it: undo leaves it")
+        return
+    yield record_cmd("users", user, user)
 
 
 @operation()

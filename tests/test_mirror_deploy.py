@@ -150,5 +150,31 @@ def test_mirror_deploy_runs_supervised_restarts_after_kill_and_undo_removes_it(
             time.sleep(0.3)
         assert healthz(url, timeout=0.5) is None  # the mirror stopped
         gone = host.run("test -e /opt/gotune/gotune-mirror-supervise || "
-                        "test -e /var/cache/gotune/mirror || echo gone").stdout.strip()
-        assert gone == "gone"
+                        "test -e /var/cache/gotune/mirror || id -u gotune-mirror || "
+                        "echo gone").stdout.strip()
+        assert gone == "gone"  # the account gotune made went with the rest
+
+
+@pytest.mark.sandbox
+def test_an_account_that_was_there_before_is_used_kept_by_undo_and_changes_nothing(
+    sandbox: SandboxFactory, tmp_path: Path
+) -> None:
+    tree = build_tree(tmp_path / "upstream", standard_modules())
+    port = free_port()
+    with StaticUpstream(tree) as up:
+        box = sandbox(1, data={"gotune_mirror_enabled": True, "gotune_mirror_port": port,
+                               "gotune_mirror_upstream": up.url})
+        host = box.hosts[0]
+        made = host.run("useradd --system --no-create-home --shell /usr/sbin/nologin "
+                        "gotune-mirror && id -u gotune-mirror")  # an admin made it earlier
+        assert made.returncode == 0, made.stderr
+        pyinfra(box.inventory)
+        assert healthz(f"http://127.0.0.1:{port}") is not None
+        assert changed_mirror_operations(pyinfra(box.inventory)) == []
+        undo = subprocess.run(
+            [sys.executable, "-m", "gotune", "undo", str(box.inventory), "--yes", "--json"],
+            capture_output=True, text=True, timeout=300, cwd=REPO, check=False,
+        )  # fmt: skip
+        assert undo.returncode == 0, undo.stdout[-2000:] + undo.stderr[-2000:]
+        assert json.loads(undo.stdout)["hosts"]["sbx1"]["restores"]["users"] == []
+        assert host.run("id -u gotune-mirror").stdout.strip() == made.stdout.strip()
