@@ -15,6 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,6 +45,16 @@ def pyinfra(inventory: Path) -> str:
     )  # fmt: skip
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return out.stdout + out.stderr
+
+
+def undo(inventory: Path) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-m", "gotune", "undo", str(inventory), "--yes", "--json"],
+        capture_output=True, text=True, timeout=300, cwd=REPO, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    doc: dict[str, Any] = json.loads(out.stdout)
+    return doc
 
 
 def grand_total(output: str) -> list[str]:
@@ -140,11 +151,7 @@ def test_mirror_deploy_runs_supervised_restarts_after_kill_and_undo_removes_it(
         new_pid = host.run(f"pgrep -u gotune-mirror -f 'mirror serve.*{port}'").stdout.split()
         assert new_pid and new_pid != pid
 
-        undo = subprocess.run(
-            [sys.executable, "-m", "gotune", "undo", str(box.inventory), "--yes", "--json"],
-            capture_output=True, text=True, timeout=300, cwd=REPO, check=False,
-        )  # fmt: skip
-        assert undo.returncode == 0, undo.stdout[-2000:] + undo.stderr[-2000:]
+        undo(box.inventory)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and healthz(url, timeout=0.5) is not None:
             time.sleep(0.3)
@@ -171,10 +178,5 @@ def test_an_account_that_was_there_before_is_used_kept_by_undo_and_changes_nothi
         pyinfra(box.inventory)
         assert healthz(f"http://127.0.0.1:{port}") is not None
         assert changed_mirror_operations(pyinfra(box.inventory)) == []
-        undo = subprocess.run(
-            [sys.executable, "-m", "gotune", "undo", str(box.inventory), "--yes", "--json"],
-            capture_output=True, text=True, timeout=300, cwd=REPO, check=False,
-        )  # fmt: skip
-        assert undo.returncode == 0, undo.stdout[-2000:] + undo.stderr[-2000:]
-        assert json.loads(undo.stdout)["hosts"]["sbx1"]["restores"]["users"] == []
+        assert undo(box.inventory)["hosts"]["sbx1"]["restores"]["users"] == []
         assert host.run("id -u gotune-mirror").stdout.strip() == made.stdout.strip()
