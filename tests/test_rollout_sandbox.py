@@ -4,7 +4,9 @@ Every host has a developer user and a GOCACHE on a size-capped tmpfs (so apply r
 changes things: fstab, a mount, the GOENV file, a save/restore helper), and Go on its
 PATH unless the story needs a host without it: there verify's checks fail, which is the
 gate failing for a cause a user can fix and resume from. Benchmarks are left out
-(``--bench none``): on sandbox hosts they share this machine's two cores.
+(``--bench none``): on sandbox hosts they share this machine's two cores; the one test
+of the ``slower`` gate runs the smallest benchmark, on one host, where the slowdown is
+large (an HDD against RAM with the page cache dropped).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import pytest
 
 from tests.conftest import SandboxFactory
 from tests.sandbox import SandboxHost
+from tests.sandbox_storage import Hdd
 from tests.test_apply import REPO, sh
 
 USER = "dev"
@@ -38,9 +41,11 @@ MID_WAVE_TIMEOUT_S = 180
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 
 
-def rollout(inventory: Path | str, *args: str) -> tuple[int, dict[str, Any], str]:
+def rollout(
+    inventory: Path | str, *args: str, bench: str = "none"
+) -> tuple[int, dict[str, Any], str]:
     out = subprocess.run(
-        [sys.executable, "-m", "gotune", "rollout", str(inventory), "--bench", "none",
+        [sys.executable, "-m", "gotune", "rollout", str(inventory), "--bench", bench,
          "--yes", "--json", *args],
         capture_output=True, text=True, timeout=900, cwd=REPO,
     )  # fmt: skip
@@ -191,6 +196,44 @@ def test_the_budget_counts_failed_and_unreachable_hosts_over_all_waves(
     for host in box.hosts[3:]:
         assert not applied_anything(host) and doc["hosts"][host.name]["outcome"] == "pending"
     assert rerun_hosts(doc) == ["sbx1", "sbx3"]
+
+
+@pytest.mark.slowstorage
+def test_the_slower_gate_halts_where_tuning_made_builds_slower_than_before_and_undoes_it(
+    sandbox: SandboxFactory,
+) -> None:
+    """A fleet that says no tmpfs (``never``, to keep RAM) meets a developer who kept
+    GOCACHE on a tmpfs of their own. The plan moves it to persistent storage, the home
+    disk, an HDD; with the page cache dropped before every run (the morning after a
+    reboot, ``--cold``) the canary's builds are measurably slower than before gotune. No
+    check fails, so only the default gate, ``slower``, can stop this: it halts the
+    rollout at the canary and undoes it; the next wave is never touched."""
+    data = {"gotune_users": [USER], "gotune_gocache_tmpfs": "never"}
+    box = sandbox(2, data=data, storage=[[Hdd(path="/home")], None])
+    canary, later = box.hosts
+    for host in box.hosts:
+        developer(host)
+    own = "/srv/ram/go-build"
+    sh(canary, f"mkdir -p /srv/ram && mount -t tmpfs -o size=1g tmpfs /srv/ram && "
+               f"mkdir {own} && chown {USER}: {own}")  # fmt: skip
+    sh(canary, f"go env -w GOCACHE={own}", user=USER)
+    untouched = upper_files(later)
+
+    code, doc, _ = rollout(box.inventory, "--waves", "1,100%", "--runs", "5", "--cold",
+                           bench="repeat build")  # fmt: skip
+    assert code == 1 and doc["halted"], doc["reason"]
+    assert [w["ran"] for w in doc["waves"]] == [True, False]
+    failed = doc["hosts"]["sbx1"]
+    assert failed["outcome"] == "failed" and failed["undone"] is True, failed
+    assert not [c for c in failed["verify"]["checks"] if not c["ok"]]  # only the gate
+    assert any("tuned is slower than the setup before gotune" in why
+               for why in failed["gate"]), failed["gate"]
+    # undone: the developer's own tmpfs GOCACHE again
+    assert sh(canary, "go env GOCACHE", user=USER).strip() == own
+    assert upper_files(later) == untouched and not applied_anything(later)
+    assert doc["hosts"]["sbx2"]["outcome"] == "pending"
+    assert rerun_hosts(doc) == ["sbx1"]
+    print(f"slower gate: {failed['gate']}")
 
 
 def _start(inventory: Path) -> subprocess.Popen[str]:
