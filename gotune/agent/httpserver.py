@@ -303,6 +303,21 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(length))
         self.end_headers()
 
+    def answer_common(self, send_body: bool) -> tuple[str, int] | None:
+        """A 403 for a client outside the allowlist, or /healthz and /metrics: (what
+        ``requests_total`` counts it as, the code). None: the service answers."""
+        if not self.allowed():
+            return "other", self.text(403, self.server.forbidden_message, send_body)
+        if (self.server.service is not None and self.command in ("GET", "HEAD")
+                and self.path in BUILTIN_PATHS):
+            ctype, data = self.server.builtin(self.path)
+            self.headers_out(200, ctype, len(data))
+            if send_body:
+                self.wfile.write(data)
+                self.server.count_served(len(data))
+            return self.path[1:], 200
+        return None
+
     def text(self, code: int, message: str, send_body: bool) -> int:
         """A one-line plain-text answer; returns ``code``."""
         line = message.replace("\n", " ").replace("\r", " ")[:1000] + "\n"
@@ -314,6 +329,8 @@ class Handler(BaseHTTPRequestHandler):
 
 
 METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# Answered by the core for every service (``Server.builtin``).
+BUILTIN_PATHS = ("/healthz", "/metrics")
 # The core's own metrics, which each service declares beside its own (its prefix first).
 HTTP_METRICS: dict[str, tuple[str, str]] = {
     "http_connections": ("gauge", "Client connections open."),
@@ -350,6 +367,9 @@ class Server:
 
     # The Server header of answers written by the loop (handlers use version_string).
     server_name_header = "gotune"
+    # A 403's text, and the label the service's requests_total counts requests by.
+    forbidden_message = "forbidden: client not in the allowlist"
+    request_label = "kind"
 
     def __init__(
         self,
@@ -396,9 +416,35 @@ class Server:
 
     # -- for subclasses ----------------------------------------------------------------
     def fast_answer(self, head: Head, client: tuple[str, int]) -> bytes | None:
-        """The whole response for ``head`` if it can be given at once, from memory or a
-        small file, without blocking; None sends the request to a worker."""
+        """The whole response for ``head`` if it can be given at once, without blocking
+        (None sends the request to a worker): a 403, /healthz and /metrics here, the
+        service's own in ``fast_service_answer``; each counted as a worker counts it."""
+        send_body = head.method == "GET"
+        name = self.server_name_header
+        if not self.allowed(client[0]):
+            self.count("other", 403)
+            return text_response(403, self.forbidden_message, name, send_body)
+        if self.service is not None and head.target in BUILTIN_PATHS:
+            ctype, page = self.builtin(head.target)
+            self.count(head.target[1:], 200)
+            self.count_served(len(page) * send_body)
+            return response(200, ctype, page, name, send_body)
+        return self.fast_service_answer(head, send_body)
+
+    def fast_service_answer(self, head: Head, send_body: bool) -> bytes | None:
+        """The service's part of ``fast_answer``: from memory or a small file."""
         return None
+
+    def count(self, kind: str, code: int) -> None:
+        """One answered request in the service's ``requests_total``."""
+        if self.service is not None:
+            labels = {self.request_label: kind, "code": str(code)}
+            self.service.metrics.inc("requests_total", 1.0, **labels)
+
+    def count_served(self, n: int) -> None:
+        """Body bytes sent, in the service's ``served_bytes_total``."""
+        if n and self.service is not None:
+            self.service.metrics.inc("served_bytes_total", n)
 
     def allowed(self, client: str) -> bool:
         """Whether ``client`` (an IP address) is in ``allow`` (None: everyone is)."""

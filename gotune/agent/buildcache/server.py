@@ -39,7 +39,6 @@ CACHE_PREFIX = "/cache/"
 OUTPUT_HEADER = "Gotune-Output-Id"
 TIME_HEADER = "Gotune-Put-Time"
 OCTETS = "application/octet-stream"
-FORBIDDEN = "forbidden: client not in the build cache's allowlist"
 # Outputs up to this size are read, checked and sent by the loop thread: most of a
 # build's compiled packages; hashing 256 KiB takes ~0.2 ms.
 FAST_MAX_BYTES = 256 * 1024
@@ -62,6 +61,8 @@ class BuildcacheServer(Server):
     """
 
     server_name_header = "gotune-buildcache"
+    forbidden_message = "forbidden: client not in the build cache's allowlist"
+    request_label = "op"
 
     def __init__(
         self,
@@ -73,23 +74,10 @@ class BuildcacheServer(Server):
         self.cache = cache
         super().__init__(address, Handler, limits, allow, service=cache)
 
-    def count(self, op: str, code: int, served: int = 0) -> None:
-        self.cache.metrics.inc("requests_total", op=op, code=str(code))
-        if served:
-            self.cache.metrics.inc("served_bytes_total", served)
-
-    def fast_answer(self, head: Head, client: tuple[str, int]) -> bytes | None:
-        """/healthz, /metrics, 403s, misses and small hits, counted as a worker counts."""
-        send_body = head.method == "GET"
+    def fast_service_answer(self, head: Head, send_body: bool) -> bytes | None:
+        """Misses and hits up to ``FAST_MAX_BYTES``, counted as a worker counts them."""
         op = head.method.lower()
         name = self.server_name_header
-        if not self.allowed(client[0]):
-            self.count("other", 403)
-            return text_response(403, FORBIDDEN, name, send_body)
-        if head.target in ("/healthz", "/metrics"):
-            ctype, page = self.builtin(head.target)
-            self.count(head.target[1:], 200, len(page) * send_body)
-            return response(200, ctype, page, name, send_body)
         if not head.target.startswith(CACHE_PREFIX):
             return None
         action = head.target[len(CACHE_PREFIX):]
@@ -103,7 +91,8 @@ class BuildcacheServer(Server):
         if entry is None or data is None:
             self.count(op, 404)
             return text_response(404, "not in the build cache", name, send_body)
-        self.count(op, 200, len(data))
+        self.count(op, 200)
+        self.count_served(len(data))
         return response(200, OCTETS, data, name, send_body, headers=hit_headers(entry),
                         length=entry.size)
 
@@ -125,12 +114,9 @@ class Handler(BaseHandler):
 
     def _guarded(self, op: str, answer: Callable[[], int]) -> None:
         try:
-            if not self.allowed():
-                op, code = "other", self.text(403, FORBIDDEN, op != "head")
-            elif op != "put" and self.path in ("/healthz", "/metrics"):
-                ctype, data = self.server.builtin(self.path)
-                code = self._bytes(200, ctype, data, op == "get")
-                op = self.path[1:]
+            common = self.answer_common(op != "head")
+            if common is not None:
+                op, code = common
             else:
                 code = answer()
         except (BrokenPipeError, ConnectionResetError, TimeoutError, EOFError):
@@ -150,7 +136,7 @@ class Handler(BaseHandler):
         self.headers_out(code, ctype, len(data), extra)
         if send_body:
             self.wfile.write(data)
-            self.server.cache.metrics.inc("served_bytes_total", len(data))
+            self.server.count_served(len(data))
         return code
 
     def _get(self, send_body: bool) -> int:
@@ -171,7 +157,7 @@ class Handler(BaseHandler):
         with open(entry.path, "rb") as fh:
             self.headers_out(200, OCTETS, entry.size, hit_headers(entry))
             sent = self.connection.sendfile(fh)
-        self.server.cache.metrics.inc("served_bytes_total", sent)
+        self.server.count_served(sent)
         return 200
 
     def _verdict(self) -> Verdict | None:
@@ -197,8 +183,8 @@ class Handler(BaseHandler):
         """Refuse (or say "already stored") before the client sends the body."""
         if self.command == "PUT":
             if not self.allowed():
-                self.server.count("other", self._answer(Verdict(403, FORBIDDEN, "refused"),
-                                                        True))
+                refused = Verdict(403, self.server.forbidden_message, "refused")
+                self.server.count("other", self._answer(refused, True))
                 return False
             verdict = self._verdict()
             if verdict is not None:

@@ -27,7 +27,6 @@ from gotune.agent.httpserver import (
     Server,
     response,
     serve_until_stopped,
-    text_response,
 )
 from gotune.agent.mirror.core import Answer, Mirror, stored_answer
 from gotune.agent.mirror.limits import TokenBucket
@@ -44,7 +43,6 @@ MIRROR_LIMITS = Limits(workers=64)
 # Cached artefacts up to this size are answered by the loop thread: every .info and
 # .mod, most .zip files of small modules; larger ones go out by sendfile from a worker.
 FAST_MAX_BYTES = 256 * 1024
-FORBIDDEN = "forbidden: client not in the mirror's allowlist"
 
 _SUMDB = re.compile(r"^/sumdb/([a-z0-9.-]+(?::[0-9]+)?)/([A-Za-z0-9._/+!@-]*)$")
 
@@ -59,6 +57,7 @@ class MirrorServer(Server):
     """
 
     server_name_header = "gotune-mirror"
+    forbidden_message = "forbidden: client not in the mirror's allowlist"
 
     def __init__(
         self,
@@ -87,18 +86,10 @@ class MirrorServer(Server):
                 )
             return bucket
 
-    def fast_answer(self, head: Head, client: tuple[str, int]) -> bytes | None:
-        """/healthz, /metrics, 403s and cached artefacts up to ``FAST_MAX_BYTES`` (not
-        while a per-client limit paces answers), counted as the handler counts them."""
-        send_body = head.method == "GET"
+    def fast_service_answer(self, head: Head, send_body: bool) -> bytes | None:
+        """Cached artefacts up to ``FAST_MAX_BYTES`` (not while a per-client limit paces
+        answers), counted as the handler counts them."""
         path = head.target
-        if not self.allowed(client[0]):
-            return self._counted("other", 403, text_response(
-                403, FORBIDDEN, self.server_name_header, send_body), 0)
-        if path in ("/healthz", "/metrics"):
-            ctype, data = self.builtin(path)
-            return self._counted(path[1:], 200, response(
-                200, ctype, data, self.server_name_header, send_body), len(data) * send_body)
         if self.mirror.config.client_limit_rate or path.startswith("/sumdb/"):
             return None
         try:
@@ -108,16 +99,10 @@ class MirrorServer(Server):
         answer = self.mirror.cached(req, FAST_MAX_BYTES)
         if answer is None or answer.data is None:
             return None
-        return self._counted(req.kind, 200, response(
-            200, answer.content_type, answer.data, self.server_name_header, send_body),
-            len(answer.data) * send_body)
-
-    def _counted(self, kind: str, code: int, data: bytes, body_bytes: int) -> bytes:
-        metrics = self.mirror.metrics
-        metrics.inc("requests_total", kind=kind, code=str(code))
-        if body_bytes:
-            metrics.inc("served_bytes_total", body_bytes)
-        return data
+        self.count(req.kind, 200)
+        self.count_served(len(answer.data) * send_body)
+        return response(200, answer.content_type, answer.data, self.server_name_header,
+                        send_body)
 
 
 class Handler(BaseHandler):
@@ -130,14 +115,11 @@ class Handler(BaseHandler):
         self._handle(send_body=False)
 
     def _handle(self, send_body: bool) -> None:
-        metrics = self.server.mirror.metrics
         kind = "other"
         try:
-            if not self.allowed():
-                code = self._text(403, FORBIDDEN, send_body)
-            elif self.path in ("/healthz", "/metrics"):
-                kind = self.path[1:]
-                code = self._builtin(send_body)
+            common = self.answer_common(send_body)
+            if common is not None:
+                kind, code = common
             elif self.path.startswith("/sumdb/"):
                 kind = "sumdb"
                 code = self._sumdb(send_body)
@@ -151,11 +133,7 @@ class Handler(BaseHandler):
             # Headers may already be out: answer, then drop the connection either way.
             self.close_connection = True
             code = self._text(503, f"mirror error: {exc.__class__.__name__}", send_body)
-        metrics.inc("requests_total", kind=kind, code=str(code))
-
-    def _builtin(self, send_body: bool) -> int:
-        ctype, data = self.server.builtin(self.path)
-        return self._bytes(200, ctype, data, send_body)
+        self.server.count(kind, code)
 
     def _sumdb(self, send_body: bool) -> int:
         try:
@@ -211,7 +189,7 @@ class Handler(BaseHandler):
         if send_body:
             self._pace(len(data))
             self.wfile.write(data)
-            self.server.mirror.metrics.inc("served_bytes_total", len(data))
+            self.server.count_served(len(data))
         return code
 
     def _pace(self, n: int) -> None:
@@ -235,7 +213,7 @@ class Handler(BaseHandler):
                     n = min(PACED_CHUNK, size - sent)
                     bucket.acquire(n)
                     sent += self.connection.sendfile(fh, sent, n)
-            self.server.mirror.metrics.inc("served_bytes_total", sent)
+            self.server.count_served(sent)
         return 200
 
     def _relay(self, answer: Answer, send_body: bool) -> int:
@@ -249,7 +227,7 @@ class Handler(BaseHandler):
                 while chunk := body.read():
                     self._pace(len(chunk))
                     self.wfile.write(chunk)
-                    self.server.mirror.metrics.inc("served_bytes_total", len(chunk))
+                    self.server.count_served(len(chunk))
             except UpstreamFailed:
                 # Headers are out: the only honest signal left is a short body.
                 self.close_connection = True
