@@ -28,6 +28,10 @@ Figures (medians; ``ratio`` always from this run's arms):
 5. ``helper_language``: start-up (time to the first answer go waits for) of the Go helper
    and of the standard-library Python one (``python3 -S -I bench/cacheprog_py.py``), and
    a warm no-op build of the workload with each against none (on this machine, no site).
+6. ``protocol_floor``: one get's round trip with nothing behind it
+   (``bench/cacheprog_floor.go``, shaped as cmd/go's client), with both sides where the
+   scheduler puts them, on one CPU, and on two; ``warm_noop``'s ``floor_s`` is its gets
+   times each: the least any helper adds to a no-op build on this machine.
 
 Run as root, alone on the machine's benchmarks:
 ``flock /tmp/gotune-bench.lock .venv/bin/python -m bench.buildcache [--cold-runs 5] [--pairs 9]``
@@ -78,6 +82,11 @@ TIMED = ("python3 -c 'import subprocess,sys,time; t=time.perf_counter(); "
          "r=subprocess.run(sys.argv[1:], stdout=2); print(time.perf_counter()-t); "
          "sys.exit(r.returncode)'")
 GO_DEFAULTS = "GOENV=off GOTOOLCHAIN=local GOFLAGS= GOPROXY=off GOSUMDB=off GOWORK=off"
+FLOOR_SOURCE = ROOT / "bench" / "cacheprog_floor.go"
+# Where the two sides of the floor's round trip run: (the asker's pinning, the answerer's).
+FLOOR_ARMS = {"free": ([], ""), "same_cpu": (["taskset", "-c", "0"], "taskset -c 0"),
+              "cross_cpu": (["taskset", "-c", "0"], "taskset -c 1")}
+FLOOR_ROUNDS = 5
 
 
 def spread(values: list[float]) -> dict[str, Any]:
@@ -297,6 +306,25 @@ def clients(fresh: Host, url: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def protocol_floor(work: Path) -> dict[str, Any]:
+    """The mean round trip of a get answered at once, per arm (``FLOOR_ARMS``; one CPU
+    has no ``cross_cpu``), the median of ``FLOOR_ROUNDS`` interleaved runs."""
+    binary = work / "cacheprog-floor"
+    env = {**os.environ, "GOENV": "off", "GOTOOLCHAIN": "local", "GOFLAGS": "",
+           "GOCACHE": str(Path(tempfile.gettempdir()) / "gotune-bench-gocache")}
+    subprocess.run([str(GO), "build", "-o", str(binary), str(FLOOR_SOURCE)], env=env,
+                   check=True, capture_output=True, timeout=600)
+    arms = {k: v for k, v in FLOOR_ARMS.items() if (os.cpu_count() or 1) > 1 or k != "cross_cpu"}
+
+    def arm(pin: list[str], wrap: str) -> float:
+        out = subprocess.run([*pin, str(binary), "-wrap", wrap], capture_output=True,
+                             text=True, check=True, timeout=300)
+        return float(json.loads(out.stdout)["mean_us"])
+
+    runs = interleaved({k: functools.partial(arm, *v) for k, v in arms.items()}, FLOOR_ROUNDS)
+    return {k: {"mean_us": round(statistics.median(v), 1), "runs_us": v} for k, v in runs.items()}
+
+
 def first_answer(argv: list[str], env: dict[str, str]) -> float:
     """Seconds from starting a helper to its first line (what go waits for)."""
     start = time.perf_counter()
@@ -351,7 +379,7 @@ def main() -> None:
                         help="the generated workload's size")
     parser.add_argument("--skip", nargs="*", default=[],
                         help="leave out: cold_cmd_go cold_workload warm_noop site_down "
-                        "clients_16 helper_language")
+                        "clients_16 helper_language protocol_floor")
     args = parser.parse_args()
     why = missing_requirement()
     if why:
@@ -390,6 +418,12 @@ def main() -> None:
                 out["site_down"] = site_down(fresh, url, args.pairs)
             if "clients_16" not in args.skip:
                 out["clients_16"] = clients(fresh, url)
+            if "protocol_floor" not in args.skip:
+                out["protocol_floor"] = floor = protocol_floor(work)
+                for figures in (out.get("warm_noop") or {}).values():
+                    if isinstance(figures, dict):
+                        figures["floor_s"] = {k: round(figures["gets"] * v["mean_us"] / 1e6, 4)
+                                              for k, v in floor.items()}
             out["site_health"] = {k: health(url).get(k) for k in ("hits", "misses", "hit_rate",
                                                                    "objects", "tampered")}
     finally:
