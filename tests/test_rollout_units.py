@@ -20,7 +20,8 @@ from gotune.rollout.gate import GATE_FAIL, GATE_SLOWER, judge
 from gotune.rollout.inventory import rerun_path, rerun_text
 from gotune.rollout.report import render
 from gotune.rollout.run import compact_benchmarks
-from gotune.rollout.waves import parse_budget, parse_waves, split
+from gotune.rollout.waves import parse_budget, parse_waves, serving_first, split
+from gotune.settings import validate_host_data
 from gotune.verify.result import host_result
 from tests.test_verify_report import HOSTILE, _Page
 from tests.test_verify_rules import disk, raw_host
@@ -43,6 +44,25 @@ def test_waves_are_counts_and_percentages_of_the_whole_fleet_and_the_last_repeat
     assert sizes("1,10%,100%", 5) == [1, 1, 3]  # 10% of 5 is half a host: at least one
     assert sizes("50%", 3) == [1, 1, 1]
     assert split(NAMES[:4], parse_waves("1,100%")) == [["h01"], ["h02", "h03", "h04"]]
+
+
+def test_build_cache_sites_then_builders_go_first_everyone_else_keeps_inventory_order() -> None:
+    site = {"gotune_buildcache_server": True}
+    lan_mirror = {"gotune_mirror_enabled": True, "gotune_mirror_listen": "10.0.0.5",
+                  "gotune_mirror_allow": ["10.0.0.0/24"]}
+    data: dict[str, dict[str, Any]] = {
+        "h01": {"gotune_buildcache_url": "http://10.0.0.5:3001"},
+        "h02": {"gotune_buildcache_builder": True}, "h03": {},
+        "h04": site, "h05": lan_mirror,  # a mirror serving a LAN is a site by default
+        "h06": {**lan_mirror, "gotune_buildcache_server": False},
+    }
+    settings = {name: validate_host_data(d, name) for name, d in data.items()}
+    order = serving_first(list(data), settings)
+    assert order == ["h04", "h05", "h02", "h01", "h03", "h06"]
+    waves = split(order, parse_waves("1,1,100%"))
+    assert waves == [["h04"], ["h05"], ["h02", "h01", "h03", "h06"]]
+    plain = {name: validate_host_data({}, name) for name in NAMES[:5]}
+    assert serving_first(NAMES[:5], plain) == NAMES[:5]
 
 
 @pytest.mark.parametrize("spec", ["0", "-1", "150%", "abc", "0%", "1.5", "1,,2", "", "1, 2x"])

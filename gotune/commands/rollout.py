@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     from gotune.rollout import state as st
     from gotune.rollout.result import closing, phase_line, table, wave_line
     from gotune.rollout.run import Options, Rollout
-    from gotune.rollout.waves import parse_budget, parse_waves, split
+    from gotune.rollout.waves import parse_budget, parse_waves, serving_first, split
     from gotune.settings import validate_inventory
 
     os.environ.setdefault("PYINFRA_PROGRESS", "off")
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     path = st.default_path(args.inventory) if args.state is None else _state_arg(args.state)
     state = st.read(path, identity, args.resume)
     opts = _options(args, state.doc if state else None)
-    waves = split(names, parse_waves(opts["waves"]))
+    waves = split(serving_first(names, settings), parse_waves(opts["waves"]))
     budget = parse_budget(opts["max_fail"], len(names))
     wave_of = {n: i for i, wave in enumerate(waves, start=1) for n in wave}
     digests = {n: settings[n].digest() for n in names}

@@ -2,8 +2,9 @@
 
 Waves read as Ansible's ``serial``: each item is a number of hosts or a percentage of
 the *whole* fleet, the last item repeats until every host has a wave, and a wave has at
-least one host. The first wave is the canary. Hosts keep their inventory order, so the
-same inventory and list always give the same waves (what ``--resume`` relies on).
+least one host. The first wave is the canary. Hosts keep their inventory order, but
+for the ones others depend on, which go first (``serving_first``): the same inventory,
+settings and list always give the same waves (what ``--resume`` relies on).
 
 The budget is fleet-wide, across all waves: the number of hosts that may fail (not
 reached, apply failed, gate failed) before the rollout halts. A percentage is of the
@@ -14,9 +15,14 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from gotune.errors import UsageError
+
+if TYPE_CHECKING:
+    from gotune.settings import Settings
 
 # Canary, then a tenth of the fleet, then the rest: a bad setting reaches one host,
 # then a few, before it can reach all of them.
@@ -65,10 +71,30 @@ def parse_waves(spec: str) -> list[WaveSize]:
     return sizes
 
 
-def split(names: list[str], sizes: list[WaveSize]) -> list[list[str]]:
-    """The hosts of each wave, in inventory order; the last size repeats.
+def serving_first(names: list[str], settings: Mapping[str, Settings]) -> list[str]:
+    """The fleet in the order the waves take it: team build cache sites first, then the
+    builders that fill them, then everyone else, each group in inventory order.
+
+    A developer's apply measures its build cache helper against the site and keeps it
+    only where it helps: a site not yet deployed, or not yet warmed by a builder, would
+    show nothing and leave every earlier host to measure again. And a site that fails
+    halts the rollout before any host that would ask it is touched.
 
     + names: every host of the fleet, in inventory order
+    + settings: each host's validated settings
+    """
+
+    def rank(name: str) -> int:
+        own = settings[name]
+        return 0 if own.buildcache_serves else 1 if own.buildcache_builder else 2
+
+    return sorted(names, key=rank)
+
+
+def split(names: list[str], sizes: list[WaveSize]) -> list[list[str]]:
+    """The hosts of each wave, in the order given; the last size repeats.
+
+    + names: every host of the fleet, in the order the waves take them
     + sizes: ``parse_waves``'s result
     """
     waves: list[list[str]] = []
