@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from gotune.agent.paths import WEAR_TEXTFILE_DIR
+from gotune.agent.wear.status import Thresholds
 from gotune.errors import GotuneError
 
 PREFIX = "gotune_"
@@ -569,6 +570,11 @@ def _check_combinations(s: Settings) -> None:
                     f"host {s.host_name}: setting {key} is required when gotune_go_version is "
                     "set (or set gotune_go_source = 'distro')"
                 )
+    try:  # the wear check's own rule, here so no host is touched before it says no
+        Thresholds(warn_percent=s.wear_warn_percent, critical_percent=s.wear_critical_percent,
+                   media_errors_critical=s.wear_media_errors_critical).check()
+    except ValueError as exc:
+        raise GotuneError(f"host {s.host_name}: wear settings: {exc}") from None
     exposed = s.mirror_enabled and not ipaddress.ip_address(s.mirror_listen).is_loopback
     if exposed and not s.mirror_allow:
         raise GotuneError(

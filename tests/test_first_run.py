@@ -212,6 +212,10 @@ def test_8_an_unreachable_host_is_named_with_the_ssh_error(tmp_path: Path) -> No
     assert "127.0.0.9 (Could not connect" in out.stderr, out.stderr
     assert f"Unable to connect to port {port}" in out.stderr  # paramiko's reason, kept
     assert "No hosts remaining" not in out.stderr and out.stderr.count("\n") == 1
+    # A dry apply says the same, and fails as a real one would.
+    dry = gotune("apply", str(inventory), "--dry", "--json")
+    assert dry.returncode == 1, dry.stdout + dry.stderr
+    assert "127.0.0.9 (Could not connect" in json.loads(dry.stdout)["error"]
 
 
 # --- 5 and 8 on a host: apply shows its reasons, fails loudly, undo lists ------------
@@ -232,6 +236,14 @@ def test_5_8_apply_shows_reasons_and_exits_4_when_verify_fails_undo_lists(
     assert "change dev: GOCACHE = /var/cache/gotune/tmpfs/dev/go-build [tmpfs]" in dry.stdout
     assert "GOCACHE on tmpfs:" in dry.stdout  # the reason, before anything is asked
     assert "no go found" in dry.stdout  # finding 7's warning
+    # Beside a host that cannot be reached, a dry run still shows this one's changes, and
+    # exits 1 as the real run would.
+    mixed = box.inventory.with_name("mixed.py")
+    mixed.write_text(box.inventory.read_text() + "unreachable = [('127.0.0.9', {'ssh_port': 1})]\n")
+    both = gotune("apply", str(mixed), "--dry", "--json")
+    assert both.returncode == 1, both.stdout + both.stderr
+    hosts = json.loads(both.stdout)["hosts"]
+    assert not hosts["127.0.0.9"]["ok"] and hosts["sbx1"]["would_change"], hosts
     out = gotune("apply", str(box.inventory), "--yes")
     assert out.returncode == 4, out.stdout + out.stderr
     assert "sbx1: verify FAIL:" in out.stdout and "go not found" in out.stdout

@@ -315,6 +315,34 @@ def test_plan_command_reads_a_facts_file_and_prints_the_contract(tmp_path: Path)
     assert {d["key"] for d in host["decisions"]} >= {"go", "GOMODCACHE", "GOCACHE", "GOTMPDIR"}
 
 
+def test_plan_from_facts_takes_settings_from_the_inventory_and_never_guesses_a_host(
+    tmp_path: Path,
+) -> None:
+    f = machine([mount("/", "/dev/nvme0n1p2", "ext4", "nvme")], ram_gib=64)
+    facts = tmp_path / "facts.json"
+    facts.write_text(json.dumps({"hosts": {"laptop": {"facts": f.to_dict()}}}))
+    never: dict[str, object] = {"gotune_users": ["gotune"], "gotune_gocache_tmpfs": "never"}
+
+    def plan(hosts: list[tuple[str, dict[str, object]]]) -> subprocess.CompletedProcess[str]:
+        inventory = tmp_path / "inventory.py"
+        inventory.write_text(f"hosts = {hosts!r}\n")
+        return subprocess.run([sys.executable, "-m", "gotune", "plan", str(inventory),
+                               "--facts", str(facts), "--json"],
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+
+    # One host, another name (facts recorded on this laptop, planned for @local): its data.
+    alone = plan([("@local", never)])
+    assert alone.returncode == 0, alone.stderr
+    gocache = next(d for d in json.loads(alone.stdout)["hosts"]["laptop"]["decisions"]
+                   if d["key"] == "GOCACHE")
+    assert gocache["medium"] != "tmpfs" and "never" in gocache["reason"], gocache
+    # Two hosts, neither of them the facts': refused, naming both.
+    two = plan([("a.example", never), ("b.example", {})])
+    assert two.returncode == 1
+    assert "host laptop is not in the inventory (it holds a.example, b.example)" in json.loads(
+        two.stdout)["error"]
+
+
 def test_plan_command_refuses_a_broken_facts_file(tmp_path: Path) -> None:
     path = tmp_path / "facts.json"
     path.write_text("{not json")

@@ -41,12 +41,10 @@ def test_no_textfile_dir_means_no_metrics_flag() -> None:
     assert "--textfile-dir" not in check_command("/usr/bin/python3", settings)
 
 
-def test_warn_above_critical_is_refused_before_anything_is_written() -> None:
-    settings = validate_host_data(
-        {"gotune_wear_warn_percent": 95, "gotune_wear_critical_percent": 90}, "h"
-    )
-    with pytest.raises(GotuneError, match="host h: wear settings"):
-        check_command("/usr/bin/python3", settings)
+def test_warn_above_critical_is_refused_with_the_settings_before_any_host_is_touched() -> None:
+    with pytest.raises(GotuneError, match=r"host h: wear settings: warn percent \(95\)"):
+        validate_host_data({"gotune_wear_warn_percent": 95, "gotune_wear_critical_percent": 90},
+                           "h")  # fmt: skip
 
 
 def test_hostile_textfile_dir_is_refused_by_settings() -> None:

@@ -285,11 +285,11 @@ def apply_hosts(
 
     plans, failed = host_plans(conn, settings, strict=strict)
     failed.update(conn.unreachable)
-    refused = not_root(plans) if not dry else {}
-    if refused and strict:
+    refused = not_root(plans)
+    if refused and strict and not dry:
         name, why = next(iter(refused.items()))
         raise GotuneError(f"{name}: {why}; nothing changed on any host")
-    for name in refused:
+    for name in refused if not dry else ():  # a dry run still shows what they would change
         failed[name] = refused[name]
         del plans[name]
     if failed:  # never deployed: they count as failed, the others go on
@@ -303,8 +303,13 @@ def apply_hosts(
             "changed": 0, "ok": True, "operations": [], "would_change": changes.get(name, []),
             "plan": hp.plan.to_dict(), "warnings": list(hp.plan.warnings),
         }  # fmt: skip
+    if dry:  # what the real run would refuse, beside what it would change
+        for name, why in refused.items():
+            applied.report["hosts"][name]["would_refuse"] = why
     if show_to is not None:
         text = render_text({n: hp.plan for n, hp in plans.items()}) + "\n" + show(changes)
+        if dry:
+            text += "".join(f"\n{name}: apply would refuse: {why}" for name, why in refused.items())
         print(text, file=show_to)
     if dry:
         applied.report["dry"] = True
@@ -329,7 +334,9 @@ def run(args: argparse.Namespace) -> int:
         if args.dry:
             if args.json:
                 print(json.dumps(report, indent=2))
-            return 0
+            # as a real run: 1 when a host was not reached, had no plan or would be refused
+            return 0 if all(h.get("ok") and not h.get("would_refuse")
+                            for h in report["hosts"].values()) else 1
         if not applied.confirmed:
             return 1
     ok = all(h.get("ok") for h in report["hosts"].values())

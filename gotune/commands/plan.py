@@ -50,12 +50,17 @@ def plans_from_file(
     path: str, inventory: Any | None = None, user: str | None = None
 ) -> dict[str, Plan]:
     """Plans for the hosts of a facts file; settings from the inventory's host of the same
-    name (or its first host), else the defaults."""
+    name (a one-host inventory's host whatever its name: ``@local`` for facts recorded on
+    this laptop), else the defaults. A host the facts name that a larger inventory does
+    not hold is refused: whose settings to use would be a guess."""
     plans = {}
     hosts = {h.name: h for h in inventory} if inventory is not None else {}
-    first = next(iter(hosts.values()), None)
+    only = next(iter(hosts.values())) if len(hosts) == 1 else None
     for name, facts in load_facts_file(path).items():
-        host = hosts.get(name, first)
+        host = hosts.get(name, only)
+        if host is None and hosts:
+            raise GotuneError(f"facts {path}: host {name} is not in the inventory (it holds "
+                              f"{', '.join(sorted(hosts))}): whose settings to plan with?")
         settings = validate_host_data(with_user(host.data.dict() if host else {}, user), name)
         plans[name] = make_plan(facts, settings)
     return plans
