@@ -60,7 +60,7 @@ from gotune.deploys.agent import (
     run_service,
     service_cache,
 )
-from gotune.operations import buildcache, state
+from gotune.operations import buildcache, control, state
 from gotune.plan.model import BuildcacheHelper, BuildcacheSite, HostPlan
 
 q = shlex.quote
@@ -71,8 +71,11 @@ DEFAULT_TOKEN_FILE = "~/.config/gotune/buildcache.token"  # noqa: S105 - a path,
 
 
 def control_token(path_setting: str | None) -> str:
-    """The builders' token from the control machine's file; made (0600) on first use."""
+    """The builders' token from the control machine's file; made (0600) on first use,
+    but for a dry run, which shows the token files as changing ("")."""
     path = Path(os.path.expanduser(path_setting or DEFAULT_TOKEN_FILE))
+    if not path.exists() and control.dry():
+        return ""
     if not path.exists():
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -23,6 +23,7 @@ from pyinfra.api import deploy
 from pyinfra.facts.server import Users
 
 from gotune.agent.paths import CACHE_ROOT
+from gotune.deploys.goenv import CACHE_KEYS, user_goenv
 from gotune.operations import caches
 from gotune.plan.caches import ROOT_FS_BASE, TMPFS_ROOT, gotune_base_of
 from gotune.plan.model import HostPlan, MovedCache, TmpfsCache
@@ -106,7 +107,7 @@ def _tmpfs(hp: HostPlan, d: TmpfsCache, home: str, account: dict[str, Any]) -> N
 
 @deploy("gotune caches")
 def deploy_caches(hp: HostPlan) -> None:
-    """Put each developer user's caches where the plan says (GOENV is written by goenv)."""
+    """Put each developer user's caches where the plan says, and their keys into GOENV."""
     if not hp.plan.caches:
         host.noop("no developer user: no caches to place")
         return
@@ -122,3 +123,6 @@ def deploy_caches(hp: HostPlan) -> None:
                 _tmpfs(hp, d, home, account)
             elif d.change and d.value and d.key == "GOCACHE":
                 _parent_dirs(d.value, home, user, gid)
+        # At once, not with the rest of GOENV: a later failure must not leave go
+        # pointing at a moved cache's old place (deploys/goenv.py).
+        user_goenv(hp, user, account, CACHE_KEYS)

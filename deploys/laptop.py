@@ -14,7 +14,9 @@ are installed; systemd itself starts only after ``wsl --shutdown``), the toolcha
 before the caches (a new go must exist before caches move), the wear check before
 the mirror and the build cache (they read its state), the build cache's helper before
 GOENV names it in GOCACHEPROG, GOENV last but for the helper's measurement (it times
-go as GOENV has it, and takes an unhelpful helper out again). Before them, the
+go as GOENV has it, and takes an unhelpful helper out again) — but for the caches'
+own keys, which the caches component writes as soon as they are placed, so that a
+later component's failure never leaves go pointing at a moved cache's old place. Before them, the
 developer users' setup as it is goes into verify's baseline (the "before" that verify
 compares with); after them, the plan that was carried out is stored on the host for
 verify and rollout.

@@ -25,7 +25,7 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.facts.files import File, Link
 from pyinfra.facts.server import Which
-from pyinfra.operations import files, server, systemd
+from pyinfra.operations import files, systemd
 
 from gotune.agent.paths import (
     AGENT_DIR,
@@ -47,6 +47,8 @@ from gotune.settings import Settings
 UNIT = "gotune-wear"
 # The check's service beside its timer.
 WEAR_SERVICE = WEAR_TIMER.removesuffix(".timer") + ".service"
+# smartctl's package under each package tool (the same name everywhere).
+SMARTMONTOOLS = dict.fromkeys(("apt-get", "dnf", "yum", "zypper"), "smartmontools")
 
 # Spread a fleet's checks so they do not all hit a shared node_exporter scrape at once.
 RANDOM_DELAY = "10min"
@@ -97,8 +99,9 @@ def deploy_wear(hp: HostPlan) -> None:
         return
     state.record_created(name=f"Record {AGENT_DIR} for undo", path=AGENT_DIR)
     install_agent()
-    if settings.wear_install_smartmontools and not smartctl_present():
-        server.packages(name="Install smartmontools (smartctl)", packages=["smartmontools"])
+    if settings.wear_install_smartmontools:
+        state.package(name="Install smartmontools (smartctl)", names=SMARTMONTOOLS,
+                      present=smartctl_present())  # fmt: skip
     # Only the state directory: /var/lib/gotune also holds the undo records themselves.
     state.record_created(
         name=f"Record {WEAR_STATE_DIR} for undo", path=WEAR_STATE_DIR, ancestors=False

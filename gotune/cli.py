@@ -23,7 +23,8 @@ def _inventory_arg(p: argparse.ArgumentParser) -> None:
         "inventory",
         nargs="?",
         metavar="INVENTORY",
-        help="pyinfra inventory file, '@local' or 'host1,host2' (default: inventories/local.py)",
+        help="pyinfra inventory file, an Ansible inventory (.ini, .yml), '@local' or "
+        "'host1,host2' (default: inventories/local.py in a checkout, else @local)",
     )
     _user_arg(p)
 

@@ -27,13 +27,14 @@ from __future__ import annotations
 import hashlib
 import io
 import shlex
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from typing import Any
 
 from pyinfra import host
-from pyinfra.api import FileUploadCommand, StringCommand, operation
+from pyinfra.api import FileUploadCommand, OperationError, StringCommand, operation
 from pyinfra.facts.files import Directory, File, FileContents, Link, Sha256File
-from pyinfra.facts.server import Users
+from pyinfra.facts.server import Users, Which
+from pyinfra.operations import server
 
 from gotune.agent.paths import UNDO_DIR
 
@@ -225,6 +226,34 @@ def record_user(user: str) -> Generator[Any, None, None]:
         host.noop(f"user {user} was there before gotune made it: undo leaves it")
         return
     yield record_cmd("users", user, user)
+
+
+@operation()
+def package(names: Mapping[str, str], present: bool) -> Generator[Any, None, None]:
+    """
+    Install a distribution package with the host's package tool, recorded so ``gotune
+    undo`` removes it; nothing when what it provides is there already.
+
+    + names: the package's name for each tool gotune knows (``apt-get``, ``dnf``,
+      ``yum``, ``zypper``), tried in that order
+    + present: whether what the package provides is on the host already (a command on
+      PATH): then it was there before gotune, and undo leaves it
+
+    **Example:**
+
+    .. code:: python
+
+        state.package(names={"apt-get": "smartmontools"}, present=False)
+    """
+    if present:
+        host.noop(f"{', '.join(sorted(set(names.values())))}: already there")
+        return
+    tool = next((t for t in names if host.get_fact(Which, command=t)), None)
+    if tool is None:
+        raise OperationError(f"no {' or '.join(names)} on the host: cannot install "
+                             f"{'/'.join(sorted(set(names.values())))}")  # fmt: skip
+    yield record_cmd("packages", names[tool], f"{tool} {names[tool]}")
+    yield from server.packages._inner(packages=[names[tool]])
 
 
 @operation()

@@ -27,13 +27,15 @@ from pyinfra import host
 from pyinfra.api import OperationError, StringCommand, operation
 from pyinfra.facts.files import File
 from pyinfra.facts.server import Which
-from pyinfra.operations import files, server
+from pyinfra.operations import files
 
 from gotune.agent.fsutil import write_atomic
 from gotune.agent.paths import CACHE_ROOT
+from gotune.operations import control
 from gotune.operations.render import render
 from gotune.operations.state import file as state_file
 from gotune.operations.state import link as state_link
+from gotune.operations.state import package as state_package
 from gotune.operations.state import record_cmd, record_created_cmd
 
 q = shlex.quote
@@ -127,7 +129,8 @@ def go_tarball(
         archive = f"{ARCHIVE_DIR}/go{version}.tar.gz"
         # Checked before anything is yielded: a bad tarball changes nothing.
         if tarball.startswith("https://"):
-            tarball = fetch_tarball(tarball, sha256)
+            if not control.dry():  # a dry run downloads nothing: the URL is what it shows
+                tarball = fetch_tarball(tarball, sha256)
         elif not Path(tarball).is_file():
             raise OperationError(
                 f"gotune_go_tarball {tarball}: no such file on the control machine"
@@ -171,14 +174,6 @@ def go_distro() -> Generator[Any, None, None]:
 
         toolchain.go_distro()
     """
-    for tool in DISTRO_PACKAGES:
-        if host.get_fact(Which, command=tool):
-            package = DISTRO_PACKAGES[tool]
-            break
-    else:
-        raise OperationError("no apt-get, dnf, yum or zypper: cannot install the distro's Go")
-    if host.get_fact(Which, command="go"):
-        host.noop("go is already on PATH")
-        return
-    yield record_cmd("packages", package, f"{tool} {package}")
-    yield from server.packages._inner(packages=[package])
+    yield from state_package._inner(
+        names=DISTRO_PACKAGES, present=bool(host.get_fact(Which, command="go"))
+    )

@@ -180,6 +180,26 @@ def test_4_no_route_names_the_network_error(
         fetch_tarball(url, "0" * 64)
 
 
+@pytest.mark.sandbox
+def test_4_a_dry_run_downloads_nothing_and_makes_no_token_on_the_control_machine(
+    sandbox: SandboxFactory, tarballs: Tarballs, tmp_path: Path
+) -> None:
+    sha = hashlib.sha256(tarballs.body).hexdigest()
+    token = tmp_path / "buildcache.token"
+    data = {"gotune_users": ["dev"], "gotune_go_version": "1.99.1",
+            "gotune_go_tarball": f"{tarballs.url}/go.tar.gz", "gotune_go_sha256": sha,
+            "gotune_buildcache_server": True, "gotune_buildcache_token_file": str(token)}
+    host = sandbox(1, data=[data]).hosts[0]
+    host.add_user("dev")
+    dry = gotune("apply", str(host.key.parent / "inventory.py"), "--dry", "--json")
+    assert dry.returncode == 0, dry.stdout[-2000:] + dry.stderr[-2000:]
+    changes = json.loads(dry.stdout)["hosts"]["sbx1"]["would_change"]
+    assert any("go 1.99.1" in c.lower() or "toolchain" in c.lower() for c in changes), changes
+    assert any("token" in c for c in changes), changes  # shown as changing, not made
+    assert tarballs.requests == 0 and not (tmp_path / "cache" / "gotune").exists()
+    assert not token.exists()
+
+
 # --- 6: an overlay root is what the facts can prove: unknown, not RAM ------------------
 
 

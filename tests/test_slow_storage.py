@@ -207,6 +207,48 @@ def test_gomodcache_on_slow9p_fails_verify_until_apply_moves_it_home(
     assert bench["tuned"]["runs"] == bench["default"]["runs"] == 3
 
 
+# Stand-in for a package tool that cannot reach its mirror (the host's network is this
+# machine's, which can): what makes a later component of apply fail.
+FAILING_APT = "#!/bin/sh\necho 'E: Failed to fetch: network unreachable' >&2\nexit 100\n"
+
+
+def test_an_apply_that_fails_after_moving_the_module_cache_leaves_go_pointing_at_it(
+    sandbox: SandboxFactory, tmp_path: Path
+) -> None:
+    """The module cache moves home first; then the wear check's smartmontools cannot
+    be installed and apply fails. Go must still find its modules (offline: a build
+    that downloads nothing), and a second apply, once apt works, finishes the job."""
+    data = {"gotune_users": [USER], "gotune_gocache_tmpfs": "never",
+            "gotune_wear_enabled": True, "gotune_wear_install_smartmontools": True}
+    host = sandbox(1, data=[data], storage=[Slow9p(latency_ms=0.1)]).hosts[0]
+    host.add_user(USER)
+    host.link_go()
+    gomodcache = "/mnt/c/Users/dev/go/pkg/mod"
+    tree = build_tree(tmp_path / "upstream", standard_modules(big_bytes=16 << 10))
+    with StaticUpstream(tree) as up:
+        goenv = f"GOMODCACHE={gomodcache}\nGOPROXY={up.url}\nGOSUMDB=off\nGOFLAGS=-mod=mod\n"
+        sh(host, f"mkdir -p ~/.config/go {gomodcache} && printf %s {shlex.quote(goenv)} > "
+                 f"~/.config/go/env && mkdir ~/app && cd ~/app && printf %s "
+                 f"{shlex.quote(APP_GOMOD)} > go.mod && printf %s {shlex.quote(APP_MAIN)} > main.go"
+                 " && go mod download", user=USER)  # fmt: skip
+    sh(host, "DEBIAN_FRONTEND=noninteractive dpkg --purge smartmontools && "
+             f"printf %s {shlex.quote(FAILING_APT)} > /usr/local/sbin/apt-get && "
+             "chmod 755 /usr/local/sbin/apt-get")  # fmt: skip
+
+    code, failed = gotune_json("apply", str(host_inventory(host)), "--yes", "--no-verify")
+    assert code == 1 and not failed["hosts"]["sbx1"]["ok"], failed
+    assert "network unreachable" in json.dumps(failed["hosts"]["sbx1"])
+    moved = sh(host, "go env GOMODCACHE", user=USER).strip()
+    assert not moved.startswith("/mnt/c")
+    assert sh(host, f"ls -A {gomodcache} 2>/dev/null; :", user=USER) == ""  # moved away
+    sh(host, "cd ~/app && GOPROXY=off go build -o /dev/null .", user=USER)
+
+    sh(host, "rm /usr/local/sbin/apt-get")
+    code, applied = gotune_json("apply", str(host_inventory(host)), "--yes", "--no-verify")
+    assert code == 0 and applied["hosts"]["sbx1"]["ok"], applied
+    assert sh(host, "go env GOMODCACHE", user=USER).strip() == moved
+
+
 def test_verify_on_an_hdd_home_before_and_after_apply_reports_both_placements(
     sandbox: SandboxFactory, warm_cache: Path
 ) -> None:

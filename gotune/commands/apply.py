@@ -281,6 +281,7 @@ def apply_hosts(
     from pyinfra_cli.util import load_func
 
     from gotune.commands.plan import render_text
+    from gotune.operations import control
     from gotune.planning import host_plans, not_root
 
     plans, failed = host_plans(conn, settings, strict=strict)
@@ -296,7 +297,8 @@ def apply_hosts(
         conn.state.fail_hosts({h for h in conn.hosts if h.name in failed})
     applied = Applied({"hosts": failed_entries(failed)}, plans)
     conn.state.check_for_changes = True
-    prepare(conn.state, lambda: load_func(conn.state, _tune_each, plans))
+    with control.dry_run(dry):
+        prepare(conn.state, lambda: load_func(conn.state, _tune_each, plans))
     changes = proposed(conn.state)
     for name, hp in plans.items():
         applied.report["hosts"][name] = {
