@@ -161,21 +161,28 @@ def seed_verify_caches(host: SandboxHost, warm: Path, caches: list[str],
         assert out.returncode == 0, out.stderr
 
 
-def test_gomodcache_on_slow9p_fails_verify_until_apply_moves_it_home(
-    sandbox: SandboxFactory, tmp_path: Path, warm_cache: Path
-) -> None:
-    data = {"gotune_users": [USER], "gotune_gocache_tmpfs": "never"}
-    host = sandbox(1, data=[data], storage=[Slow9p(latency_ms=0.5)]).hosts[0]
+def modules_on_mnt_c(host: SandboxHost, tmp_path: Path, big_bytes: int) -> str:
+    """The developer with Go, GOMODCACHE on the 9p /mnt/c (WSL2's classic) and an app
+    in ~/app whose modules are downloaded there; the GOMODCACHE."""
     host.add_user(USER)
     host.link_go()
     gomodcache = "/mnt/c/Users/dev/go/pkg/mod"
-    tree = build_tree(tmp_path / "upstream", standard_modules(big_bytes=64 << 10))
+    tree = build_tree(tmp_path / "upstream", standard_modules(big_bytes=big_bytes))
     with StaticUpstream(tree) as up:
         goenv = f"GOMODCACHE={gomodcache}\nGOPROXY={up.url}\nGOSUMDB=off\nGOFLAGS=-mod=mod\n"
         sh(host, f"mkdir -p ~/.config/go {gomodcache} && printf %s {shlex.quote(goenv)} > "
                  f"~/.config/go/env && mkdir ~/app && cd ~/app && printf %s "
                  f"{shlex.quote(APP_GOMOD)} > go.mod && printf %s {shlex.quote(APP_MAIN)} > main.go"
                  " && go mod download", user=USER)  # fmt: skip
+    return gomodcache
+
+
+def test_gomodcache_on_slow9p_fails_verify_until_apply_moves_it_home(
+    sandbox: SandboxFactory, tmp_path: Path, warm_cache: Path
+) -> None:
+    data = {"gotune_users": [USER], "gotune_gocache_tmpfs": "never"}
+    host = sandbox(1, data=[data], storage=[Slow9p(latency_ms=0.5)]).hosts[0]
+    gomodcache = modules_on_mnt_c(host, tmp_path, big_bytes=64 << 10)
     seed_verify_caches(
         host,
         warm_cache,
@@ -221,16 +228,7 @@ def test_an_apply_that_fails_after_moving_the_module_cache_leaves_go_pointing_at
     data = {"gotune_users": [USER], "gotune_gocache_tmpfs": "never",
             "gotune_wear_enabled": True, "gotune_wear_install_smartmontools": True}
     host = sandbox(1, data=[data], storage=[Slow9p(latency_ms=0.1)]).hosts[0]
-    host.add_user(USER)
-    host.link_go()
-    gomodcache = "/mnt/c/Users/dev/go/pkg/mod"
-    tree = build_tree(tmp_path / "upstream", standard_modules(big_bytes=16 << 10))
-    with StaticUpstream(tree) as up:
-        goenv = f"GOMODCACHE={gomodcache}\nGOPROXY={up.url}\nGOSUMDB=off\nGOFLAGS=-mod=mod\n"
-        sh(host, f"mkdir -p ~/.config/go {gomodcache} && printf %s {shlex.quote(goenv)} > "
-                 f"~/.config/go/env && mkdir ~/app && cd ~/app && printf %s "
-                 f"{shlex.quote(APP_GOMOD)} > go.mod && printf %s {shlex.quote(APP_MAIN)} > main.go"
-                 " && go mod download", user=USER)  # fmt: skip
+    gomodcache = modules_on_mnt_c(host, tmp_path, big_bytes=16 << 10)
     sh(host, "DEBIAN_FRONTEND=noninteractive dpkg --purge smartmontools && "
              f"printf %s {shlex.quote(FAILING_APT)} > /usr/local/sbin/apt-get && "
              "chmod 755 /usr/local/sbin/apt-get")  # fmt: skip
