@@ -91,6 +91,7 @@ from tests.sandbox_state import (
     clean_stale,
     free_addresses,
     kill_namespace,
+    names_root,
     remove_tree,
     start_time,
 )
@@ -691,7 +692,7 @@ class Sandbox:
         """Record the running host's namespace: the proof a later cleanup relies on."""
         assert host.pid is not None
         host.mntns = os.readlink(f"/proc/{host.pid}/ns/mnt")
-        if os.readlink(f"/proc/{host.pid}/root") != str(host.root):
+        if not names_root(os.readlink(f"/proc/{host.pid}/root"), str(host.root)):
             raise RuntimeError(f"sandbox {host.name}: sshd is not chrooted into {host.root}")
         host._save_record()
         listed = host.dir / "overlaid"

@@ -67,6 +67,17 @@ def _state(pid: int) -> str | None:
         return None
 
 
+def names_root(link: str, root: str) -> bool:
+    """Whether ``link``, a /proc/PID/root, is ``root`` or a directory below it. Read from
+    inside a chroot (scripts/fresh-machine-check runs the tests in one) the kernel names
+    a root outside the reader's from the machine's own, so the chroot's path may come
+    first."""
+    at = link.find(root)
+    rest = link[at + len(root):] if at >= 0 else None
+    return rest is not None and (rest == "" or rest.startswith("/")) and (
+        at == 0 or link[:at].startswith("/"))
+
+
 def namespace_processes(mntns: str, root: str) -> list[int]:
     """PIDs whose mount namespace is ``mntns`` and whose root is ``root`` (or below it)."""
     found = []
@@ -79,7 +90,7 @@ def namespace_processes(mntns: str, root: str) -> list[int]:
             proc_root = os.readlink(f"/proc/{entry.name}/root")
         except OSError:  # gone, or a zombie (its namespaces are already released)
             continue
-        if proc_root == root or proc_root.startswith(root + "/"):
+        if names_root(proc_root, root):
             found.append(int(entry.name))
     return found
 

@@ -72,7 +72,8 @@ def test_2_root_is_the_effective_uid_not_user_on_local(tmp_path: Path) -> None:
 
 
 def _certificate(directory: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 (the test's own CA)."""
+    """A self-signed certificate for 127.0.0.1 (the test's own CA), with the extensions
+    Python 3.13's strict verification (VERIFY_X509_STRICT, Debian 13's default) wants."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -91,6 +92,14 @@ def _certificate(directory: Path) -> tuple[Path, Path]:
         .add_extension(x509.SubjectAlternativeName(
             [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(
+            digital_signature=True, key_cert_sign=True, crl_sign=False, content_commitment=False,
+            key_encipherment=False, data_encipherment=False, key_agreement=False,
+            encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                       critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()),
+                       critical=False)
         .sign(key, hashes.SHA256())
     )  # fmt: skip
     cert_file, key_file = directory / "cert.pem", directory / "key.pem"

@@ -24,6 +24,7 @@ from tests.sandbox_state import (
     claimed_addresses,
     clean_stale,
     free_addresses,
+    names_root,
 )
 
 UNAVAILABLE = missing_requirement()
@@ -268,3 +269,12 @@ def test_a_machine_without_etc_hosts_still_gets_host_names(tmp_path: Path) -> No
 
     text = etc_hosts("127.0.0.11", "sbx1-11", machine=tmp_path / "missing")
     assert text.startswith("127.0.0.1\tlocalhost\n") and text.endswith("127.0.0.11\tsbx1-11\n")
+
+
+def test_a_root_is_recognised_seen_from_the_machine_or_from_inside_a_chroot() -> None:
+    root = "/var/tmp/gotune-sandbox/s1-ab/r2/sbx1/root"
+    assert names_root(root, root) and names_root(root + "/srv/jail", root)
+    # the fresh-machine check's chroot: the machine's path to the chroot comes first
+    assert names_root("/var/tmp/gotune-fresh.x/rootfs" + root, root)
+    assert not names_root(root + "2", root) and not names_root("/", root)
+    assert not names_root("x" + root, root)
