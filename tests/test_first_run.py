@@ -72,7 +72,7 @@ def test_2_root_is_the_effective_uid_not_user_on_local(tmp_path: Path) -> None:
 
 
 def _certificate(directory: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 (the test's own CA), with the extensions
+    """A self-signed certificate for 127.0.0.1 (the tests' own CA), with the extensions
     Python 3.13's strict verification (VERIFY_X509_STRICT, Debian 13's default) wants."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -113,10 +113,10 @@ def _certificate(directory: Path) -> tuple[Path, Path]:
 class Tarballs:
     """An HTTPS server on loopback serving one file; it counts the requests."""
 
-    def __init__(self, directory: Path, body: bytes) -> None:
+    def __init__(self, ca: tuple[Path, Path], body: bytes) -> None:
         self.body = body
         self.requests = 0
-        self.cert, key = _certificate(directory)
+        self.cert, key = ca
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -145,9 +145,18 @@ class Tarballs:
         self.server.server_close()
 
 
+@pytest.fixture(scope="session")
+def test_ca(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """One CA for every HTTPS server of a test process: from Python 3.13 urllib's default
+    opener keeps the TLS context (the CA bundle) of its first HTTPS request."""
+    return _certificate(tmp_path_factory.mktemp("ca"))
+
+
 @pytest.fixture
-def tarballs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Tarballs]:
-    server = Tarballs(tmp_path, b"go tarball bytes")
+def tarballs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, test_ca: tuple[Path, Path]
+) -> Iterator[Tarballs]:
+    server = Tarballs(test_ca, b"go tarball bytes")
     monkeypatch.setenv("SSL_CERT_FILE", str(server.cert))  # trusted like a real CA
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     yield server

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import SandboxFactory
-from tests.sandbox import Sandbox, missing_requirement
+from tests.sandbox import Sandbox, hide_machine_gotune, missing_requirement
 from tests.sandbox_state import (
     SANDBOX_ROOT,
     allocation_lock,
@@ -205,7 +205,7 @@ def test_teardown_leaves_no_processes_mounts_or_dirs() -> None:
 INTERRUPTED = textwrap.dedent(
     """
     import os, sys, time
-    from tests.sandbox import Sandbox, missing_requirement
+    from tests.sandbox import Sandbox, hide_machine_gotune, missing_requirement
     with Sandbox(1) as box:
         host = box.hosts[0]
         daemon = host.run("setsid sleep 600 </dev/null >/dev/null 2>&1 & echo $!").stdout.strip()
@@ -278,3 +278,36 @@ def test_a_root_is_recognised_seen_from_the_machine_or_from_inside_a_chroot() ->
     assert names_root("/var/tmp/gotune-fresh.x/rootfs" + root, root)
     assert not names_root(root + "2", root) and not names_root("/", root)
     assert not names_root("x" + root, root)
+
+
+def test_what_gotune_left_on_this_machine_is_hidden_from_a_host(tmp_path: Path) -> None:
+    """A machine its developer tuned (a stand-in tree: this machine is never touched):
+    a host's upper layer gets overlayfs whiteouts for gotune's paths and an fstab
+    without gotune's lines, and everything else is left to the lower layer."""
+    machine, upper = tmp_path / "machine", tmp_path / "upper"
+    for d in ("var/lib/gotune/undo", "etc/cron.d", "etc/systemd/system/multi-user.target.wants",
+              "etc/ssh"):
+        (machine / d).mkdir(parents=True)
+    (machine / "var").chmod(0o751)
+    (machine / "etc/cron.d/gotune-wear").write_text("x\n")
+    (machine / "etc/cron.d/e2scrub_all").write_text("x\n")
+    unit = "var-cache-gotune-tmpfs-alice.mount"
+    (machine / "etc/systemd/system" / unit).write_text("[Mount]\n")
+    (machine / "etc/systemd/system/multi-user.target.wants" / unit).symlink_to(f"../{unit}")
+    (machine / "etc/fstab").write_text("UUID=1 / ext4 defaults 0 1\ntmpfs /var/cache/gotune/"
+                                       "tmpfs/alice tmpfs size=1024m,uid=1000 0 0\n")
+    upper.mkdir()
+    hidden = hide_machine_gotune(upper, machine)
+    whiteouts = {str(p.relative_to(upper)) for p in upper.rglob("*") if p.is_char_device()}
+    assert whiteouts == {"var/lib/gotune", "etc/cron.d/gotune-wear", f"etc/systemd/system/{unit}",
+                         f"etc/systemd/system/multi-user.target.wants/{unit}"}
+    assert all(os.stat(upper / w).st_rdev == 0 for w in whiteouts)
+    assert (upper / "etc/fstab").read_text() == "UUID=1 / ext4 defaults 0 1\n"
+    assert (upper / "var").stat().st_mode & 0o777 == 0o751  # as the lower layer has it
+    assert not (upper / "etc/cron.d/e2scrub_all").exists() and len(hidden) == 5
+    # an untuned machine: nothing hidden, nothing written
+    clean, empty = tmp_path / "clean", tmp_path / "empty"
+    (clean / "etc").mkdir(parents=True)
+    (clean / "etc/fstab").write_text("UUID=1 / ext4 defaults 0 1\n")
+    empty.mkdir()
+    assert hide_machine_gotune(empty, clean) == [] and list(empty.iterdir()) == []
