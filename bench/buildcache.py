@@ -83,10 +83,19 @@ TIMED = ("python3 -c 'import subprocess,sys,time; t=time.perf_counter(); "
          "sys.exit(r.returncode)'")
 GO_DEFAULTS = "GOENV=off GOTOOLCHAIN=local GOFLAGS= GOPROXY=off GOSUMDB=off GOWORK=off"
 FLOOR_SOURCE = ROOT / "bench" / "cacheprog_floor.go"
-# Where the two sides of the floor's round trip run: (the asker's pinning, the answerer's).
-FLOOR_ARMS = {"free": ([], ""), "same_cpu": (["taskset", "-c", "0"], "taskset -c 0"),
-              "cross_cpu": (["taskset", "-c", "0"], "taskset -c 1")}
 FLOOR_ROUNDS = 5
+
+
+def floor_arms() -> dict[str, tuple[list[str], str]]:
+    """Where the two sides of the floor's round trip run, (the asker's pinning, the
+    answerer's), on CPUs this process may use (a cpuset may exclude CPU 0); one CPU
+    has no ``cross_cpu``."""
+    cpus = sorted(os.sched_getaffinity(0))
+    arms: dict[str, tuple[list[str], str]] = {
+        "free": ([], ""), "same_cpu": (["taskset", "-c", str(cpus[0])], f"taskset -c {cpus[0]}")}
+    if len(cpus) > 1:
+        arms["cross_cpu"] = (["taskset", "-c", str(cpus[0])], f"taskset -c {cpus[1]}")
+    return arms
 
 
 def spread(values: list[float]) -> dict[str, Any]:
@@ -307,14 +316,14 @@ def clients(fresh: Host, url: str) -> dict[str, Any]:
 
 
 def protocol_floor(work: Path) -> dict[str, Any]:
-    """The mean round trip of a get answered at once, per arm (``FLOOR_ARMS``; one CPU
-    has no ``cross_cpu``), the median of ``FLOOR_ROUNDS`` interleaved runs."""
+    """The mean round trip of a get answered at once, per arm (``floor_arms``), the
+    median of ``FLOOR_ROUNDS`` interleaved runs."""
     binary = work / "cacheprog-floor"
     env = {**os.environ, "GOENV": "off", "GOTOOLCHAIN": "local", "GOFLAGS": "",
            "GOCACHE": str(Path(tempfile.gettempdir()) / "gotune-bench-gocache")}
     subprocess.run([str(GO), "build", "-o", str(binary), str(FLOOR_SOURCE)], env=env,
                    check=True, capture_output=True, timeout=600)
-    arms = {k: v for k, v in FLOOR_ARMS.items() if (os.cpu_count() or 1) > 1 or k != "cross_cpu"}
+    arms = floor_arms()
 
     def arm(pin: list[str], wrap: str) -> float:
         out = subprocess.run([*pin, str(binary), "-wrap", wrap], capture_output=True,
@@ -426,10 +435,13 @@ def main() -> None:
                                               for k, v in floor.items()}
             out["site_health"] = {k: health(url).get(k) for k in ("hits", "misses", "hit_rate",
                                                                    "objects", "tampered")}
+    except BaseException as exc:  # a long run's figures so far are printed all the same
+        out["error"] = f"{exc.__class__.__name__}: {exc}"
+        raise
     finally:
         out["load_after"] = os.getloadavg()
         shutil.rmtree(work, ignore_errors=True)
-    print(json.dumps(out, indent=2))
+        print(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":

@@ -23,10 +23,10 @@ from pyinfra.api import deploy
 from pyinfra.facts.server import Users
 
 from gotune.agent.paths import CACHE_ROOT
-from gotune.deploys.goenv import CACHE_KEYS, user_goenv
+from gotune.deploys.goenv import user_goenv
 from gotune.operations import caches
 from gotune.plan.caches import ROOT_FS_BASE, TMPFS_ROOT, gotune_base_of
-from gotune.plan.model import HostPlan, MovedCache, TmpfsCache
+from gotune.plan.model import CACHE_KEYS, HostPlan, MovedCache, TmpfsCache
 
 # gotune's own cache area on /, parent of the tmpfs mount points and users' dirs.
 GOTUNE_VAR_CACHE = CACHE_ROOT

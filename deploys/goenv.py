@@ -24,9 +24,6 @@ from pyinfra.facts.server import Users
 from gotune.operations import goenv
 from gotune.plan.model import HostPlan
 
-# What the caches component writes as soon as the caches are where the plan put them.
-CACHE_KEYS = ("GOMODCACHE", "GOCACHE", "GOTMPDIR")
-
 
 def user_goenv(hp: HostPlan, user: str, account: dict[str, Any],
                keys: tuple[str, ...] | None = None) -> None:

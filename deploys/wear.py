@@ -10,8 +10,9 @@ Save → apply → verify → undo, side by side:
   ``/var/lib/gotune/wear/history.jsonl``, the state file the mirror reads, and
   node_exporter metrics. A first reading is taken at once.
 - verify: ``gotune/verify/checks/wear.py`` (the check ran recently)
-- undo: units, the cron file, the agent, the state directory and the metrics file are
-  recorded first
+- undo: units, the cron file, the agent, the state directory, the metrics file (and
+  the textfile directory, removed only while empty) and smartmontools when gotune
+  installed it are recorded
 
 Idempotent: a second run changes nothing. Alone: ``pyinfra INVENTORY deploys/wear.py``.
 """
@@ -48,7 +49,7 @@ UNIT = "gotune-wear"
 # The check's service beside its timer.
 WEAR_SERVICE = WEAR_TIMER.removesuffix(".timer") + ".service"
 # smartctl's package under each package tool (the same name everywhere).
-SMARTMONTOOLS = dict.fromkeys(("apt-get", "dnf", "yum", "zypper"), "smartmontools")
+SMARTMONTOOLS = dict.fromkeys(("apt-get", "dnf", "yum", "zypper", "apk", "pacman"), "smartmontools")
 
 # Spread a fleet's checks so they do not all hit a shared node_exporter scrape at once.
 RANDOM_DELAY = "10min"
@@ -109,6 +110,8 @@ def deploy_wear(hp: HostPlan) -> None:
     files.directory(name=f"Create {WEAR_STATE_DIR}", path=WEAR_STATE_DIR, mode="755")
     textfile = settings.wear_textfile_dir
     if textfile:
+        # node_exporter's directory, which other collectors share: undo removes it only empty.
+        state.record_shared_dir(name=f"Record {textfile} for undo", path=textfile)
         files.directory(name=f"Create {textfile}", path=textfile, mode="755")
         prom = f"{textfile}/{METRICS_FILE}"
         state.record_file(name=f"Record {prom} for undo", path=prom)

@@ -211,6 +211,7 @@ class UndoRecord:
 
     files: dict[str, bool] = field(default_factory=dict)  # path -> existed before (False: absent)
     created: list[str] = field(default_factory=list)
+    dirs: list[str] = field(default_factory=list)  # made for others to fill too: removed if empty
     moves: list[CacheMove] = field(default_factory=list)
     mounts: list[str] = field(default_factory=list)
     units: list[str] = field(default_factory=list)
@@ -219,7 +220,7 @@ class UndoRecord:
 
     def empty(self) -> bool:
         return not (
-            self.files or self.created or self.moves or self.mounts or self.units
+            self.files or self.created or self.dirs or self.moves or self.mounts or self.units
             or self.packages or self.users
         )
 

@@ -54,6 +54,8 @@ def parse_undo(dump: Dump) -> UndoRecord:
                 rec.files[_unhex(base.removesuffix(".absent"))] = not absent
             elif kind == "created":
                 rec.created.append(_unhex(base))
+            elif kind == "dirs":
+                rec.dirs.append(_unhex(base))
             elif kind == "moves":
                 user, _, key = base.partition(".")
                 src, dst = first.split()

@@ -18,7 +18,8 @@ from gotune.agent import cli as agent_cli
 from gotune.agent.cli import Parser, json_arg
 
 
-def _inventory_arg(p: argparse.ArgumentParser) -> None:
+def _inventory_arg(p: argparse.ArgumentParser, user: bool = True) -> None:
+    """INVENTORY, and --user unless the command works on whole hosts (undo)."""
     p.add_argument(
         "inventory",
         nargs="?",
@@ -26,7 +27,8 @@ def _inventory_arg(p: argparse.ArgumentParser) -> None:
         help="pyinfra inventory file, an Ansible inventory (.ini, .yml), '@local' or "
         "'host1,host2' (default: inventories/local.py in a checkout, else @local)",
     )
-    _user_arg(p)
+    if user:
+        _user_arg(p)
 
 
 def _user_arg(p: argparse.ArgumentParser) -> None:
@@ -115,8 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     _bench_args(p)
     json_arg(p)
 
+    # Undo replays each host's records, every user's alike: no --user to narrow it.
     p = sub.add_parser("undo", help="restore what gotune changed")
-    _inventory_arg(p)
+    _inventory_arg(p, user=False)
     p.add_argument("--yes", action="store_true", help="do not ask before changing anything")
     json_arg(p)
 

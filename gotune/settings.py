@@ -326,7 +326,7 @@ class Settings:
         _plain_abs_path,
     )
     wear_install_smartmontools: bool = setting(
-        True, "install smartmontools (apt/dnf) when smartctl is absent"
+        True, "install smartmontools (apt, dnf, yum, zypper, apk or pacman) when smartctl is absent"
     )
     wear_enabled: bool | None = setting(
         None,

@@ -28,13 +28,13 @@ import hashlib
 import io
 import shlex
 from collections.abc import Generator, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, OperationError, StringCommand, operation
 from pyinfra.facts.files import Directory, File, FileContents, Link, Sha256File
 from pyinfra.facts.server import Users, Which
-from pyinfra.operations import server
+from pyinfra.operations import apk, apt, dnf, pacman, yum, zypper
 
 from gotune.agent.paths import UNDO_DIR
 
@@ -74,7 +74,7 @@ def record_path_cmd(path: str, move_dirs: bool = False) -> str:
 def record_cmd(kind: str, name: str, content: str = "") -> str:
     """Shell that writes ``<UNDO_DIR>/<kind>/<name>`` once.
 
-    + kind: created, moves, mounts, units, packages or users
+    + kind: created, dirs, moves, mounts, units, packages or users
     """
     rec = f"{UNDO_DIR}/{kind}/{name}"
     return (
@@ -228,14 +228,37 @@ def record_user(user: str) -> Generator[Any, None, None]:
     yield record_cmd("users", user, user)
 
 
+class PackageTool(NamedTuple):
+    install: Any  # the pyinfra operation that installs with this tool
+    installed: str  # shell that succeeds when package {} is installed
+    remove: str  # shell that removes package {}
+
+
+# The package tools gotune installs with, in the order they are looked for: zypper before
+# apt-get (openSUSE may carry an apt too), dnf before yum (yum is often dnf's alias).
+PACKAGE_TOOLS = {
+    "zypper": PackageTool(zypper.packages, "rpm -q {} >/dev/null 2>&1",
+                          "zypper --non-interactive remove {}"),
+    "apt-get": PackageTool(apt.packages,
+                           "dpkg-query -W -f='${{Status}}' {} 2>/dev/null | grep -q 'ok installed'",
+                           "apt-get remove -y {}"),
+    "dnf": PackageTool(dnf.packages, "rpm -q {} >/dev/null 2>&1", "dnf remove -y {}"),
+    "yum": PackageTool(yum.packages, "rpm -q {} >/dev/null 2>&1", "yum remove -y {}"),
+    "apk": PackageTool(apk.packages, "apk info -e {} >/dev/null 2>&1", "apk del {}"),
+    "pacman": PackageTool(pacman.packages, "pacman -Q {} >/dev/null 2>&1",
+                          "pacman -R --noconfirm {}"),
+}  # fmt: skip
+
+
 @operation()
 def package(names: Mapping[str, str], present: bool) -> Generator[Any, None, None]:
     """
-    Install a distribution package with the host's package tool, recorded so ``gotune
-    undo`` removes it; nothing when what it provides is there already.
+    Install a distribution package with the host's package tool and record it, once
+    installed, so ``gotune undo`` removes it; nothing when it or what it provides is
+    there already.
 
-    + names: the package's name for each tool gotune knows (``apt-get``, ``dnf``,
-      ``yum``, ``zypper``), tried in that order
+    + names: the package's name for each tool gotune knows (keys of ``PACKAGE_TOOLS``);
+      the first of those tools the host has installs it
     + present: whether what the package provides is on the host already (a command on
       PATH): then it was there before gotune, and undo leaves it
 
@@ -248,12 +271,19 @@ def package(names: Mapping[str, str], present: bool) -> Generator[Any, None, Non
     if present:
         host.noop(f"{', '.join(sorted(set(names.values())))}: already there")
         return
-    tool = next((t for t in names if host.get_fact(Which, command=t)), None)
+    known = [t for t in PACKAGE_TOOLS if t in names]
+    tool = next((t for t in known if host.get_fact(Which, command=t)), None)
     if tool is None:
-        raise OperationError(f"no {' or '.join(names)} on the host: cannot install "
+        raise OperationError(f"no {' or '.join(known)} on the host: cannot install "
                              f"{'/'.join(sorted(set(names.values())))}")  # fmt: skip
+    install = list(PACKAGE_TOOLS[tool].install._inner(packages=[names[tool]]))
+    if not install:  # in the package database already: not gotune's to remove
+        host.noop(f"{names[tool]} is installed ({tool})")
+        return
+    yield from install
+    # Recorded only once installed: a failed install leaves no record that would make
+    # undo remove a package someone installs by hand later.
     yield record_cmd("packages", names[tool], f"{tool} {names[tool]}")
-    yield from server.packages._inner(packages=[names[tool]])
 
 
 @operation()
@@ -285,6 +315,32 @@ def record_created(path: str, ancestors: bool = True) -> Generator[Any, None, No
         host.noop(f"{top} is recorded as gotune's to remove")
         return
     yield record_created_cmd(top)
+
+
+@operation()
+def record_shared_dir(path: str) -> Generator[Any, None, None]:
+    """
+    Record a directory gotune is about to create that other software may fill too,
+    so ``gotune undo`` removes it, and each missing ancestor, only while it is empty.
+
+    + path: the directory (it and its missing ancestors are recorded; existing ones never)
+
+    **Example:**
+
+    .. code:: python
+
+        state.record_shared_dir(path="/var/lib/prometheus/node-exporter")
+    """
+    missing = []
+    top = path
+    while top.count("/") > 1 and host.get_fact(Directory, path=top) is None:
+        missing.append(top)
+        top = top.rsplit("/", 1)[0]
+    if not missing:
+        host.noop(f"{path} exists (recorded when gotune created it, if it did)")
+        return
+    for each in missing:
+        yield record_cmd("dirs", hexname(each), each)
 
 
 @operation()

@@ -45,7 +45,8 @@ PROFILE_SNIPPET = "/etc/profile.d/gotune.sh"
 # Links in /usr/local/bin put go on PATH for non-login shells and IDEs too.
 BIN_LINKS = ("go", "gofmt")
 # Debian/Ubuntu and Fedora/RHEL/SUSE package names of the distribution's Go.
-DISTRO_PACKAGES = {"apt-get": "golang-go", "dnf": "golang", "yum": "golang", "zypper": "go"}
+DISTRO_PACKAGES = {"apt-get": "golang-go", "dnf": "golang", "yum": "golang", "zypper": "go",
+                   "apk": "go", "pacman": "go"}
 
 
 def sha256_of(path: str) -> str:

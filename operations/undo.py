@@ -3,7 +3,8 @@
 Paired with ``operations/state.py`` (the records). The order undoes the
 dependencies: units are stopped before their files go, tmpfs mounts are
 unmounted before fstab is restored, caches are moved back before the
-directories gotune created are removed, and the system users gotune created
+directories gotune created are removed (those it made for others to fill too,
+such as node_exporter's textfile directory, only while empty), and the system users gotune created
 go last, once nothing runs as them. Caches are moved, never deleted.
 """
 
@@ -20,18 +21,10 @@ from pyinfra.facts.server import Which
 from gotune.agent.paths import UNDO_DIR, WSL_CONF
 from gotune.facts.model import UndoRecord
 from gotune.operations.caches import move_cmd
-from gotune.operations.state import hexname, make_parents_cmd
+from gotune.operations.state import PACKAGE_TOOLS, hexname, make_parents_cmd
 from gotune.operations.wsl import marker_cmd
 
 q = shlex.quote
-
-REMOVE_COMMANDS = {
-    "apt-get": "apt-get remove -y",
-    "dnf": "dnf remove -y",
-    "yum": "yum remove -y",
-    "zypper": "zypper --non-interactive remove",
-}
-
 
 def restore_file_cmd(path: str, existed: bool) -> str:
     rec = f"{UNDO_DIR}/files/{hexname(path)}"
@@ -97,9 +90,13 @@ def restore(record: UndoRecord) -> Generator[Any, None, None]:
             yield marker_cmd(path)  # WSL reads the restored file only after a restart
     for path in rec.created:
         yield f"if test -e {q(path)}; then chmod -R u+w {q(path)} && rm -rf {q(path)}; fi"
+    # Deepest first, so a parent gotune made is empty once its child is gone.
+    for path in sorted(rec.dirs, key=lambda p: p.count("/"), reverse=True):
+        yield f"if test -d {q(path)}; then rmdir --ignore-fail-on-non-empty {q(path)}; fi"
     for p in rec.packages:
-        if p.tool in REMOVE_COMMANDS:
-            yield f"{REMOVE_COMMANDS[p.tool]} {q(p.package)}"
+        if p.tool in PACKAGE_TOOLS:  # removed only while installed (someone may have already)
+            tool, name = PACKAGE_TOOLS[p.tool], q(p.package)
+            yield f"if {tool.installed.format(name)}; then {tool.remove.format(name)}; fi"
     for user in rec.users:
         yield remove_user_cmd(user)
     if systemd and (rec.units or any(p.startswith("/etc/systemd/") for p in rec.files)):

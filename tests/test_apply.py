@@ -271,6 +271,12 @@ def test_apply_without_root_on_a_host_stops_before_any_change(sandbox: Any) -> N
     out = gotune("undo", str(box.inventory), "--yes", "--json")
     assert out.returncode == 1
     assert f"sbx2: undo needs root there (connected as uid {uid})" in out.stderr
+    # A dry run shows both: what the root host would change, what the other would refuse.
+    out = gotune("apply", str(box.inventory), "--dry", "--json")
+    hosts = json.loads(out.stdout)["hosts"]
+    assert out.returncode == 1, out.stderr  # as the real run would
+    assert hosts["sbx1"]["would_change"] and "would_refuse" not in hosts["sbx1"]
+    assert f"connected as uid {uid}" in hosts["sbx2"]["would_refuse"]
     for host in box.hosts:  # neither the root host nor the user's host was touched
         assert sh(host, "test -e /var/lib/gotune/undo || echo untouched") == "untouched\n"
         assert sh(host, "test -e /home/dev/.config/go/env || echo untouched") == "untouched\n"

@@ -80,3 +80,11 @@ def test_parser_declares_the_contract_flags() -> None:
     assert (args.inventory, args.dry, args.yes, args.json) == ("inv.py", True, True, True)
     args = parser.parse_args(["facts", "--sysroot", "/x", "--json"])
     assert args.sysroot == "/x"
+
+
+def test_undo_has_no_user_flag_it_would_ignore() -> None:
+    # Undo replays every record of a host; a --user it silently ignored would
+    # let someone believe they undid one developer's setup only.
+    out = gotune("undo", "inv.py", "--user", "dev")
+    assert out.returncode == 2 and "unrecognized arguments: --user dev" in out.stderr
+    assert build_parser().parse_args(["plan", "inv.py", "--user", "dev"]).user == "dev"

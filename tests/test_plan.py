@@ -341,6 +341,13 @@ def test_plan_from_facts_takes_settings_from_the_inventory_and_never_guesses_a_h
     assert two.returncode == 1
     assert "host laptop is not in the inventory (it holds a.example, b.example)" in json.loads(
         two.stdout)["error"]
+    # A fleet's facts against a one-host inventory: that host's settings are no one else's.
+    facts.write_text(json.dumps({"hosts": {"laptop": {"facts": f.to_dict()},
+                                           "ci-1": {"facts": f.to_dict()}}}))
+    fleet = plan([("@local", never)])
+    assert fleet.returncode == 1
+    assert "host laptop is not in the inventory (it holds @local)" in json.loads(
+        fleet.stdout)["error"]
 
 
 def test_plan_command_refuses_a_broken_facts_file(tmp_path: Path) -> None:

@@ -240,6 +240,8 @@ def test_an_apply_that_fails_after_moving_the_module_cache_leaves_go_pointing_at
     assert not moved.startswith("/mnt/c")
     assert sh(host, f"ls -A {gomodcache} 2>/dev/null; :", user=USER) == ""  # moved away
     sh(host, "cd ~/app && GOPROXY=off go build -o /dev/null .", user=USER)
+    # The install failed: no record that would make undo remove what someone installs later.
+    assert sh(host, "ls /var/lib/gotune/undo/packages 2>/dev/null; :") == ""
 
     sh(host, "rm /usr/local/sbin/apt-get")
     code, applied = gotune_json("apply", str(host_inventory(host)), "--yes", "--no-verify")

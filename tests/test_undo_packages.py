@@ -1,5 +1,7 @@
 """A distribution package gotune installs is recorded, and ``gotune undo`` removes it;
-one that was there before is left alone (operations/state.package).
+one that was there before is left alone (operations/state.package). Likewise
+node_exporter's textfile directory, which the wear check writes to: undo removes
+what gotune made of it only while empty (operations/state.record_shared_dir).
 
 Real packages in a sandbox host, its own dpkg database (this machine's packages are
 never touched): the host starts without smartmontools (removed inside it), apply
@@ -16,6 +18,7 @@ from tests.test_apply import gotune, sh
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 
+TEXTFILE = "/var/lib/prometheus/node-exporter"
 WEAR = {"gotune_users": ["dev"], "gotune_wear_enabled": True,
         "gotune_wear_install_smartmontools": True}
 
@@ -32,6 +35,7 @@ def test_apply_installs_and_records_smartmontools_undo_removes_it(
     host.add_user("dev")
     sh(host, "DEBIAN_FRONTEND=noninteractive dpkg --purge smartmontools")
     assert not installed(host, "smartmontools")
+    sh(host, "rm -rf /var/lib/prometheus")
     inventory = str(host.key.parent / "inventory.py")
 
     first = gotune("apply", inventory, "--yes", "--no-verify")
@@ -45,6 +49,7 @@ def test_apply_installs_and_records_smartmontools_undo_removes_it(
     assert undo.returncode == 0, undo.stdout[-3000:] + undo.stderr[-3000:]
     assert "smartmontools" in undo.stdout  # listed among what it restores
     assert not installed(host, "smartmontools")
+    assert sh(host, "test -e /var/lib/prometheus || echo gone") == "gone\n"
 
 
 def test_a_package_that_was_there_before_is_not_recorded_and_stays(
@@ -53,9 +58,13 @@ def test_a_package_that_was_there_before_is_not_recorded_and_stays(
     host = sandbox(1, data=[WEAR]).hosts[0]
     host.add_user("dev")
     assert installed(host, "smartmontools")  # this machine's, seen through the host
+    sh(host, "rm -rf /var/lib/prometheus && mkdir /var/lib/prometheus")
     inventory = str(host.key.parent / "inventory.py")
     applied = gotune("apply", inventory, "--yes", "--no-verify")
     assert applied.returncode == 0, applied.stdout[-3000:] + applied.stderr[-3000:]
     assert sh(host, "ls /var/lib/gotune/undo/packages 2>/dev/null; :") == ""
+    # node_exporter, installed after gotune, writes its own file beside gotune's.
+    sh(host, f"echo 'node_x 1' > {TEXTFILE}/node.prom")
     assert gotune("undo", inventory, "--yes").returncode == 0
     assert installed(host, "smartmontools")
+    assert sh(host, f"ls {TEXTFILE}") == "node.prom\n"  # gotune's file gone, the dir kept

@@ -25,7 +25,8 @@ alive, and when they all hang up at once the threads' wake-ups starve ``/healthz
   or slow clients.
 
 Subclass ``Server`` (as one would ThreadingHTTPServer), pass a handler class, and
-override ``fast_answer``. Standard library only.
+override ``fast_service_answer`` (``fast_answer`` itself answers the allowlist's 403,
+/healthz and /metrics first). Standard library only.
 """
 
 from __future__ import annotations
@@ -307,6 +308,8 @@ class Handler(BaseHTTPRequestHandler):
         """A 403 for a client outside the allowlist, or /healthz and /metrics: (what
         ``requests_total`` counts it as, the code). None: the service answers."""
         if not self.allowed():
+            # A request body (a PUT) stays unread: it must not be parsed as the next request.
+            self.close_connection = True
             return "other", self.text(403, self.server.forbidden_message, send_body)
         if (self.server.service is not None and self.command in ("GET", "HEAD")
                 and self.path in BUILTIN_PATHS):

@@ -50,13 +50,14 @@ def plans_from_file(
     path: str, inventory: Any | None = None, user: str | None = None
 ) -> dict[str, Plan]:
     """Plans for the hosts of a facts file; settings from the inventory's host of the same
-    name (a one-host inventory's host whatever its name: ``@local`` for facts recorded on
-    this laptop), else the defaults. A host the facts name that a larger inventory does
-    not hold is refused: whose settings to use would be a guess."""
+    name (when both hold one host, that host whatever its name: ``@local`` for facts
+    recorded on this laptop), else the defaults. A host the facts name that the
+    inventory does not hold is refused: whose settings to use would be a guess."""
     plans = {}
     hosts = {h.name: h for h in inventory} if inventory is not None else {}
-    only = next(iter(hosts.values())) if len(hosts) == 1 else None
-    for name, facts in load_facts_file(path).items():
+    recorded = load_facts_file(path)
+    only = next(iter(hosts.values())) if len(hosts) == 1 and len(recorded) == 1 else None
+    for name, facts in recorded.items():
         host = hosts.get(name, only)
         if host is None and hosts:
             raise GotuneError(f"facts {path}: host {name} is not in the inventory (it holds "

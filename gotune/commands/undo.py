@@ -32,6 +32,7 @@ def describe(rec: UndoRecord) -> dict[str, Any]:
             {"user": m.user, "key": m.key, "back_to": m.src, "from": m.dst} for m in rec.moves
         ],
         "created": list(rec.created),
+        "dirs": list(rec.dirs),
         "mounts": list(rec.mounts),
         "units": list(rec.units),
         "packages": [f"{p.package} ({p.tool})" for p in rec.packages],
@@ -50,6 +51,7 @@ def listing(name: str, rec: UndoRecord) -> list[str]:
     lines += [f"  file      {path} ({'restored' if existed else 'removed: gotune made it'})"
               for path, existed in sorted(rec.files.items())]  # fmt: skip
     lines += [f"  directory {path} (removed: gotune made it)" for path in rec.created]
+    lines += [f"  directory {path} (removed if empty: gotune made it)" for path in rec.dirs]
     lines += [f"  package   {p.package} (removed with {p.tool})" for p in rec.packages]
     lines += [f"  user      {u} (removed: gotune made it for a service)" for u in rec.users]
     return lines
