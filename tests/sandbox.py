@@ -70,6 +70,7 @@ from typing import Any
 from tests import sandbox_rootfs, sandbox_storage, sandbox_systemd, sandbox_wsl
 from tests.recorded import unpack
 from tests.sandbox_cgroups import HostCgroups
+from tests.sandbox_machine import hide_machine_gotune
 from tests.sandbox_mounts import (
     FRESH_TMPFS,
     GOROOT_INSIDE,
@@ -268,38 +269,6 @@ def _write(path: Path, content: str | bytes, mode: int) -> None:
 # What a minimal /etc/hosts holds (Debian's netbase): a debootstrap minbase machine
 # has no /etc/hosts at all, and a host must still resolve its own name.
 DEFAULT_ETC_HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-# What gotune leaves on a machine it tuned: this one, when its developer ran `gotune
-# apply` here (the fresh-machine check's machine does, following the README). A host
-# starts as the machine was before: these are hidden, and gotune's fstab lines dropped.
-MACHINE_GOTUNE = ("/var/lib/gotune", "/etc/gotune", "/opt/gotune", "/var/cache/gotune",
-                  "/usr/local/lib/gotune", "/etc/cron.d/gotune-*", "/etc/systemd/system/*gotune*",
-                  "/etc/systemd/system/*.wants/*gotune*", "/etc/profile.d/*gotune*")
-GOTUNE_FSTAB_MARK = "/var/cache/gotune/"
-
-
-def hide_machine_gotune(upper: Path, machine: Path = Path("/")) -> list[str]:
-    """Whiteouts in a host's upper layer for what gotune left on ``machine``, and its
-    /etc/fstab without gotune's lines; the paths hidden."""
-    hidden = sorted({str(p) for pattern in MACHINE_GOTUNE
-                     for p in machine.glob(pattern.lstrip("/")) if p.exists() or p.is_symlink()})
-    for path in hidden:
-        rel = Path(path).relative_to(machine)
-        for parent in reversed(rel.parents[:-1]):  # made as the lower layer has them
-            inner = upper / parent
-            if not inner.exists():
-                st = (machine / parent).stat()
-                inner.mkdir()
-                os.chown(inner, st.st_uid, st.st_gid)
-                os.chmod(inner, st.st_mode & 0o7777)
-        os.mknod(upper / rel, 0o020000, os.makedev(0, 0))  # overlayfs' whiteout
-    fstab = machine / "etc" / "fstab"
-    lines = fstab.read_text().splitlines(keepends=True) if fstab.is_file() else []
-    kept = [line for line in lines if GOTUNE_FSTAB_MARK not in line]
-    if kept != lines:
-        (upper / "etc").mkdir(exist_ok=True)
-        _write(upper / "etc" / "fstab", "".join(kept), 0o644)
-        hidden.append(f"{fstab} (gotune's lines)")
-    return hidden
 
 
 def etc_hosts(address: str, hostname: str, machine: Path = Path("/etc/hosts")) -> str:

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import SandboxFactory
-from tests.sandbox import Sandbox, hide_machine_gotune, missing_requirement
+from tests.sandbox import Sandbox, missing_requirement
+from tests.sandbox_machine import hide_machine_gotune
 from tests.sandbox_state import (
     SANDBOX_ROOT,
     allocation_lock,
@@ -205,7 +206,7 @@ def test_teardown_leaves_no_processes_mounts_or_dirs() -> None:
 INTERRUPTED = textwrap.dedent(
     """
     import os, sys, time
-    from tests.sandbox import Sandbox, hide_machine_gotune, missing_requirement
+    from tests.sandbox import Sandbox
     with Sandbox(1) as box:
         host = box.hosts[0]
         daemon = host.run("setsid sleep 600 </dev/null >/dev/null 2>&1 & echo $!").stdout.strip()
@@ -305,6 +306,33 @@ def test_what_gotune_left_on_this_machine_is_hidden_from_a_host(tmp_path: Path) 
     assert (upper / "etc/fstab").read_text() == "UUID=1 / ext4 defaults 0 1\n"
     assert (upper / "var").stat().st_mode & 0o777 == 0o751  # as the lower layer has it
     assert not (upper / "etc/cron.d/e2scrub_all").exists() and len(hidden) == 5
+
+    # With the undo records of `gotune apply` (as the README's Quick start leaves them):
+    # what gotune made is hidden, what it changed is put back as it was.
+    def record(kind: str, path: str, saved: str | None = None) -> None:
+        (machine / "var/lib/gotune/undo" / kind).mkdir(exist_ok=True)
+        name = path.encode().hex() + (".absent" if kind == "files" and saved is None else "")
+        (machine / "var/lib/gotune/undo" / kind / name).write_text(saved or "")
+
+    for d in ("root/.config/go", "home/alice/.cache/gotune", "usr/local/sbin"):
+        (machine / d).mkdir(parents=True)
+    (machine / "root/.config/go/env").write_text("GOCACHE=/var/cache/gotune/tmpfs/root\n")
+    (machine / "usr/local/sbin/gotune-gocache").write_text("#!/bin/sh\n")
+    record("files", "/root/.config/go/env")
+    record("files", "/etc/fstab", "UUID=1 / ext4 defaults 0 1\n# as it was\n")
+    record("created", "/home/alice/.cache/gotune")
+    record("files", "/var/lib/gotune/plan.json")  # below a hidden directory: nothing more
+    (machine / "var/lib/gotune/undo/created/not-hex").write_text("")  # damaged: skipped
+    again = tmp_path / "again"
+    again.mkdir()
+    hidden = hide_machine_gotune(again, machine)
+    whiteouts = {str(p.relative_to(again)) for p in again.rglob("*") if p.is_char_device()}
+    assert whiteouts == {"var/lib/gotune", "etc/cron.d/gotune-wear", f"etc/systemd/system/{unit}",
+                         f"etc/systemd/system/multi-user.target.wants/{unit}",
+                         "root/.config/go/env", "home/alice/.cache/gotune",
+                         "usr/local/sbin/gotune-gocache"}
+    assert (again / "etc/fstab").read_text() == "UUID=1 / ext4 defaults 0 1\n# as it was\n"
+    assert "/etc/fstab (as before gotune)" in hidden
     # an untuned machine: nothing hidden, nothing written
     clean, empty = tmp_path / "clean", tmp_path / "empty"
     (clean / "etc").mkdir(parents=True)
