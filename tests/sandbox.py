@@ -604,7 +604,7 @@ class Sandbox:
         # started by sshd: this machine's (pyenv's init) costs ~0.5 s a command. A host
         # has a root of its own, with an empty one.
         home = upper / "root"
-        home.mkdir(mode=0o700)
+        home.mkdir(mode=0o700, exist_ok=True)  # hiding the machine's gotune may have made it
         _write(home / ".bashrc", "", 0o644)
         _write(upper / "etc" / "hostname", host.hostname + "\n", 0o644)
         _write(upper / "etc" / "hosts", etc_hosts(host.address, host.hostname), 0o644)
