@@ -69,9 +69,21 @@ def inventory(box: Sandbox, tmp: Path, extra: dict[str, dict[str, Any]]) -> Path
 
 def gotune_json(*args: str) -> dict[str, Any]:
     out = gotune(*args, "--json")
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert out.returncode == 0, what_failed(out.stdout) or out.stdout[-3000:] + out.stderr[-3000:]
     result: dict[str, Any] = json.loads(out.stdout)
     return result
+
+
+def what_failed(stdout: str) -> str | None:
+    """A report's failed parts, one per line: each host's error and failed checks."""
+    try:
+        hosts = json.loads(stdout).get("hosts") or {}
+    except (ValueError, AttributeError):
+        return None
+    lines = [f"{name}: error {h['error']}" for name, h in hosts.items() if h.get("error")]
+    lines += [f"{name}: {c.get('name')}: {c.get('detail')}" for name, h in hosts.items()
+              for c in h.get("checks") or [] if not c.get("ok")]
+    return "\n".join(lines) or None
 
 
 def apply(inv: Path) -> dict[str, dict[str, Any]]:
