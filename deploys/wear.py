@@ -49,7 +49,7 @@ UNIT = "gotune-wear"
 # The check's service beside its timer.
 WEAR_SERVICE = WEAR_TIMER.removesuffix(".timer") + ".service"
 # smartctl's package under each package tool (the same name everywhere).
-SMARTMONTOOLS = dict.fromkeys(("apt-get", "dnf", "yum", "zypper", "apk", "pacman"), "smartmontools")
+SMARTMONTOOLS = dict.fromkeys(state.PACKAGE_TOOLS, "smartmontools")
 
 # Spread a fleet's checks so they do not all hit a shared node_exporter scrape at once.
 RANDOM_DELAY = "10min"

@@ -234,16 +234,16 @@ class PackageTool(NamedTuple):
     remove: str  # shell that removes package {}
 
 
+RPM_INSTALLED = "rpm -q {} >/dev/null 2>&1"
 # The package tools gotune installs with, in the order they are looked for: zypper before
 # apt-get (openSUSE may carry an apt too), dnf before yum (yum is often dnf's alias).
 PACKAGE_TOOLS = {
-    "zypper": PackageTool(zypper.packages, "rpm -q {} >/dev/null 2>&1",
-                          "zypper --non-interactive remove {}"),
+    "zypper": PackageTool(zypper.packages, RPM_INSTALLED, "zypper --non-interactive remove {}"),
     "apt-get": PackageTool(apt.packages,
                            "dpkg-query -W -f='${{Status}}' {} 2>/dev/null | grep -q 'ok installed'",
                            "apt-get remove -y {}"),
-    "dnf": PackageTool(dnf.packages, "rpm -q {} >/dev/null 2>&1", "dnf remove -y {}"),
-    "yum": PackageTool(yum.packages, "rpm -q {} >/dev/null 2>&1", "yum remove -y {}"),
+    "dnf": PackageTool(dnf.packages, RPM_INSTALLED, "dnf remove -y {}"),
+    "yum": PackageTool(yum.packages, RPM_INSTALLED, "yum remove -y {}"),
     "apk": PackageTool(apk.packages, "apk info -e {} >/dev/null 2>&1", "apk del {}"),
     "pacman": PackageTool(pacman.packages, "pacman -Q {} >/dev/null 2>&1",
                           "pacman -R --noconfirm {}"),

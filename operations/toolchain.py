@@ -44,7 +44,8 @@ ARCHIVE_DIR = CACHE_ROOT
 PROFILE_SNIPPET = "/etc/profile.d/gotune.sh"
 # Links in /usr/local/bin put go on PATH for non-login shells and IDEs too.
 BIN_LINKS = ("go", "gofmt")
-# Debian/Ubuntu and Fedora/RHEL/SUSE package names of the distribution's Go.
+# The distribution's Go package under each package tool (Debian/Ubuntu, Fedora/RHEL, SUSE,
+# Alpine, Arch).
 DISTRO_PACKAGES = {"apt-get": "golang-go", "dnf": "golang", "yum": "golang", "zypper": "go",
                    "apk": "go", "pacman": "go"}
 

@@ -4,8 +4,8 @@ Paired with ``operations/state.py`` (the records). The order undoes the
 dependencies: units are stopped before their files go, tmpfs mounts are
 unmounted before fstab is restored, caches are moved back before the
 directories gotune created are removed (those it made for others to fill too,
-such as node_exporter's textfile directory, only while empty), and the system users gotune created
-go last, once nothing runs as them. Caches are moved, never deleted.
+such as node_exporter's textfile directory, only while empty), and the system
+users gotune created go last, once nothing runs as them. Caches are moved, never deleted.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from gotune.operations.state import PACKAGE_TOOLS, hexname, make_parents_cmd
 from gotune.operations.wsl import marker_cmd
 
 q = shlex.quote
+
 
 def restore_file_cmd(path: str, existed: bool) -> str:
     rec = f"{UNDO_DIR}/files/{hexname(path)}"
