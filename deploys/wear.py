@@ -101,8 +101,10 @@ def deploy_wear(hp: HostPlan) -> None:
     state.record_created(name=f"Record {AGENT_DIR} for undo", path=AGENT_DIR)
     install_agent()
     if settings.wear_install_smartmontools:
+        platform = hp.facts.platform
         state.package(name="Install smartmontools (smartctl)", names=SMARTMONTOOLS,
-                      present=smartctl_present())  # fmt: skip
+                      present=smartctl_present(),
+                      distro=[d for d in (platform.distro, *platform.distro_like) if d])  # fmt: skip
     # Only the state directory: /var/lib/gotune also holds the undo records themselves.
     state.record_created(
         name=f"Record {WEAR_STATE_DIR} for undo", path=WEAR_STATE_DIR, ancestors=False

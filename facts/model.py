@@ -138,6 +138,8 @@ class Platform:
     hostname: str | None = None
     distro: str | None = None  # the `distro` package's id: debian, ubuntu, fedora ...
     distro_version: str | None = None
+    # os-release's ID_LIKE, closest first: a derivative's parents (rocky: rhel, centos, fedora).
+    distro_like: list[str] = field(default_factory=list)
     kernel: str | None = None
     arch: str | None = None
     virtualization: str = "unknown"  # wsl2, wsl1, vm:<kind>, container:<kind>, none

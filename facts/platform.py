@@ -79,6 +79,11 @@ def distro_id(release: dict[str, str]) -> str | None:
     return NORMALIZED_OS_ID.get(ident, ident)
 
 
+def distro_like(release: dict[str, str]) -> list[str]:
+    """os-release's ID_LIKE as ids (closest first), normalised as ``distro_id`` does."""
+    return [NORMALIZED_OS_ID.get(i, i) for i in release.get("ID_LIKE", "").lower().split()]
+
+
 def _environ_container(data: bytes | None) -> str | None:
     for item in (data or b"").split(b"\0"):
         if item.startswith(b"container="):
@@ -173,6 +178,7 @@ def parse_platform(
         hostname=dump.value("/proc/sys/kernel/hostname") or dump.value("/etc/hostname"),
         distro=distro_id(release),
         distro_version=release.get("VERSION_ID") or None,
+        distro_like=distro_like(release),
         kernel=dump.value("/proc/sys/kernel/osrelease"),
         arch=arch,
         virtualization=virtualization(dump, cpu_flags),

@@ -326,7 +326,9 @@ class Settings:
         _plain_abs_path,
     )
     wear_install_smartmontools: bool = setting(
-        True, "install smartmontools (apt, dnf, yum, zypper, apk or pacman) when smartctl is absent"
+        True,
+        "install smartmontools when smartctl is absent, with the distribution's own tool "
+        "(apt-get, dnf or yum, zypper, pacman, apk; chosen by os-release ID and ID_LIKE)",
     )
     wear_enabled: bool | None = setting(
         None,

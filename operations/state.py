@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import io
 import shlex
-from collections.abc import Generator, Mapping
+from collections.abc import Generator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from pyinfra import host
@@ -235,43 +235,64 @@ class PackageTool(NamedTuple):
 
 
 RPM_INSTALLED = "rpm -q {} >/dev/null 2>&1"
-# The package tools gotune installs with, in the order they are looked for: zypper before
-# apt-get (openSUSE may carry an apt too), dnf before yum (yum is often dnf's alias).
+# The package tools gotune installs with. Without a distribution of its own to go by, a host's
+# first one in this order installs: Debian ships zypper, dnf and pacman as ordinary packages,
+# which would find no smartmontools there; dnf before yum (yum is often dnf's alias).
 PACKAGE_TOOLS = {
-    "zypper": PackageTool(zypper.packages, RPM_INSTALLED, "zypper --non-interactive remove {}"),
     "apt-get": PackageTool(apt.packages,
                            "dpkg-query -W -f='${{Status}}' {} 2>/dev/null | grep -q 'ok installed'",
                            "apt-get remove -y {}"),
     "dnf": PackageTool(dnf.packages, RPM_INSTALLED, "dnf remove -y {}"),
     "yum": PackageTool(yum.packages, RPM_INSTALLED, "yum remove -y {}"),
-    "apk": PackageTool(apk.packages, "apk info -e {} >/dev/null 2>&1", "apk del {}"),
+    "zypper": PackageTool(zypper.packages, RPM_INSTALLED, "zypper --non-interactive remove {}"),
     "pacman": PackageTool(pacman.packages, "pacman -Q {} >/dev/null 2>&1",
                           "pacman -R --noconfirm {}"),
+    "apk": PackageTool(apk.packages, "apk info -e {} >/dev/null 2>&1", "apk del {}"),
+}  # fmt: skip
+# Each distribution's own tools, by os-release id as the facts normalise it (derivatives,
+# Rocky or Mint, name these in ID_LIKE).
+DISTRO_TOOLS = {
+    **dict.fromkeys(("debian", "ubuntu"), ("apt-get",)),
+    **dict.fromkeys(("fedora", "rhel", "centos"), ("dnf", "yum")),
+    **dict.fromkeys(("suse", "opensuse", "sles"), ("zypper",)),
+    "arch": ("pacman",),
+    "alpine": ("apk",),
 }  # fmt: skip
 
 
+def tool_order(distro: Sequence[str]) -> list[str]:
+    """PACKAGE_TOOLS' names, the tools of the host's distribution (``distro``: its id, then
+    those it is like) first."""
+    own = [tool for d in distro for tool in DISTRO_TOOLS.get(d, ())]
+    return list(dict.fromkeys([*own, *PACKAGE_TOOLS]))
+
+
 @operation()
-def package(names: Mapping[str, str], present: bool) -> Generator[Any, None, None]:
+def package(
+    names: Mapping[str, str], present: bool, distro: Sequence[str] = ()
+) -> Generator[Any, None, None]:
     """
     Install a distribution package with the host's package tool and record it, once
     installed, so ``gotune undo`` removes it; nothing when it or what it provides is
     there already.
 
-    + names: the package's name for each tool gotune knows (keys of ``PACKAGE_TOOLS``);
-      the first of those tools the host has installs it
+    + names: the package's name for each tool gotune knows (keys of ``PACKAGE_TOOLS``)
     + present: whether what the package provides is on the host already (a command on
       PATH): then it was there before gotune, and undo leaves it
+    + distro: the host's distribution and those it is like (os-release ``ID``, then
+      ``ID_LIKE``): the first of its own tools the host has installs, else the first
+      tool of ``PACKAGE_TOOLS`` the host has
 
     **Example:**
 
     .. code:: python
 
-        state.package(names={"apt-get": "smartmontools"}, present=False)
+        state.package(names={"apt-get": "smartmontools"}, present=False, distro=["debian"])
     """
     if present:
         host.noop(f"{', '.join(sorted(set(names.values())))}: already there")
         return
-    known = [t for t in PACKAGE_TOOLS if t in names]
+    known = [t for t in tool_order(distro) if t in names]
     tool = next((t for t in known if host.get_fact(Which, command=t)), None)
     if tool is None:
         raise OperationError(f"no {' or '.join(known)} on the host: cannot install "

@@ -19,7 +19,13 @@ from gotune.facts.memory import parse_dmidecode, parse_memory, parse_udev_memory
 from gotune.facts.model import Facts
 from gotune.facts.nics import parse_nics
 from gotune.facts.numa import parse_numa
-from gotune.facts.platform import cgroup_limits, distro_id, parse_os_release, virtualization
+from gotune.facts.platform import (
+    cgroup_limits,
+    distro_id,
+    distro_like,
+    parse_os_release,
+    virtualization,
+)
 from gotune.facts.storage import classify, parse_devices, parse_mounts, place
 from gotune.facts.sysfs import parse_cpulist, parse_cpumask
 from gotune.facts.toolchain import parse_goenv
@@ -435,6 +441,17 @@ def test_os_release_ids_follow_the_distro_package() -> None:
     assert distro_id(parse_os_release("ID=opensuse-leap\n")) == "opensuse"
     assert distro_id(parse_os_release("ID='Linux Mint'\n")) == "linux_mint"
     assert distro_id(parse_os_release('ID="unterminated\n')) == "unterminated"
+
+
+def test_os_release_id_like_lists_the_parents_closest_first() -> None:
+    rocky = parse_os_release('ID="rocky"\nID_LIKE="rhel centos fedora"\n')
+    assert (distro_id(rocky), distro_like(rocky)) == ("rocky", ["rhel", "centos", "fedora"])
+    assert distro_like(parse_os_release("ID=linuxmint\nID_LIKE='Ubuntu  Debian'\n")) == [
+        "ubuntu",
+        "debian",
+    ]
+    assert distro_like(parse_os_release("ID=leapish\nID_LIKE=opensuse-leap\n")) == ["opensuse"]
+    assert distro_like(parse_os_release("ID=debian\n")) == []
 
 
 def test_go_env_and_go_defaults() -> None:

@@ -23,6 +23,7 @@ import io
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -42,12 +43,45 @@ VERIFY_TIMEOUT_S = 1800
 EXIT_VERIFY_FAILED = 4
 
 
+# A host pyinfra fails without an operation's error (a fact it cannot load).
+NOT_RUN = "stopped before its operations ran"
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_HOST_PREFIX = re.compile(r"\[([^\]\s]+)\]\s*")
+
+
+class HostErrors(logging.Handler):
+    """The error lines pyinfra logs, by host name ("[sbx1] Error: could not load fact:
+    pacman.PacmanPackages"): what explains a host it fails while preparing."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.lines: dict[str, list[str]] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = _ANSI.sub("", record.getMessage())
+        prefix = _HOST_PREFIX.match(text)
+        if prefix and text[prefix.end() :].strip():
+            self.lines.setdefault(prefix[1], []).append(" ".join(text[prefix.end() :].split()))
+
+    def why(self, name: str) -> str:
+        """A host's last error lines, one line (the failed command's output comes first)."""
+        return "; ".join(self.lines.get(name, [])[-3:]) or NOT_RUN
+
+
 @contextlib.contextmanager
-def quiet() -> Iterator[None]:
-    """Keep pyinfra's progress output off stdout (which belongs to --json)."""
-    logging.getLogger("pyinfra").setLevel(logging.CRITICAL)
-    with contextlib.redirect_stdout(io.StringIO()):
-        yield
+def quiet() -> Iterator[HostErrors]:
+    """Keep pyinfra's log and progress output off the terminal and stdout (which belongs to
+    --json); its error lines are collected per host instead."""
+    log = logging.getLogger("pyinfra")
+    errors = HostErrors()
+    log.addHandler(errors)  # the only handler: nothing reaches logging's last resort
+    log.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield errors
+    finally:
+        log.setLevel(logging.CRITICAL)
+        log.removeHandler(errors)
 
 
 def _unwrap(exc: BaseException) -> BaseException:
@@ -55,20 +89,28 @@ def _unwrap(exc: BaseException) -> BaseException:
     return inner if isinstance(inner, BaseException) else exc
 
 
-def prepare(state: Any, loader: Callable[[], None]) -> None:
-    """Run the deploy's prepare phase on every host; errors become one line."""
+def prepare(state: Any, loader: Callable[[], None]) -> dict[str, str]:
+    """Run the deploy's prepare phase on every host; errors become one line.
+
+    Returns the hosts pyinfra failed while preparing (a fact that could not load), with
+    why; when that was every host, raises with each one's reason.
+    """
     from pyinfra.api.exceptions import PyinfraError
 
+    before = set(state.failed_hosts)
+    errors = HostErrors()
     try:
-        with quiet():
+        with quiet() as errors:
             loader()
     except Exception as exc:
         inner = _unwrap(exc)
         if isinstance(inner, GotuneError):
             raise inner from None
+        lost = "; ".join(f"{h.name}: {errors.why(h.name)}" for h in state.failed_hosts - before)
         if isinstance(inner, PyinfraError | OSError):
-            raise GotuneError(f"nothing changed: {inner}") from None
+            raise GotuneError(f"nothing changed: {lost or inner}") from None
         raise GotuneError(f"nothing changed: {type(inner).__name__}: {inner}") from None
+    return {h.name: errors.why(h.name) for h in state.failed_hosts - before}
 
 
 def proposed(state: Any) -> dict[str, list[str]]:
@@ -93,11 +135,15 @@ def _op_name(state: Any, op_hash: str) -> str:
     return ", ".join(sorted(names)) if names else op_hash
 
 
-def results(state: Any, run_error: str | None = None) -> dict[str, dict[str, Any]]:
+def results(
+    state: Any, run_error: str | None = None, reasons: dict[str, str] | None = None
+) -> dict[str, dict[str, Any]]:
     """Host name -> {changed, ok, operations, error} after the run.
 
     + run_error: what stopped the run (an operation that raised); hosts with
       operations that never completed failed with it
+    + reasons: why a host failed before the run (``prepare``), for hosts with no error
+      of an operation
     """
     out: dict[str, dict[str, Any]] = {}
     failed = {h.name for h in state.failed_hosts}
@@ -123,7 +169,7 @@ def results(state: Any, run_error: str | None = None) -> dict[str, dict[str, Any
         ok = host.name not in failed and error is None
         entry: dict[str, Any] = {"changed": len(changed), "ok": ok, "operations": changed}
         if error or not ok:
-            entry["error"] = error or "stopped before its operations ran"
+            entry["error"] = error or (reasons or {}).get(host.name) or NOT_RUN
         out[host.name] = entry
     return out
 
@@ -180,7 +226,8 @@ def confirm_and_execute(
         return False
     if any(changes.values()):
         stopped = execute(state)
-        for name, result in results(state, stopped).items():
+        reasons = {n: e["error"] for n, e in report["hosts"].items() if e.get("error")}
+        for name, result in results(state, stopped, reasons).items():
             report["hosts"].setdefault(name, {}).update(result)
     return True
 
@@ -298,12 +345,13 @@ def apply_hosts(
     applied = Applied({"hosts": failed_entries(failed)}, plans)
     conn.state.check_for_changes = True
     with control.dry_run(dry):
-        prepare(conn.state, lambda: load_func(conn.state, _tune_each, plans))
+        lost = prepare(conn.state, lambda: load_func(conn.state, _tune_each, plans))
     changes = proposed(conn.state)
     for name, hp in plans.items():
         applied.report["hosts"][name] = {
-            "changed": 0, "ok": True, "operations": [], "would_change": changes.get(name, []),
-            "plan": hp.plan.to_dict(), "warnings": list(hp.plan.warnings),
+            "changed": 0, "ok": name not in lost, "operations": [],
+            "would_change": changes.get(name, []), "plan": hp.plan.to_dict(),
+            "warnings": list(hp.plan.warnings), **({"error": lost[name]} if name in lost else {}),
         }  # fmt: skip
     if dry:  # what the real run would refuse, beside what it would change
         for name, why in refused.items():

@@ -93,12 +93,13 @@ def undo_hosts(conn: Connection, *, yes: bool, show_to: TextIO | None = None) ->
         conn.state.fail_hosts({h for h in conn.hosts if h.name in failed})
     records = {name: f.gotune.undo for name, f in facts.items()}
     conn.state.check_for_changes = True
-    prepare(conn.state, lambda: load_func(conn.state, _restore, records))
+    lost = prepare(conn.state, lambda: load_func(conn.state, _restore, records))
     changes = proposed(conn.state)
     report: dict[str, Any] = {"hosts": failed_entries(failed)}
     for name, rec in records.items():
-        report["hosts"][name] = {"changed": 0, "ok": True, "operations": [],
-                                 "restores": describe(rec)}  # fmt: skip
+        report["hosts"][name] = {"changed": 0, "ok": name not in lost, "operations": [],
+                                 "restores": describe(rec),
+                                 **({"error": lost[name]} if name in lost else {})}  # fmt: skip
     if show_to is not None:
         print("\n".join(line for n, r in records.items() for line in listing(n, r)), file=show_to)
         print(show(changes), file=show_to)
