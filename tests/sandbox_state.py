@@ -96,24 +96,32 @@ def namespace_processes(mntns: str, root: str) -> list[int]:
 
 
 def kill_namespace(pid: int | None, pid_start: int | None, mntns: str | None, root: str) -> None:
-    """SIGKILL the host's launcher/sshd and every process in its namespace until none is left.
+    """SIGKILL the host's launcher/sshd and every process in its namespace until none is left,
+    and wait until each of them has finished exiting.
 
     The host is disposable, so there is no graceful stop to wait for; its mounts
     go away with the namespace once the last of these processes has exited. The
     launcher is killed only while PID and start time prove it is still the one we started.
+    A process being killed drops its root and namespaces before it is a zombie: it no
+    longer looks like the host's, yet still runs; it is waited for, by PID and start time.
     """
     deadline = time.monotonic() + STOP_TIMEOUT
+    killed: dict[int, int | None] = {}  # PID -> start time
     while True:
         victims = set(namespace_processes(mntns, root)) if mntns else set()
         if pid is not None and alive(pid, pid_start):
             victims.add(pid)
-        if not victims:
+        exiting = [p for p, start in killed.items() if alive(p, start)]
+        if not victims and not exiting:
             return
         for victim in victims:
+            killed.setdefault(victim, start_time(victim))
             with contextlib.suppress(ProcessLookupError):
                 os.kill(victim, signal.SIGKILL)
         if time.monotonic() > deadline:
-            raise RuntimeError(f"sandbox: processes {sorted(victims)} in {root} do not exit")
+            raise RuntimeError(
+                f"sandbox: processes {sorted(victims | set(exiting))} in {root} do not exit"
+            )
         time.sleep(POLL_INTERVAL)
 
 
