@@ -31,6 +31,7 @@ def deploy_toolchain(hp: HostPlan) -> None:
             sha256=d.sha256,
         )  # fmt: skip
     elif isinstance(d, DistroToolchain):
-        toolchain.go_distro(name="Go toolchain from the distribution")
+        toolchain.go_distro(name="Go toolchain from the distribution",
+                            distro=hp.facts.platform.distro_ids())  # fmt: skip
     else:
         host.noop(d.reason)

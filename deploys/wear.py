@@ -101,10 +101,9 @@ def deploy_wear(hp: HostPlan) -> None:
     state.record_created(name=f"Record {AGENT_DIR} for undo", path=AGENT_DIR)
     install_agent()
     if settings.wear_install_smartmontools:
-        platform = hp.facts.platform
-        distro = [d for d in (platform.distro, *platform.distro_like) if d]
         state.package(name="Install smartmontools (smartctl)", names=SMARTMONTOOLS,
-                      present=smartctl_present(), distro=distro)  # fmt: skip
+                      present=smartctl_present(),
+                      distro=hp.facts.platform.distro_ids())  # fmt: skip
     # Only the state directory: /var/lib/gotune also holds the undo records themselves.
     state.record_created(
         name=f"Record {WEAR_STATE_DIR} for undo", path=WEAR_STATE_DIR, ancestors=False

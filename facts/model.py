@@ -148,6 +148,10 @@ class Platform:
     cgroup_memory_limit_bytes: int | None = None  # None when unlimited
     cron: bool = False  # a cron daemon is installed (runs jobs where systemd does not)
 
+    def distro_ids(self) -> list[str]:
+        """The distribution and those it is like, closest first (its package tool's key)."""
+        return [d for d in (self.distro, *self.distro_like) if d]
+
 
 @dataclass
 class User:

@@ -19,7 +19,7 @@ import os
 import shlex
 import urllib.error
 import urllib.request
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -166,16 +166,19 @@ def profile_snippet(bin_dir: str) -> str:
 
 
 @operation()
-def go_distro() -> Generator[Any, None, None]:
+def go_distro(distro: Sequence[str] = ()) -> Generator[Any, None, None]:
     """
     Install the distribution's Go package (golang-go, golang or go).
+
+    + distro: the host's distribution and those it is like (os-release ``ID``, then
+      ``ID_LIKE``): its own package tool installs
 
     **Example:**
 
     .. code:: python
 
-        toolchain.go_distro()
+        toolchain.go_distro(distro=["fedora"])
     """
     yield from state_package._inner(
-        names=DISTRO_PACKAGES, present=bool(host.get_fact(Which, command="go"))
+        names=DISTRO_PACKAGES, present=bool(host.get_fact(Which, command="go")), distro=distro
     )

@@ -84,8 +84,8 @@ CONFIGURE = {
     f"[standin]\\nServer = file://{REPO}\\n' > /etc/pacman.conf && pacman -Sy >/dev/null",
 }
 INSTALL_BASE = {
-    "dnf": f"rpm -i {REPO}/{BASE}-1-1.noarch.rpm 2>/dev/null",
-    "zypper": f"rpm -i {REPO}/{BASE}-1-1.noarch.rpm 2>/dev/null",
+    "dnf": f"rpm -i {REPO}/{BASE}-1-1.noarch.rpm",
+    "zypper": f"rpm -i {REPO}/{BASE}-1-1.noarch.rpm",
     "pacman": f"pacman --noconfirm -S {BASE} >/dev/null",
 }
 

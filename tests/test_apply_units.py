@@ -251,3 +251,35 @@ def test_the_verify_after_apply_is_for_the_developer_user_apply_was_given(
     assert apply.run_verify(None)["ok"] is True
     assert seen[0][3:] == ["verify", "fleet.py", "--json", "--user", "alice"]
     assert "--user" not in seen[1]
+
+
+def test_pyinfra_errors_are_collected_per_host_and_never_printed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import logging
+
+    from gotune.commands.apply import NOT_RUN, quiet
+
+    log = logging.getLogger("pyinfra.api.facts")  # where pyinfra's fact errors come from
+    root = logging.getLogger("pyinfra")
+    before = (root.level, root.propagate, list(root.handlers))
+    seen: list[str] = []
+    spy = logging.Handler()
+    spy.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger().addHandler(spy)  # a root handler (pytest's, an embedding program's)
+    try:
+        with quiet() as errors:
+            log.error("\x1b[1m[sbx1]\x1b[0m  Error: could not load fact: pacman.PacmanPackages ")
+            log.error("[web-2] \x1b[31mpermission denied\x1b[0m")
+            log.warning("[sbx1] a warning is not an error")
+            log.error("no host prefix: not a host's")
+            print("pyinfra's progress")
+    finally:
+        logging.getLogger().removeHandler(spy)
+    assert errors.why("sbx1") == "Error: could not load fact: pacman.PacmanPackages"
+    assert errors.why("web-2") == "permission denied"
+    assert errors.why("sbx9") == NOT_RUN
+    assert seen == []  # nothing reached the root logger's handlers
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == ""
+    assert (root.level, root.propagate, list(root.handlers)) == before

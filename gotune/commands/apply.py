@@ -72,15 +72,18 @@ class HostErrors(logging.Handler):
 def quiet() -> Iterator[HostErrors]:
     """Keep pyinfra's log and progress output off the terminal and stdout (which belongs to
     --json); its error lines are collected per host instead."""
-    log = logging.getLogger("pyinfra")
+    log = logging.getLogger("pyinfra")  # every pyinfra module logs through this one
     errors = HostErrors()
-    log.addHandler(errors)  # the only handler: nothing reaches logging's last resort
+    level, propagate = log.level, log.propagate
+    log.addHandler(errors)  # its only handler, and no other above it: nothing is printed
     log.setLevel(logging.ERROR)
+    log.propagate = False
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             yield errors
     finally:
-        log.setLevel(logging.CRITICAL)
+        log.setLevel(level)
+        log.propagate = propagate
         log.removeHandler(errors)
 
 
@@ -107,9 +110,13 @@ def prepare(state: Any, loader: Callable[[], None]) -> dict[str, str]:
         if isinstance(inner, GotuneError):
             raise inner from None
         lost = "; ".join(f"{h.name}: {errors.why(h.name)}" for h in state.failed_hosts - before)
-        if isinstance(inner, PyinfraError | OSError):
-            raise GotuneError(f"nothing changed: {lost or inner}") from None
-        raise GotuneError(f"nothing changed: {type(inner).__name__}: {inner}") from None
+        text = str(inner) if isinstance(inner, PyinfraError | OSError) else (
+            f"{type(inner).__name__}: {inner}")
+        if lost and not state.active_hosts:  # pyinfra's "No hosts remaining!": say why
+            text = lost
+        elif lost:
+            text += f" (and {lost})"
+        raise GotuneError(f"nothing changed: {text}") from None
     return {h.name: errors.why(h.name) for h in state.failed_hosts - before}
 
 
@@ -120,6 +127,8 @@ def proposed(state: Any) -> dict[str, list[str]]:
 
     out: dict[str, list[str]] = {}
     for host in state.inventory.iter_activated_hosts():
+        if host not in state.active_hosts:  # failed while preparing: nothing of it will run
+            continue
         with ctx_host.use(host):
             out[host.name] = [
                 _op_name(state, op_hash)
@@ -151,7 +160,8 @@ def results(
         if host not in state.activated_hosts:
             continue
         changed: list[str] = []
-        error = None
+        # A host failed before the run (while preparing) ran nothing: that is its error.
+        error = (reasons or {}).get(host.name)
         for op_hash in state.get_op_order():
             op_data = state.ops.get(host, {}).get(op_hash)
             if op_data is None:
@@ -169,7 +179,7 @@ def results(
         ok = host.name not in failed and error is None
         entry: dict[str, Any] = {"changed": len(changed), "ok": ok, "operations": changed}
         if error or not ok:
-            entry["error"] = error or (reasons or {}).get(host.name) or NOT_RUN
+            entry["error"] = error or NOT_RUN
         out[host.name] = entry
     return out
 
