@@ -192,6 +192,13 @@ def failed_entries(why: dict[str, str]) -> dict[str, dict[str, Any]]:
     }
 
 
+def prepared_entry(name: str, lost: dict[str, str], **fields: Any) -> dict[str, Any]:
+    """The report entry of a host whose operations were prepared, before they run (``lost``:
+    the hosts pyinfra failed while preparing, with why)."""
+    why = {"error": lost[name]} if name in lost else {}
+    return {"changed": 0, "ok": name not in lost, "operations": [], **fields, **why}
+
+
 def confirm(changes: dict[str, list[str]], yes: bool, question: str) -> bool:
     """Ask y/N on a terminal; without one, --yes is required."""
     if yes or not any(changes.values()):
@@ -358,11 +365,10 @@ def apply_hosts(
         lost = prepare(conn.state, lambda: load_func(conn.state, _tune_each, plans))
     changes = proposed(conn.state)
     for name, hp in plans.items():
-        applied.report["hosts"][name] = {
-            "changed": 0, "ok": name not in lost, "operations": [],
-            "would_change": changes.get(name, []), "plan": hp.plan.to_dict(),
-            "warnings": list(hp.plan.warnings), **({"error": lost[name]} if name in lost else {}),
-        }  # fmt: skip
+        applied.report["hosts"][name] = prepared_entry(
+            name, lost, would_change=changes.get(name, []), plan=hp.plan.to_dict(),
+            warnings=list(hp.plan.warnings),
+        )  # fmt: skip
     if dry:  # what the real run would refuse, beside what it would change
         for name, why in refused.items():
             applied.report["hosts"][name]["would_refuse"] = why

@@ -16,7 +16,14 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
-from gotune.commands.apply import confirm_and_execute, failed_entries, prepare, proposed, show
+from gotune.commands.apply import (
+    confirm_and_execute,
+    failed_entries,
+    prepare,
+    prepared_entry,
+    proposed,
+    show,
+)
 from gotune.errors import GotuneError
 from gotune.facts.model import UndoRecord
 
@@ -97,9 +104,7 @@ def undo_hosts(conn: Connection, *, yes: bool, show_to: TextIO | None = None) ->
     changes = proposed(conn.state)
     report: dict[str, Any] = {"hosts": failed_entries(failed)}
     for name, rec in records.items():
-        report["hosts"][name] = {"changed": 0, "ok": name not in lost, "operations": [],
-                                 "restores": describe(rec),
-                                 **({"error": lost[name]} if name in lost else {})}  # fmt: skip
+        report["hosts"][name] = prepared_entry(name, lost, restores=describe(rec))
     if show_to is not None:
         print("\n".join(line for n, r in records.items() for line in listing(n, r)), file=show_to)
         print(show(changes), file=show_to)
