@@ -104,8 +104,14 @@ def test_verify_passes_after_apply_and_keeps_the_trend(
     kept = sh(host, "cat /var/lib/gotune/verify/history.jsonl").splitlines()
     assert [json.loads(line)["verdict"] for line in kept] == ["pass"]
     code, again = verify(sbx.inventory, "--bench", "repeat build", "--runs", "1")
-    assert code == 0
-    assert [p["verdict"] for p in again["hosts"][host.name]["history"]] == ["pass"]
+    h = again["hosts"][host.name]
+    assert [p["verdict"] for p in h["history"]] == ["pass"]
+    # One run on a loaded machine (the suite runs 4 at once on 2 CPUs) may miss the
+    # 0.3 s target, and verify then says so: what this run checks is the trend, so it
+    # only needs the setup sound, the build run, and the exit code to match the verdict.
+    assert failing(h) == []
+    assert [b["verdict"] for b in h["benchmarks"]] != ["error"]
+    assert code == (0 if h["verdict"] == "pass" else 1)
 
 
 @pytest.mark.sandbox
