@@ -28,6 +28,7 @@ import difflib
 import hashlib
 import ipaddress
 import json
+import math
 import os
 import pwd
 import re
@@ -75,6 +76,10 @@ _URL_RE = re.compile(r"^https://[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._~%/+-]*)?$
 # A path that goes into a systemd unit and a crontab line: absolute, and no
 # characters those formats or a shell treat specially (cron turns % into newlines).
 _PLAIN_PATH_RE = re.compile(r"^/[A-Za-z0-9._/+-]*$")
+# Top-level trees a service's directory (chowned to its system user) is never in.
+SYSTEM_TREES = ("proc", "sys", "dev", "run", "boot", "etc", "bin", "sbin", "lib", "lib64")
+# Larger numbers are typos (or YAML's 1e999): no size, count or port gotune reads comes near.
+MAX_NUMBER = 1e9
 # The build cache's URL goes into GOENV (a GOCACHEPROG argument, split on spaces) and
 # the helper speaks plain HTTP on the LAN: http://, a host, a port, an optional path.
 _HTTP_URL_RE = re.compile(r"^http://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%/+-]*)?$"
@@ -84,7 +89,7 @@ _GOPROXY_RE = re.compile(r"^[A-Za-z0-9.:/_~%+-]+([,|][A-Za-z0-9.:/_~%+-]+)*$")
 
 
 def valid_user_name(name: object) -> bool:
-    return isinstance(name, str) and bool(_USER_RE.match(name))
+    return isinstance(name, str) and bool(_USER_RE.fullmatch(name))
 
 
 def _users(value: Any) -> str | None:
@@ -99,22 +104,22 @@ def _users(value: Any) -> str | None:
 
 
 def _go_version(value: str) -> str | None:
-    if value.startswith("go") and _VERSION_RE.match(value[2:]):
+    if value.startswith("go") and _VERSION_RE.fullmatch(value[2:]):
         return f"write the version without the 'go' prefix: {value[2:]!r}"
-    if not _VERSION_RE.match(value):
+    if not _VERSION_RE.fullmatch(value):
         return f"{value!r} is not a Go version like 1.22.3"
     return None
 
 
 def _sha256(value: str) -> str | None:
-    if not _SHA256_RE.match(value):
+    if not _SHA256_RE.fullmatch(value):
         return "must be a SHA-256 checksum: 64 lowercase hex digits"
     return None
 
 
 def _tarball(value: str) -> str | None:
     if value.startswith("https://"):
-        return None if _URL_RE.match(value) else f"{value!r} is not a plain https URL"
+        return None if _URL_RE.fullmatch(value) else f"{value!r} is not a plain https URL"
     if "://" in value:
         return "must be an https URL or a path on the control machine"
     if not Path(value).is_file():
@@ -137,8 +142,12 @@ def _percent(value: int) -> str | None:
 def _plain_abs_path(value: str) -> str | None:
     if value == "":
         return None
-    if not _PLAIN_PATH_RE.match(value) or "/../" in value + "/":
+    if not _PLAIN_PATH_RE.fullmatch(value) or "/../" in value + "/":
         return f"{value!r} must be an absolute path of letters, digits and ._/+-"
+    # A service's own directory (chowned to its system user): never / or a system tree.
+    parts = [p for p in value.split("/") if p not in ("", ".")]
+    if len(parts) < 2 or parts[0] in SYSTEM_TREES:
+        return f"{value!r} is a system directory; name a directory of its own (/srv/gotune/x)"
     return None
 
 
@@ -155,6 +164,10 @@ def _linux_paths(value: Any) -> str | None:
 
 
 def _ip_address(value: str) -> str | None:
+    # Python accepts any text after an IPv6 zone's '%' ("fe80::1%a b"); it would reach the
+    # service's unit file, where '%' starts a systemd specifier.
+    if "%" in value:
+        return f"{value!r}: an address with a zone (%) is not supported; use a global address"
     try:
         ipaddress.ip_address(value)
     except ValueError:
@@ -168,6 +181,8 @@ def _port(value: int) -> str | None:
 
 def _cidrs(value: Any) -> str | None:
     for item in value:
+        if isinstance(item, str) and "%" in item:
+            return f"{item!r}: a network with a zone (%) is not supported"
         try:
             ipaddress.ip_network(item, strict=False)
         except (TypeError, ValueError):
@@ -178,7 +193,7 @@ def _cidrs(value: Any) -> str | None:
 def _goproxy_list(value: str) -> str | None:
     from gotune.agent.mirror.upstream import parse_url_list
 
-    if not _GOPROXY_RE.match(value):
+    if not _GOPROXY_RE.fullmatch(value):
         return f"{value!r} is not a GOPROXY list of plain URLs"
     try:
         entries = parse_url_list(value)
@@ -188,7 +203,7 @@ def _goproxy_list(value: str) -> str | None:
 
 
 def _http_url(value: str) -> str | None:
-    if not _HTTP_URL_RE.match(value):
+    if not _HTTP_URL_RE.fullmatch(value):
         return f"{value!r} is not a plain http://HOST:PORT URL"
     return None
 
@@ -524,6 +539,9 @@ def _problem(f: dataclasses.Field[Any], value: Any) -> str | None:
         return f"must be a {_type_name(accepted)}, not true/false"
     if not isinstance(value, accepted):
         return f"must be a {_type_name(accepted)}, not {type(value).__name__}"
+    # NaN passes every comparison's check, and YAML's .inf is a float too.
+    if isinstance(value, int | float) and not (math.isfinite(value) and abs(value) <= MAX_NUMBER):
+        return f"must be a finite number up to {MAX_NUMBER:g} (got {value!r})"
     validate: Validator | None = f.metadata.get("validate")
     return validate(value) if validate else None
 
@@ -549,6 +567,11 @@ def validate_host_data(data: Mapping[str, Any], host_name: str = "@local") -> Se
                 f"host {host_name}: {key} is not read: gotune's settings start with "
                 f"'{PREFIX}' (did you mean {PREFIX + key}?)"
             )
+    # pyinfra's own, but gotune connects with it: paramiko takes 107758 as port 42222.
+    for key in ("ssh_port", "ansible_port"):
+        port = data.get(key)
+        if port is not None and (type(port) is not int or not 1 <= port <= 65535):
+            raise GotuneError(f"host {host_name}: {key} must be a TCP port 1-65535 (got {port!r})")
     values: dict[str, Any] = {}
     for key, f in fields.items():
         if key in data:

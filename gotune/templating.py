@@ -9,6 +9,7 @@ scripts, systemd units, env and cron files); ``html_environment`` renders pages.
 from __future__ import annotations
 
 import functools
+import re
 from importlib import resources
 from typing import Any
 
@@ -42,10 +43,41 @@ def _environment(autoescape: bool, **options: Any) -> jinja2.Environment:
     )
 
 
+# A newline in a value would start a new line of a unit file or a crontab: a setting, a job.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _one_line(value: Any, where: str) -> str:
+    text = str(value)
+    if _CONTROL.search(text):
+        raise ValueError(f"{text!r}: a control character (a newline) cannot go into {where}")
+    return text
+
+
+def unit_value(value: Any) -> str:
+    """``value`` for a line of a systemd unit: ``%`` doubled (systemd expands %-specifiers
+    in most settings, ExecStart and Description among them); a control character or a
+    backslash (systemd unescapes C escapes in commands) is refused."""
+    text = _one_line(value, "a systemd unit")
+    if "\\" in text:
+        raise ValueError(f"{text!r}: a backslash cannot go into a systemd unit")
+    return text.replace("%", "%%")
+
+
+def cron_value(value: Any) -> str:
+    """``value`` for a crontab line: ``%`` escaped (cron turns a bare one into a newline and
+    feeds what follows to the command's stdin); a control character is refused."""
+    return _one_line(value, "a crontab").replace("%", "\\%")
+
+
 @functools.cache
 def text_environment() -> jinja2.Environment:
-    """For files written to hosts: no escaping, every byte of the template kept."""
-    return _environment(autoescape=False, keep_trailing_newline=True)
+    """For files written to hosts: no escaping, every byte of the template kept; the
+    ``unit`` and ``cron`` filters make a value safe for one line of a unit or a crontab."""
+    env = _environment(autoescape=False, keep_trailing_newline=True)
+    env.filters["unit"] = unit_value
+    env.filters["cron"] = cron_value
+    return env
 
 
 @functools.cache

@@ -70,8 +70,32 @@ def source_sha256(sources: dict[str, str]) -> str:
     return digest.hexdigest()
 
 
+def toolchain_guard(go: str) -> str:
+    """Shell that fails, saying why, unless every file of ``go``'s GOROOT is root's alone.
+
+    Root runs that go, its compiler and linker to build the helper: a developer's own
+    toolchain (``go env GOROOT`` in their home, say) would run their code as root.
+    """
+    # Not root's, or writable by others or a group not root's (a symlink's mode means nothing).
+    unsafe = ("\\( ! -user root -o \\( ! -type l \\( -perm -0002 -o "
+              "\\( -perm -0020 ! -group root \\) \\) \\) \\)")
+    return (
+        f'r=$(dirname "$(dirname "$(readlink -f {q(go)})")") && '
+        f'bad=$(find "$r" {unsafe} -print -quit) && '
+        # and no one else may swap the directory: its parents are root's, not writable by
+        # others (unless sticky, as /tmp)
+        'd=$r && while [ -z "$bad" ] && [ "$d" != / ]; do d=$(dirname "$d"); '
+        'bad=$(find "$d" -maxdepth 0 \\( ! -user root -o -perm -0002 ! -perm -1000 \\) -print); '
+        'done && '
+        'if [ -n "$bad" ]; then echo "gotune: not building the build cache helper as root'
+        ' with the go in $r: $bad is not root\'s alone; install Go with gotune_go_version'
+        ' or gotune_go_source = \'distro\'" >&2; exit 1; fi'
+    )
+
+
 def build_command(go: str, sha: str) -> str:
-    """Shell that builds the helper from its source with ``go``, then renames it into place."""
+    """Shell that builds the helper from its source with ``go`` (a root-owned toolchain:
+    ``toolchain_guard``), then renames it into place."""
     new = f"{BUILDCACHE_HELPER}.new"
     env = " ".join([
         "PATH=/usr/local/bin:/usr/bin:/bin", 'HOME="$t"', "GOENV=off", 'GOCACHE="$t/cache"',
@@ -79,7 +103,7 @@ def build_command(go: str, sha: str) -> str:
         "GOPROXY=off", "CGO_ENABLED=0",
     ])  # fmt: skip
     return (
-        't=$(mktemp -d /tmp/gotune-cacheprog.XXXXXXXX) && '
+        toolchain_guard(go) + ' && t=$(mktemp -d /tmp/gotune-cacheprog.XXXXXXXX) && '
         f'( cd {q(BUILDCACHE_HELPER_SRC)} && env -i {env} {q(go)} build -trimpath '
         f"-ldflags=-s -o {q(new)} . ); rc=$?; rm -rf \"$t\"; test $rc -eq 0 && "
         f"chmod 0755 {q(new)} && mv -f {q(new)} {q(BUILDCACHE_HELPER)} && "

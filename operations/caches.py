@@ -66,11 +66,30 @@ def fstab_line(mountpoint: str, options: str) -> str:
     return f"tmpfs {mountpoint} tmpfs {options} 0 0"
 
 
-def move_cmd(src: str, dst: str, what: str) -> str:
-    """Shell that moves the cache tree ``src`` to ``dst`` losing nothing, or stops untouched."""
+# What a Go cache holds, by key: the module cache's download cache; the build cache's
+# README (Go writes it first) or trim.txt (Go's trim, and the build cache helper's). An
+# empty directory is a cache too.
+GO_CACHE_MARKS = {"GOMODCACHE": ("cache/download",), "GOCACHE": ("README", "trim.txt")}
+
+
+def move_cmd(src: str, dst: str, user: str, key: str) -> str:
+    """Shell that moves ``user``'s cache tree ``src`` (``key``: GOMODCACHE or GOCACHE) to
+    ``dst`` losing nothing, or stops untouched.
+
+    The path came from the user's ``go env``, and root runs this: a tree that is not the
+    user's, or not a Go cache (``GOMODCACHE=/etc``, or a whole home), is never moved.
+    """
+    what = f"{user}'s {key}"
+    marks = GO_CACHE_MARKS.get(key, ())
+    marked = " || ".join(f'test -e "$src"/{q(m)}' for m in marks) or "true"
     return f"""set -e
 src={q(src)}; dst={q(dst)}
 if ! test -d "$src" || test -L "$src"; then exit 0; fi
+if [ "$(stat -c %U "$src")" != {q(user)} ]; then
+  echo "gotune: {what}: $src is not owned by {user}; nothing moved" >&2; exit 1; fi
+if test -n "$(ls -A "$src")" && ! {{ {marked}; }}; then
+  echo "gotune: {what}: $src does not look like a Go cache (no {' or '.join(marks)});" \
+    "nothing moved" >&2; exit 1; fi
 if test -d "$dst" && test -n "$(ls -A "$dst")"; then
   echo "gotune: {what}: both $src and $dst hold files; nothing moved" >&2; exit 1; fi
 parent=$(dirname "$dst")
@@ -128,7 +147,7 @@ def move(user: str, key: str, src: str, dst: str) -> Generator[Any, None, None]:
             yield record_cmd("moves", f"{user}.{key}", f"{hexname(src)} {hexname(dst)}")
         return
     yield record_cmd("moves", f"{user}.{key}", f"{hexname(src)} {hexname(dst)}")
-    yield StringCommand(move_cmd(src, dst, f"{user}'s {key}"))
+    yield StringCommand(move_cmd(src, dst, user, key))
 
 
 @operation()
@@ -322,11 +341,20 @@ def snapshots(
         f"gotune-gocache-save-{user}.service": render("caches-save.service.j2", **values),
         f"gotune-gocache-save-{user}.timer": render("caches-save.timer.j2", **values),
     }
+    written = False
     for name, content in units.items():
-        yield from state_file._inner(path=f"{SYSTEMD_DIR}/{name}", content=content)
+        for command in state_file._inner(path=f"{SYSTEMD_DIR}/{name}", content=content):
+            written = True
+            yield command
+    reloaded = False
     for name in (f"gotune-gocache-{user}.service", f"gotune-gocache-save-{user}.timer"):
         if host.get_fact(SystemdEnabled, services=[name]).get(name):
             host.noop(f"{name} is enabled")
             continue
         yield record_cmd("units", name, name)
         yield f"systemctl daemon-reload && systemctl enable --now {q(name)}"
+        reloaded = True
+    if written and not reloaded:
+        # Units rewritten while enabled (an earlier gotune's): systemd must read them again,
+        # or the shutdown save runs as the old unit says.
+        yield "systemctl daemon-reload"

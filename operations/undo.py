@@ -84,7 +84,7 @@ def restore(record: UndoRecord) -> Generator[Any, None, None]:
         )
     for m in rec.moves:
         yield make_parents_cmd(m.src, m.user)
-        yield StringCommand(move_cmd(m.dst, m.src, f"{m.user}'s {m.key}"))
+        yield StringCommand(move_cmd(m.dst, m.src, m.user, m.key))
     for path, existed in rec.files.items():
         yield restore_file_cmd(path, existed)
         if path == WSL_CONF or path.endswith("/.wslconfig"):

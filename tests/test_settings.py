@@ -103,6 +103,25 @@ def test_a_good_toolchain_setting_is_accepted(tmp_path: Path) -> None:
         ({"gotune_go_version": "1.22.3"}, ["gotune_go_tarball", "required"]),
         ({"gotune_go_source": "snap"}, ["gotune_go_source", "tarball, distro"]),
         ({"gotune_snapshot_minutes": 0}, ["gotune_snapshot_minutes", "positive"]),
+        # An IPv6 zone: Python takes any text after '%', which would reach a unit file.
+        ({"gotune_mirror_listen": "fe80::1%eth0"}, ["gotune_mirror_listen", "zone"]),
+        ({"gotune_buildcache_listen": "fe80::1%a\nb"}, ["gotune_buildcache_listen", "zone"]),
+        ({"gotune_mirror_allow": ["fe80::/64%x"]}, ["gotune_mirror_allow", "zone"]),
+        ({"gotune_mirror_limit_rate": "8M\n"}, ["gotune_mirror_limit_rate"]),
+        # NaN passes every comparison, YAML's .inf is a float, 1e999 too; ports wrap around.
+        ({"gotune_tmpfs_max_gib": float("nan")}, ["gotune_tmpfs_max_gib", "finite"]),
+        ({"gotune_min_free_gib": float("inf")}, ["gotune_min_free_gib", "finite"]),
+        ({"gotune_snapshot_minutes": 10**30}, ["gotune_snapshot_minutes", "finite"]),
+        ({"ssh_port": 107758}, ["ssh_port", "1-65535"]),
+        ({"ssh_port": True}, ["ssh_port", "1-65535"]),
+        # Python's $ matches before a final newline: the whole value must match.
+        ({"gotune_users": ["alice\n"]}, ["gotune_users", "not a valid user name"]),
+        ({"gotune_go_version": "1.22.3\n"}, ["gotune_go_version", "not a Go version"]),
+        ({"gotune_go_sha256": GOOD_SHA + "\n"}, ["gotune_go_sha256", "64"]),
+        ({"gotune_mirror_cache_dir": "/var/lib/x\n"}, ["gotune_mirror_cache_dir"]),
+        # A service's directory is chowned to its system user: never / or a system tree.
+        ({"gotune_mirror_cache_dir": "/"}, ["gotune_mirror_cache_dir", "system directory"]),
+        ({"gotune_buildcache_cache_dir": "/proc/x"}, ["gotune_buildcache_cache_dir", "system"]),
         # Without the prefix a setting's name is a typo, not pyinfra data (issue #12).
         ({"tmpfs_max_gib": 2}, ["tmpfs_max_gib", "did you mean gotune_tmpfs_max_gib"]),
         (

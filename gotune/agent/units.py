@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import re
 
-# A number, an optional K/M/G/T and an optional "B" or "iB", any case.
-_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)(i?b)?\s*$", re.IGNORECASE)
+# A number, an optional K/M/G/T and an optional "B" or "iB", any case; spaces around it,
+# never a newline (a setting's value goes on a unit's command line).
+_SIZE = re.compile(r"^ *([0-9]+(?:\.[0-9]+)?) *([kmgt]?)(i?b)? *\Z", re.IGNORECASE)
 _SCALE = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 _BINARY_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
 

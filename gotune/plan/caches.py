@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from gotune.agent.paths import TMPFS_ROOT, USERS_CACHE_ROOT
 from gotune.facts.model import Facts, UserFacts
+from gotune.plan.goenv import goenv_path
 from gotune.plan.model import Decision, MovedCache, TmpfsCache, TmpfsTmpdir, UserCaches
 from gotune.plan.storage import (
     GIB,
@@ -32,6 +33,7 @@ from gotune.plan.storage import (
     rank,
     unsuitable,
 )
+from gotune.plan.userpaths import inside, user_path_problems
 from gotune.settings import Settings
 
 # gotune's per-user directories on / (elsewhere: <mount>/gotune/<user>).
@@ -203,6 +205,18 @@ def plan_user_caches(
     user, home = uf.user.name, uf.user.home
     if not user or not home:
         return None, [f"{user}: home directory unknown; caches left alone"]
+    # Root acts on these paths, which the user chose: plain ones only, and a GOENV file
+    # (written as root) only in the user's home. Caches are left alone with it, so go
+    # never points at a moved cache's old place.
+    goenv = goenv_path(uf)
+    problems = user_path_problems(user, {
+        "home": home, "GOMODCACHE": uf.setting("GOMODCACHE"), "GOCACHE": uf.setting("GOCACHE"),
+        "GOTMPDIR": uf.setting("GOTMPDIR"), "GOENV": goenv})  # fmt: skip
+    if not problems and goenv is not None and not inside(goenv, home):
+        problems.append(f"{user}: GOENV {goenv!r} is outside {home}; gotune writes a GOENV file "
+                        f"only in the user's home, and leaves {user}'s caches and GOENV alone")
+    if problems:
+        return None, problems
     min_free = settings.gib(settings.min_free_gib)
     home_place = place_of(facts, home, uf.paths.get("home"))
     used = [
