@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import posixpath
 import re
+import shlex
+
+from pyinfra.api import FactBase
 
 from gotune.facts.collect import Dump
 from gotune.facts.model import Facts, GoenvFile, Mount, User, UserFacts
@@ -126,3 +129,24 @@ def apply_users(dump: Dump, facts: Facts, users: list[str]) -> None:
     facts.set_users(
         {name: parse_user_facts(dump, name, facts.storage.mounts, facts.unknown) for name in users}
     )
+
+
+class ResolvedPath(FactBase[dict[str, str]]):
+    """
+    Where a path leads once its symlinks are followed (missing parts kept as written), and
+    who owns the deepest part of it that exists: an operation's check, just before root
+    writes into a path a developer user controls (their GOENV file).
+
+    .. code:: python
+
+        {"resolved": "/home/alice/.config/go/env", "owner": "alice"}
+    """
+
+    def command(self, path: str) -> str:
+        p = shlex.quote(path)
+        return (f"r=$(realpath -m -- {p}) && e=$r && while ! test -e \"$e\"; do "
+                'e=$(dirname "$e"); done && printf \'%s\\n\' "$r" && stat -c %U -- "$e"')
+
+    def process(self, output: list[str]) -> dict[str, str]:
+        resolved, owner = ([*output, "", ""])[:2]
+        return {"resolved": resolved, "owner": owner}

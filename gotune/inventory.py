@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pyinfra.api import Config, Inventory, State
 from pyinfra.api.connect import connect_all, disconnect_all
@@ -21,6 +21,9 @@ from pyinfra.api.state import BaseStateCallback
 from pyinfra.context import ctx_config, ctx_host, ctx_inventory, ctx_state
 
 from gotune.errors import GotuneError
+
+if TYPE_CHECKING:
+    from gotune.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_INVENTORY = REPO_ROOT / "inventories" / "local.py"
@@ -196,6 +199,20 @@ def connected(spec: str | None, **config: Any) -> Iterator[Connection]:
     """
     with connect(load_inventory(spec), **config) as conn:
         yield conn
+
+
+def validated(spec: str | None, user: str | None) -> tuple[Inventory, dict[str, Settings]]:
+    """The inventory, loaded once, and every host's settings; the first problem raises.
+
+    Connect to this very inventory (``connect``): an inventory file is code, and may
+    answer differently each time it runs, so the hosts validated are the hosts used.
+
+    + user: the developer user for hosts whose data sets no ``gotune_users``
+    """
+    from gotune.settings import validate_inventory
+
+    inventory = load_inventory(spec)
+    return inventory, validate_inventory(inventory, user)
 
 
 @contextlib.contextmanager

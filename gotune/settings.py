@@ -556,8 +556,10 @@ def validate_host_data(data: Mapping[str, Any], host_name: str = "@local") -> Se
     """
     fields = {PREFIX + f.name: f for f in declared()}
     for key in sorted(k for k in data if isinstance(k, str)):
-        if key.startswith(PREFIX) and key not in fields:
-            hint = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.75)
+        # GOTUNE_TMPFS_MAX_GIB and gotune-mirror-enabled are typos too, never pyinfra's.
+        if key.lower().replace("-", "_").startswith(PREFIX) and key not in fields:
+            near = key.lower().replace("-", "_")
+            hint = difflib.get_close_matches(near, list(fields), n=1, cutoff=0.75)
             raise GotuneError(
                 f"host {host_name}: unknown setting {key}"
                 + (f" (did you mean {hint[0]}?)" if hint else "")

@@ -66,10 +66,17 @@ def fstab_line(mountpoint: str, options: str) -> str:
     return f"tmpfs {mountpoint} tmpfs {options} 0 0"
 
 
-# What a Go cache holds, by key: the module cache's download cache; the build cache's
-# README (Go writes it first) or trim.txt (Go's trim, and the build cache helper's). An
-# empty directory is a cache too.
-GO_CACHE_MARKS = {"GOMODCACHE": ("cache/download",), "GOCACHE": ("README", "trim.txt")}
+# What a Go cache holds, by key, as shell tests on "$src": the module cache's cache/
+# (downloads, VCS checkouts) or a module@version directory; the build cache's README (Go
+# writes it first) or trim.txt (Go's trim, and the build cache helper's). An empty
+# directory is a cache too.
+GO_CACHE_MARKS = {
+    "GOMODCACHE": ('test -d "$src/cache"',
+                   'test -n "$(find "$src" -maxdepth 3 -name "*@v*" -print | head -n 1)"'),
+    "GOCACHE": ('test -e "$src/README"', 'test -e "$src/trim.txt"'),
+}
+GO_CACHE_LOOKS = {"GOMODCACHE": "cache/ or a module@version directory",
+                  "GOCACHE": "README or trim.txt"}
 
 
 def move_cmd(src: str, dst: str, user: str, key: str) -> str:
@@ -80,15 +87,14 @@ def move_cmd(src: str, dst: str, user: str, key: str) -> str:
     user's, or not a Go cache (``GOMODCACHE=/etc``, or a whole home), is never moved.
     """
     what = f"{user}'s {key}"
-    marks = GO_CACHE_MARKS.get(key, ())
-    marked = " || ".join(f'test -e "$src"/{q(m)}' for m in marks) or "true"
+    marked = " || ".join(GO_CACHE_MARKS.get(key, ())) or "true"
     return f"""set -e
 src={q(src)}; dst={q(dst)}
 if ! test -d "$src" || test -L "$src"; then exit 0; fi
 if [ "$(stat -c %U "$src")" != {q(user)} ]; then
   echo "gotune: {what}: $src is not owned by {user}; nothing moved" >&2; exit 1; fi
 if test -n "$(ls -A "$src")" && ! {{ {marked}; }}; then
-  echo "gotune: {what}: $src does not look like a Go cache (no {' or '.join(marks)});" \
+  echo "gotune: {what}: $src does not look like a Go cache (no {GO_CACHE_LOOKS.get(key)});" \
     "nothing moved" >&2; exit 1; fi
 if test -d "$dst" && test -n "$(ls -A "$dst")"; then
   echo "gotune: {what}: both $src and $dst hold files; nothing moved" >&2; exit 1; fi

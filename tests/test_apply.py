@@ -287,3 +287,31 @@ def test_apply_without_root_on_a_host_stops_before_any_change(sandbox: Any) -> N
     for host in box.hosts:  # neither the root host nor the user's host was touched
         assert sh(host, "test -e /var/lib/gotune/undo || echo untouched") == "untouched\n"
         assert sh(host, "test -e /home/dev/.config/go/env || echo untouched") == "untouched\n"
+
+
+@pytest.mark.sandbox
+def test_root_writes_no_file_a_users_goenv_link_leads_out_of_home_to(sandbox: Any) -> None:
+    """The GOENV file is the user's to place, and root writes it: a symlink to a root file
+    (or a config directory linked to /etc) fails that host, and the root file is untouched.
+    A link inside home (a dotfiles checkout) is written as before."""
+    data = {"gotune_users": [USER], "gotune_gocache_tmpfs": "always", "gotune_tmpfs_max_gib": 1}
+    box = sandbox(2, data=[data, data])
+    linked, dotfiles = box.hosts
+    for host in box.hosts:
+        host.add_user(USER)
+    sh(linked, "mkdir -p /etc/secret && echo 'root:hash' > /etc/secret/env && chmod 600 "
+               "/etc/secret/env")  # fmt: skip
+    sh(linked, "mkdir -p ~/.config && ln -s /etc/secret ~/.config/go", user=USER)
+    sh(dotfiles, "mkdir -p ~/dotfiles/go ~/.config && echo GOFLAGS=-mod=mod > ~/dotfiles/go/env"
+                 " && ln -s ~/dotfiles/go ~/.config/go", user=USER)  # fmt: skip
+    out = gotune("apply", str(box.inventory), "--yes", "--json", "--no-verify")
+    assert out.returncode == 1, out.stdout[-2000:] + out.stderr[-2000:]
+    hosts = json.loads(out.stdout)["hosts"]
+    assert hosts[linked.name]["ok"] is False
+    assert "leads to /etc/secret/env" in hosts[linked.name]["error"], hosts[linked.name]
+    assert "does not write it as root" in hosts[linked.name]["error"]
+    assert sh(linked, "cat /etc/secret/env; stat -c '%U %a' /etc/secret/env") == (
+        "root:hash\nroot 600\n")
+    assert hosts[dotfiles.name]["ok"] is True, hosts[dotfiles.name]
+    written = sh(dotfiles, "cat ~/.config/go/env", user=USER)
+    assert "GOFLAGS=-mod=mod" in written and "GOCACHE=" in written

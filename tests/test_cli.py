@@ -88,3 +88,26 @@ def test_undo_has_no_user_flag_it_would_ignore() -> None:
     out = gotune("undo", "inv.py", "--user", "dev")
     assert out.returncode == 2 and "unrecognized arguments: --user dev" in out.stderr
     assert build_parser().parse_args(["plan", "inv.py", "--user", "dev"]).user == "dev"
+
+
+def test_an_inventory_file_runs_once_so_the_hosts_checked_are_the_hosts_used(
+    tmp_path: Path,
+) -> None:
+    """An inventory file is code: loaded twice (once to check, once to connect), one that
+    answers differently the second time would have its unchecked hosts connected to."""
+    count = tmp_path / "loads"
+    inventory = tmp_path / "inventory.py"
+    inventory.write_text(
+        "from pathlib import Path\n"
+        f"p = Path({str(count)!r})\n"
+        "n = int(p.read_text()) if p.exists() else 0\n"
+        "p.write_text(str(n + 1))\n"
+        "hosts = [('checked', {'ssh_hostname': '127.0.0.1', 'ssh_port': 1,"
+        " 'gotune_users': ['dev']})] if n == 0 else [('unchecked', {})]\n"
+    )
+    for command in ("plan", "facts"):
+        count.unlink(missing_ok=True)
+        out = gotune(command, str(inventory), "--json")
+        assert count.read_text() == "1", (command, out.stdout, out.stderr)
+        assert "unchecked" not in out.stdout + out.stderr
+        assert "checked" in out.stdout + out.stderr

@@ -122,6 +122,9 @@ def test_a_good_toolchain_setting_is_accepted(tmp_path: Path) -> None:
         # A service's directory is chowned to its system user: never / or a system tree.
         ({"gotune_mirror_cache_dir": "/"}, ["gotune_mirror_cache_dir", "system directory"]),
         ({"gotune_buildcache_cache_dir": "/proc/x"}, ["gotune_buildcache_cache_dir", "system"]),
+        ({"GOTUNE_TMPFS_MAX_GIB": 4}, ["unknown setting GOTUNE_TMPFS_MAX_GIB",
+                                       "did you mean gotune_tmpfs_max_gib"]),
+        ({"gotune-mirror-enabled": True}, ["did you mean gotune_mirror_enabled"]),
         # Without the prefix a setting's name is a typo, not pyinfra data (issue #12).
         ({"tmpfs_max_gib": 2}, ["tmpfs_max_gib", "did you mean gotune_tmpfs_max_gib"]),
         (

@@ -386,13 +386,12 @@ def apply_hosts(
 
 
 def run(args: argparse.Namespace) -> int:
-    from gotune.inventory import connected, load_inventory
-    from gotune.settings import validate_inventory
+    from gotune.inventory import connect, validated
 
     os.environ.setdefault("PYINFRA_PROGRESS", "off")
     # Every host's settings before any host is contacted.
-    settings = validate_inventory(load_inventory(args.inventory), args.user)
-    with connected(args.inventory) as conn:
+    inventory, settings = validated(args.inventory, args.user)
+    with connect(inventory) as conn:
         show_to = sys.stderr if args.json else sys.stdout
         applied = apply_hosts(conn, settings, yes=args.yes, dry=args.dry,
                               show_to=show_to if not args.json or args.dry else None)

@@ -68,11 +68,10 @@ def facts_from_inventory(
 ) -> tuple[dict[str, Facts], dict[str, str]]:
     """Facts of every host of an inventory, fetched in parallel; and why others have none."""
     from gotune.facts.gather import gather
-    from gotune.inventory import connected, describe_error, load_inventory
-    from gotune.settings import validate_inventory
+    from gotune.inventory import connect, describe_error, validated
 
-    settings = validate_inventory(load_inventory(spec), user)
-    with connected(spec) as conn:
+    inventory, settings = validated(spec, user)
+    with connect(inventory) as conn:
         results, errors = conn.each(lambda h: gather(settings[h.name]), COLLECT_TIMEOUT_S + 30)
         failed = {name: describe_error(exc) for name, exc in errors.items()}
         failed.update(conn.unreachable)

@@ -18,7 +18,7 @@ from typing import Any
 from gotune.errors import GotuneError
 from gotune.facts.model import Facts
 from gotune.plan import Plan, make_plan
-from gotune.settings import Settings, validate_host_data, with_user
+from gotune.settings import validate_host_data, with_user
 
 
 def load_facts_file(path: str) -> dict[str, Facts]:
@@ -69,12 +69,11 @@ def plans_from_file(
 
 def plans_live(spec: str | None, user: str | None) -> tuple[dict[str, Plan], dict[str, str]]:
     """(host name -> Plan, host name -> why it has none) for a live inventory."""
-    from gotune.inventory import connected, load_inventory
+    from gotune.inventory import connect, validated
     from gotune.planning import host_plans
-    from gotune.settings import validate_inventory
 
-    settings: dict[str, Settings] = validate_inventory(load_inventory(spec), user)
-    with connected(spec) as conn:
+    inventory, settings = validated(spec, user)
+    with connect(inventory) as conn:
         plans, failed = host_plans(conn, settings)
         failed.update(conn.unreachable)
     return {name: hp.plan for name, hp in plans.items()}, failed

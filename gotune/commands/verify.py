@@ -56,8 +56,7 @@ def workloads(args: argparse.Namespace) -> Workloads:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gotune.inventory import connected, load_inventory
-    from gotune.settings import validate_inventory
+    from gotune.inventory import connect, validated
     from gotune.verify import run as verify_hosts
     from gotune.verify.html import write_report
     from gotune.verify.table import render
@@ -66,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
     benchmarks = bench_list(getattr(args, "bench", None))
     wanted = workloads(args)
     # Bad settings: nothing runs anywhere.
-    settings = validate_inventory(load_inventory(args.inventory), args.user)
-    with connected(args.inventory) as conn:
+    inventory, settings = validated(args.inventory, args.user)
+    with connect(inventory) as conn:
         users = {name: list(s.users) for name, s in settings.items()}
         result = verify_hosts(conn.hosts, thorough=args.thorough, runs=runs,
                               benchmarks=benchmarks, users=users, workloads=wanted)
