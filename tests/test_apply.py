@@ -291,9 +291,9 @@ def test_apply_without_root_on_a_host_stops_before_any_change(sandbox: Any) -> N
 
 @pytest.mark.sandbox
 def test_root_writes_no_file_a_users_goenv_link_leads_out_of_home_to(sandbox: Any) -> None:
-    """The GOENV file is the user's to place, and root writes it: a symlink to a root file
-    (or a config directory linked to /etc) fails that host, and the root file is untouched.
-    A link inside home (a dotfiles checkout) is written as before."""
+    """The GOENV file is the user's to place, and root writes it: a config directory linked
+    to a root directory stops the apply, naming the host, as bad input does (nothing changes
+    anywhere), and the root file is untouched. A link inside home (dotfiles) is followed."""
     data = {"gotune_users": [USER], "gotune_gocache_tmpfs": "always", "gotune_tmpfs_max_gib": 1}
     box = sandbox(2, data=[data, data])
     linked, dotfiles = box.hosts
@@ -306,12 +306,16 @@ def test_root_writes_no_file_a_users_goenv_link_leads_out_of_home_to(sandbox: An
                  " && ln -s ~/dotfiles/go ~/.config/go", user=USER)  # fmt: skip
     out = gotune("apply", str(box.inventory), "--yes", "--json", "--no-verify")
     assert out.returncode == 1, out.stdout[-2000:] + out.stderr[-2000:]
-    hosts = json.loads(out.stdout)["hosts"]
-    assert hosts[linked.name]["ok"] is False
-    assert "leads to /etc/secret/env" in hosts[linked.name]["error"], hosts[linked.name]
-    assert "does not write it as root" in hosts[linked.name]["error"]
+    assert out.stderr.startswith(f"gotune: nothing changed: {linked.name}: ")
+    assert "leads to /etc/secret/env" in out.stderr and "does not write it as root" in out.stderr
     assert sh(linked, "cat /etc/secret/env; stat -c '%U %a' /etc/secret/env") == (
         "root:hash\nroot 600\n")
-    assert hosts[dotfiles.name]["ok"] is True, hosts[dotfiles.name]
-    written = sh(dotfiles, "cat ~/.config/go/env", user=USER)
+    # As for any bad input: nothing changed on any host.
+    for host in box.hosts:
+        assert sh(host, "test -e /var/lib/gotune/undo || echo untouched") == "untouched\n"
+    # Once the link is gone, both hosts apply; the dotfiles link is followed (it stays home).
+    sh(linked, "rm ~/.config/go", user=USER)
+    out = gotune("apply", str(box.inventory), "--yes", "--json", "--no-verify")
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    written = sh(dotfiles, "cat ~/dotfiles/go/env", user=USER)
     assert "GOFLAGS=-mod=mod" in written and "GOCACHE=" in written
