@@ -72,8 +72,9 @@ def settings(
     found = host.get_fact(ResolvedPath, path=path)
     if not inside(found["resolved"], real_home) or found["owner"] != user:
         raise OperationError(
-            f"{host.name}: {path} leads to {found['resolved']} (owned by {found['owner'] or '?'}), not to "
-            f"a file of {user}'s in {home}: gotune does not write it as root"
+            f"{host.name}: {path} leads to {found['resolved']} (owned by "
+            f"{found['owner'] or '?'}), not to a file of {user}'s in {home}: gotune does not "
+            "write it as root"
         )
     lines = file_lines(path)
     new = updated(lines or [], values)
