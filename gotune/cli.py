@@ -139,7 +139,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return agent_cli.guarded(_run, build_parser().parse_args(argv))
+    return agent_cli.parse_and_run(_run, build_parser(), argv)
 
 
 if __name__ == "__main__":

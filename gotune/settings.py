@@ -181,7 +181,9 @@ def _port(value: int) -> str | None:
 
 def _cidrs(value: Any) -> str | None:
     for item in value:
-        if isinstance(item, str) and "%" in item:
+        if not isinstance(item, str):  # ip_network takes 1 as 0.0.0.1/32
+            return f"{item!r} is not a network like 192.168.1.0/24 (a string)"
+        if "%" in item:
             return f"{item!r}: a network with a zone (%) is not supported"
         try:
             ipaddress.ip_network(item, strict=False)
@@ -203,13 +205,15 @@ def _goproxy_list(value: str) -> str | None:
 
 
 def _http_url(value: str) -> str | None:
-    if not _HTTP_URL_RE.fullmatch(value):
-        return f"{value!r} is not a plain http://HOST:PORT URL"
+    m = _HTTP_URL_RE.fullmatch(value)
+    port = (m.group(1) or m.group(3) or ":80")[1:] if m else ""
+    if not m or not 1 <= int(port) <= 65535:
+        return f"{value!r} is not a plain http://HOST:PORT URL (port 1-65535)"
     return None
 
 
 def _control_file(value: str) -> str | None:
-    if "\n" in value or not value.strip():
+    if any(ord(c) < 32 for c in value) or not value.strip() or value.endswith("/"):
         return "must be a file name on the control machine"
     return None
 
@@ -625,10 +629,30 @@ def validate_inventory(inventory: Any, user: str | None = None) -> dict[str, Set
 
     Nothing is connected or changed: this reads inventory data only.
     """
+    for host in inventory:
+        _check_address(host.name, host.data.dict())
     return {
         host.name: validate_host_data(with_user(host.data.dict(), user), host.name)
         for host in inventory
     }
+
+
+def _check_address(name: str, data: Mapping[str, Any]) -> None:
+    """Refuse an address no resolver takes (a 300-character label, undecodable bytes read
+    from an inventory file): the SSH connector would fail on it with a traceback."""
+    target = data.get("ssh_hostname") or name
+    if not isinstance(target, str) or target.startswith("@"):
+        return
+    try:
+        ipaddress.ip_address(target.strip("[]"))
+        return
+    except ValueError:
+        pass
+    try:
+        target.encode("idna")
+    except UnicodeError:
+        raise GotuneError(f"host {name[:80]!r}: {target[:80]!r} is not a host name or "
+                          "address") from None
 
 
 def with_user(data: Mapping[str, Any], user: str | None) -> Mapping[str, Any]:

@@ -47,6 +47,19 @@ def test_unknown_flag_is_one_line_and_exit_2() -> None:
     assert "Traceback" not in out.stderr
 
 
+@pytest.mark.parametrize("argv", [
+    ["rollout", "inv.py", "--dry", "--json", "--parallel", "abc"],
+    ["rollout", "inv.py", "--dry", "--json", "--gate", "bogus"],
+    ["plan", "--json", "--bogus"],
+    ["nosuchcommand", "--json"],
+])  # fmt: skip
+def test_a_refused_command_line_is_json_too_when_json_is_asked(argv: list[str]) -> None:
+    out = gotune(*argv)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1
+    error = json.loads(out.stdout)["error"]
+    assert error and out.stderr == f"gotune: {error}\n" and "--help" in error
+
+
 def test_missing_inventory_names_the_file(tmp_path: Path) -> None:
     missing = tmp_path / "nope.py"
     out = gotune("undo", str(missing))
@@ -111,3 +124,14 @@ def test_an_inventory_file_runs_once_so_the_hosts_checked_are_the_hosts_used(
         assert count.read_text() == "1", (command, out.stdout, out.stderr)
         assert "unchecked" not in out.stdout + out.stderr
         assert "checked" in out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("name", ["a" * 300, "dev\udcff01"])
+def test_a_host_name_no_resolver_takes_is_refused_before_connecting(
+    tmp_path: Path, name: str
+) -> None:
+    inventory = tmp_path / "inventory.py"
+    inventory.write_text(f"hosts = [{name!r}]\n")
+    out = gotune("plan", str(inventory), "--json")
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert "is not a host name or address" in json.loads(out.stdout)["error"]

@@ -125,6 +125,10 @@ def test_a_good_toolchain_setting_is_accepted(tmp_path: Path) -> None:
         ({"GOTUNE_TMPFS_MAX_GIB": 4}, ["unknown setting GOTUNE_TMPFS_MAX_GIB",
                                        "did you mean gotune_tmpfs_max_gib"]),
         ({"gotune-mirror-enabled": True}, ["did you mean gotune_mirror_enabled"]),
+        ({"gotune_mirror_allow": [1]}, ["gotune_mirror_allow", "a string"]),
+        ({"gotune_buildcache_url": "http://10.0.0.1:99999"}, ["gotune_buildcache_url", "port"]),
+        ({"gotune_buildcache_token_file": "\x00"}, ["gotune_buildcache_token_file"]),
+        ({"gotune_buildcache_token_file": "/"}, ["gotune_buildcache_token_file"]),
         # Without the prefix a setting's name is a typo, not pyinfra data (issue #12).
         ({"tmpfs_max_gib": 2}, ["tmpfs_max_gib", "did you mean gotune_tmpfs_max_gib"]),
         (

@@ -17,14 +17,15 @@ from collections.abc import Callable, Sequence
 
 from gotune import __version__
 from gotune.agent.paths import NUMA_RECORD, WEAR_STATE, WEAR_STATE_DIR
-from gotune.errors import GotuneError
+from gotune.errors import GotuneError, UsageError
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse that reports errors as one ``gotune: ...`` line and exit 2."""
+    """argparse whose errors are UsageErrors: one ``gotune: ...`` line, exit 2, and the
+    same as JSON when the command line asks for JSON (``parse_and_run``)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"gotune: {message} (see '{self.prog} --help')\n")
+        raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
 # The user commands declared here (``gotune.cli`` hands them back to ``run``).
@@ -187,5 +188,24 @@ def guarded(handler: Callable[[argparse.Namespace], int], args: argparse.Namespa
         return 130
 
 
+def parse_and_run(handler: Callable[[argparse.Namespace], int],
+                  parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
+    """Parse ``argv`` (default: the process's) and run ``handler`` under ``guarded``; a
+    command line argparse refuses is reported as ``guarded`` reports errors."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parser.parse_args(words)
+    except UsageError as exc:
+        return guarded(_raise(exc), argparse.Namespace(json="--json" in words))
+    return guarded(handler, args)
+
+
+def _raise(exc: Exception) -> Callable[[argparse.Namespace], int]:
+    def handler(_: argparse.Namespace) -> int:
+        raise exc
+
+    return handler
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    return guarded(run, build_parser().parse_args(argv))
+    return parse_and_run(run, build_parser(), argv)
