@@ -72,12 +72,16 @@ def _pyinfra_inventory(spec: str) -> Inventory:
     # pyinfra CLI), so a State must be current while they are executed.
     if not ctx_state.isset():
         ctx_state.set(State(check_for_changes=False))
+    if "," in spec and not Path(spec).exists() and not all(n.strip() for n in spec.split(",")):
+        raise GotuneError(f"inventory {spec!r} has an empty host name")
     try:
         # pyinfra prints warnings for odd inventories; keep stdout clean for --json.
         with contextlib.redirect_stdout(io.StringIO()):
             inventory: Inventory = make_inventory(spec, cwd=str(Path.cwd()))
     except Exception as exc:  # the inventory is user Python: any error is theirs to fix
         raise GotuneError(f"cannot read inventory {spec}: {_describe(exc)}") from exc
+    if any(not host.name.strip() for host in inventory):
+        raise GotuneError(f"inventory {spec} has an empty host name")
     return inventory
 
 
@@ -86,7 +90,9 @@ def _describe(exc: BaseException) -> str:
     # pyinfra wraps errors from user files; the original is what the user wrote.
     inner = getattr(exc, "exception", None) or exc.__cause__ or exc
     if isinstance(inner, SyntaxError):
-        return f"syntax error on line {inner.lineno}"
+        # The file may be a group-data file beside the inventory, not the inventory.
+        where = f" of {inner.filename}" if inner.filename and inner.filename != "<string>" else ""
+        return f"syntax error on line {inner.lineno}{where}"
     try:
         text = str(inner)
     except Exception:

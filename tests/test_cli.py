@@ -135,3 +135,14 @@ def test_a_host_name_no_resolver_takes_is_refused_before_connecting(
     out = gotune("plan", str(inventory), "--json")
     assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
     assert "is not a host name or address" in json.loads(out.stdout)["error"]
+
+
+def test_inventory_mistakes_are_named_where_they_are(tmp_path: Path) -> None:
+    (tmp_path / "group_data").mkdir()
+    (tmp_path / "group_data" / "all.py").write_text('gotune_users = ["dev"\n')
+    (tmp_path / "fleet.py").write_text('hosts = ["h1"]\n')
+    out = gotune("plan", str(tmp_path / "fleet.py"), "--json")
+    assert out.returncode == 1
+    assert f"syntax error on line 1 of {tmp_path}/group_data/all.py" in out.stderr
+    out = gotune("plan", "a,,b", "--json")
+    assert out.returncode == 1 and "has an empty host name" in json.loads(out.stdout)["error"]
