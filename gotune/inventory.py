@@ -240,6 +240,11 @@ def connect(
     state.add_callback_handler(errors)
     # pyinfra logs connection failures itself; gotune reports them as one line below.
     logging.getLogger("pyinfra").setLevel(logging.CRITICAL)
+    # So does paramiko, with a traceback (a port that answers but is not SSH): its
+    # transport thread logs it, and without a handler Python prints it to stderr.
+    paramiko = logging.getLogger("paramiko")
+    if not paramiko.handlers:
+        paramiko.addHandler(logging.NullHandler())
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             connect_all(state)

@@ -146,3 +146,31 @@ def test_inventory_mistakes_are_named_where_they_are(tmp_path: Path) -> None:
     assert f"syntax error on line 1 of {tmp_path}/group_data/all.py" in out.stderr
     out = gotune("plan", "a,,b", "--json")
     assert out.returncode == 1 and "has an empty host name" in json.loads(out.stdout)["error"]
+
+
+def test_a_port_that_answers_but_is_not_ssh_is_one_line(tmp_path: Path) -> None:
+    """paramiko logs the failed banner with a traceback; gotune's one line says it all."""
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def answer() -> None:
+        with server:
+            for _ in range(3):
+                try:
+                    conn, _ = server.accept()
+                except OSError:
+                    return
+                with conn:
+                    conn.sendall(b"HTTP/1.0 400 not ssh\r\n\r\n")
+
+    threading.Thread(target=answer, daemon=True).start()
+    inventory = tmp_path / "inventory.py"
+    inventory.write_text(f"hosts = [('h1', {{'ssh_hostname': '127.0.0.1', 'ssh_port': {port}}})]\n")
+    out = gotune("plan", str(inventory), "--json")
+    server.close()
+    assert out.returncode == 1
+    assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr, out.stderr
+    assert "SSH protocol banner" in json.loads(out.stdout)["error"]
