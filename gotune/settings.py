@@ -40,6 +40,8 @@ from pathlib import Path
 from typing import Any
 
 from gotune.agent.paths import WEAR_TEXTFILE_DIR
+from gotune.agent.stats import MAX_RUNS
+from gotune.agent.verify.workload import MAX_WORKLOAD_PACKAGES
 from gotune.agent.wear.status import Thresholds
 from gotune.errors import GotuneError
 
@@ -133,6 +135,14 @@ def _non_negative(value: float) -> str | None:
 
 def _positive(value: float) -> str | None:
     return f"must be positive (got {value})" if value <= 0 else None
+
+
+def _at_most(limit: int, low: int = 0) -> Callable[[int], str | None]:
+    """A count from ``low`` to ``limit``."""
+    def check(value: int) -> str | None:
+        return None if low <= value <= limit else f"must be from {low} to {limit} (got {value})"
+
+    return check
 
 
 def _percent(value: int) -> str | None:
@@ -430,11 +440,11 @@ class Settings:
     buildcache_measure_runs: int = setting(
         3, "cold builds per arm when apply measures the helper, with the site and without "
         "(0: keep the helper without measuring it; a builder warms the site instead)",
-        _non_negative,
+        _at_most(MAX_RUNS),
     )
     buildcache_measure_packages: int = setting(
         200, "packages of the generated workload the helper is measured on (verify's "
-        "service; fewer for a quick apply)", _positive,
+        "service; fewer for a quick apply)", _at_most(MAX_WORKLOAD_PACKAGES, low=1),
     )
     buildcache_measure_cmd_go: bool = setting(
         True, "the helper's measurement (and a builder's warm-up) also builds cmd/go",

@@ -129,6 +129,8 @@ def test_a_good_toolchain_setting_is_accepted(tmp_path: Path) -> None:
         ({"gotune_buildcache_url": "http://10.0.0.1:99999"}, ["gotune_buildcache_url", "port"]),
         ({"gotune_buildcache_token_file": "\x00"}, ["gotune_buildcache_token_file"]),
         ({"gotune_buildcache_token_file": "/"}, ["gotune_buildcache_token_file"]),
+        ({"gotune_buildcache_measure_runs": 10**6}, ["gotune_buildcache_measure_runs", "0 to 50"]),
+        ({"gotune_buildcache_measure_packages": 0}, ["gotune_buildcache_measure_packages", "1 to"]),
         # Without the prefix a setting's name is a typo, not pyinfra data (issue #12).
         ({"tmpfs_max_gib": 2}, ["tmpfs_max_gib", "did you mean gotune_tmpfs_max_gib"]),
         (

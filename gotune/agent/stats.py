@@ -35,6 +35,9 @@ VERDICTS = (FASTER, SLOWER, SAME, ERROR)
 # The variants verify compares (gotune.agent.verify.variants): now, the user's setup
 # before gotune (apply's baseline), and Go's defaults.
 VARIANTS = ("tuned", "before", "default")
+# More runs would keep a host busy for many minutes per benchmark (verify's --runs, apply's
+# gotune_buildcache_measure_runs).
+MAX_RUNS = 50
 # Medians this many times apart, ranges apart, need no confirming batch: on a shared
 # 2-core machine another job can at most double a build's time, never triple it.
 DECISIVE_RATIO = 3.0

@@ -10,14 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 
+from gotune.agent.stats import MAX_RUNS
 from gotune.agent.verify.bench import BENCHMARKS
+from gotune.agent.verify.workload import MAX_WORKLOAD_PACKAGES
 from gotune.errors import GotuneError, UsageError
 from gotune.verify import Workloads
-
-# --runs above this would keep a host busy for many minutes per benchmark.
-MAX_RUNS = 50
-# A generated service ten times the default is a big monorepo: more is a typo.
-MAX_WORKLOAD_PACKAGES = 2000
 
 
 def bench_list(spec: str | None) -> list[str] | None:

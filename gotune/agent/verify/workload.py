@@ -45,6 +45,8 @@ SERVICE_MODULE = "gotune.invalid/service"
 DEP_PREFIX = "gotune.invalid/dep"
 DEP_VERSION = "v1.4.2"
 SERVICE_PACKAGES = 200
+# Ten times that is a big monorepo: more is a typo (--workload-packages, settings).
+MAX_WORKLOAD_PACKAGES = 2000
 # Leaves at the bottom, handlers at the top: imports only go downwards, as Go requires.
 LAYERS = 8
 # Each package imports this many packages of the layers below it (when there are any).
