@@ -21,6 +21,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -85,12 +86,22 @@ def host_data(variables: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def _first_cause(text: str) -> str | None:
-    """The line of Ansible's warnings that says what is wrong with the file."""
+_PLUGIN_FAILED = re.compile(r"\[WARNING\]: Failed to parse inventory with '(\w+)' plugin: (.*)")
+
+
+def _first_cause(text: str, path: str = "") -> str | None:
+    """The line of Ansible's warnings that says what is wrong with the file: the YAML
+    plugin's for a .yml/.yaml file, the INI plugin's otherwise (each plugin in turn
+    tries the file, and the INI one's complaint about YAML helps no one)."""
+    causes: dict[str, str] = {}
     for line in text.splitlines():
-        if line.startswith("Failed to parse inventory:"):
-            return line.removeprefix("Failed to parse inventory:").strip()
-    return None
+        if m := _PLUGIN_FAILED.match(line):
+            causes.setdefault(m.group(1), m.group(2).removeprefix("Failed to parse inventory:"))
+        elif line.startswith("Failed to parse inventory:"):
+            causes.setdefault("", line.removeprefix("Failed to parse inventory:"))
+    want = "yaml" if path.endswith((".yml", ".yaml")) else "ini"
+    cause = causes.get(want) or next(iter(causes.values()), None)
+    return cause.strip() if cause else None
 
 
 def read(path: str) -> list[tuple[str, dict[str, Any], list[str]]]:
@@ -121,7 +132,7 @@ def read(path: str) -> list[tuple[str, dict[str, Any], list[str]]]:
                      [g.name for g in h.get_groups() if g.name != "all"])
                     for h in manager.get_hosts()]  # fmt: skip
     except (AnsibleError, ValueError, TypeError) as exc:
-        cause = _first_cause(warnings.getvalue()) or " ".join(str(exc).split())
+        cause = _first_cause(warnings.getvalue(), path) or " ".join(str(exc).split())
         raise GotuneError(f"cannot read Ansible inventory {path}: {cause}") from None
 
 

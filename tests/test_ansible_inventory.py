@@ -96,6 +96,13 @@ def test_an_inventory_ansible_cannot_parse_is_one_line_naming_the_problem(
                          capture_output=True, text=True, cwd=REPO, timeout=120)  # fmt: skip
     assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
     assert out.stderr.startswith(f"gotune: cannot read Ansible inventory {bad}: ")
+    # A YAML file gets YAML's complaint, not the INI plugin's (which tries it first).
+    bad = tmp_path / "hosts.yml"
+    bad.write_text("all:\n  hosts: [b1, b2\n")
+    out = subprocess.run([sys.executable, "-m", "gotune", "plan", str(bad), "--json"],
+                         capture_output=True, text=True, cwd=REPO, timeout=120)  # fmt: skip
+    assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
+    assert "YAML parsing failed" in json.loads(out.stdout)["error"], out.stdout
 
 
 def _ansible_lines(box: Any) -> list[str]:
