@@ -27,6 +27,7 @@ from gotune.deploys.goenv import user_goenv
 from gotune.operations import caches
 from gotune.plan.caches import ROOT_FS_BASE, TMPFS_ROOT, gotune_base_of
 from gotune.plan.model import CACHE_KEYS, HostPlan, MovedCache, TmpfsCache
+from gotune.plan.userpaths import inside
 
 # gotune's own cache area on /, parent of the tmpfs mount points and users' dirs.
 GOTUNE_VAR_CACHE = CACHE_ROOT
@@ -43,7 +44,7 @@ def _home_parents(path: str, home: str) -> list[str]:
     """Directories between ``home`` and ``path``'s parent, parents first."""
     out = []
     parent = path.rsplit("/", 1)[0]
-    while parent.startswith(home.rstrip("/") + "/"):
+    while inside(parent, home):
         out.append(parent)
         parent = parent.rsplit("/", 1)[0]
     return list(reversed(out))
@@ -57,7 +58,7 @@ def _parent_dirs(path: str, home: str, user: str, gid: int) -> None:
         caches.user_dirs(
             name=f"{user}'s gotune directory", user=user, gid=gid, paths=[base], record=True
         )
-    elif path.startswith(home.rstrip("/") + "/"):
+    elif inside(path, home):
         caches.user_dirs(
             name=f"{user}'s cache parent directories", user=user, gid=gid, mode=0o755,
             paths=_home_parents(path, home),

@@ -583,11 +583,11 @@ def validate_host_data(data: Mapping[str, Any], host_name: str = "@local") -> Se
                 f"host {host_name}: {key} is not read: gotune's settings start with "
                 f"'{PREFIX}' (did you mean {PREFIX + key}?)"
             )
-    # pyinfra's own, but gotune connects with it: paramiko takes 107758 as port 42222.
-    for key in ("ssh_port", "ansible_port"):
-        port = data.get(key)
-        if port is not None and (type(port) is not int or not 1 <= port <= 65535):
-            raise GotuneError(f"host {host_name}: {key} must be a TCP port 1-65535 (got {port!r})")
+    # pyinfra's own (an Ansible inventory's ansible_port becomes it), but gotune connects
+    # with it: paramiko takes 107758 as port 42222.
+    port = data.get("ssh_port")
+    if port is not None and (type(port) is not int or not 1 <= port <= 65535):
+        raise GotuneError(f"host {host_name}: ssh_port must be a TCP port 1-65535 (got {port!r})")
     values: dict[str, Any] = {}
     for key, f in fields.items():
         if key in data:

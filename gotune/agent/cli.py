@@ -179,10 +179,7 @@ def guarded(handler: Callable[[argparse.Namespace], int], args: argparse.Namespa
     try:
         return handler(args)
     except GotuneError as exc:
-        if getattr(args, "json", False):
-            print(json.dumps({"error": str(exc)}))
-        print(f"gotune: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return _report(exc, getattr(args, "json", False))
     except KeyboardInterrupt:
         print("gotune: interrupted", file=sys.stderr)
         return 130
@@ -196,15 +193,16 @@ def parse_and_run(handler: Callable[[argparse.Namespace], int],
     try:
         args = parser.parse_args(words)
     except UsageError as exc:
-        return guarded(_raise(exc), argparse.Namespace(json="--json" in words))
+        return _report(exc, "--json" in words)
     return guarded(handler, args)
 
 
-def _raise(exc: Exception) -> Callable[[argparse.Namespace], int]:
-    def handler(_: argparse.Namespace) -> int:
-        raise exc
-
-    return handler
+def _report(exc: GotuneError, as_json: bool) -> int:
+    """One ``gotune: ...`` line on stderr (and ``{"error": ...}`` on stdout for JSON)."""
+    if as_json:
+        print(json.dumps({"error": str(exc)}))
+    print(f"gotune: {exc}", file=sys.stderr)
+    return exc.exit_code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
