@@ -49,6 +49,8 @@ MAGIC_VARS = frozenset({
     "inventory_file", "inventory_dir", "inventory_hostname", "inventory_hostname_short",
     "group_names", "groups", "omit", "playbook_dir",
 })  # fmt: skip
+VAULT_HINT = (" (gotune decrypts Ansible Vault values with Ansible's own settings: "
+              "ANSIBLE_VAULT_PASSWORD_FILE, or vault_password_file in ansible.cfg)")
 # Ansible's own settings for how it reads inventories: the two file formats only (no
 # scripts run, no host lists guessed) and a file it cannot parse is an error, not a warning.
 ANSIBLE_ENV = {"ANSIBLE_INVENTORY_ENABLED": "ini,yaml", "ANSIBLE_INVENTORY_UNPARSED_FAILED": "1",
@@ -76,13 +78,17 @@ def host_data(variables: dict[str, Any]) -> dict[str, Any]:
     """
     data: dict[str, Any] = {}
     for key, value in variables.items():
-        if key in CONNECTION_VARS:
-            name = CONNECTION_VARS[key]
+        if key in MAGIC_VARS or (key.startswith("ansible_") and key not in CONNECTION_VARS):
+            continue
+        name = CONNECTION_VARS.get(key, key)
+        try:  # an encrypted value is decrypted here; a wrong one fails here
             plain = _plain(value)
             data[name] = (int(plain) if name in _INTS else
                           _bool(plain) if name in _BOOLS else plain)  # fmt: skip
-        elif key not in MAGIC_VARS and not key.startswith("ansible_"):
-            data[key] = _plain(value)
+        except Exception as exc:  # whatever Ansible's value types raise: name the variable
+            text = " ".join(str(exc).split()) or type(exc).__name__
+            hint = VAULT_HINT if "vault" in text.lower() else ""
+            raise GotuneError(f"{key}: {text}{hint}") from None
     return data
 
 
@@ -124,16 +130,54 @@ def read(path: str) -> list[tuple[str, dict[str, Any], list[str]]]:
                           "pip install 'gotune[ansible]'") from None
     warnings = io.StringIO()
     loader = DataLoader()
+    hosts = []
     try:
         with contextlib.redirect_stderr(warnings), contextlib.redirect_stdout(warnings):
+            _vault_secrets(loader)
             manager = InventoryManager(loader=loader, sources=[path])
             variables = VariableManager(loader=loader, inventory=manager)
-            return [(h.name, host_data(variables.get_vars(host=h, include_hostvars=False)),
-                     [g.name for g in h.get_groups() if g.name != "all"])
-                    for h in manager.get_hosts()]  # fmt: skip
+            for h in manager.get_hosts():
+                try:
+                    data = host_data(variables.get_vars(host=h, include_hostvars=False))
+                except GotuneError as exc:
+                    raise GotuneError(f"cannot read Ansible inventory {path}: host {h.name}, "
+                                      f"{exc}") from None
+                hosts.append((h.name, data, [g.name for g in h.get_groups() if g.name != "all"]))
     except (AnsibleError, ValueError, TypeError) as exc:
         cause = _first_cause(warnings.getvalue(), path) or " ".join(str(exc).split())
-        raise GotuneError(f"cannot read Ansible inventory {path}: {cause}") from None
+        hint = VAULT_HINT if "vault" in cause.lower() else _ini_header_problem(path)
+        raise GotuneError(f"cannot read Ansible inventory {path}: {cause}{hint}") from None
+    return hosts
+
+
+def _vault_secrets(loader: Any) -> None:
+    """Give the loader the vault passwords ``ansible-playbook`` would use without asking:
+    the password files of ANSIBLE_VAULT_PASSWORD_FILE / ANSIBLE_VAULT_IDENTITY_LIST or
+    ansible.cfg. With none, an encrypted value fails when read (named, with VAULT_HINT)."""
+    from ansible import constants
+    from ansible.cli import CLI
+
+    files = [constants.DEFAULT_VAULT_PASSWORD_FILE] if constants.DEFAULT_VAULT_PASSWORD_FILE else []
+    secrets = CLI.setup_vault_secrets(loader, vault_ids=constants.DEFAULT_VAULT_IDENTITY_LIST,
+                                      vault_password_files=files, ask_vault_pass=False,
+                                      auto_prompt=False)  # fmt: skip
+    loader.set_vault_secrets(secrets)
+
+
+_SECTION = re.compile(r"\[[^\]]+\]\s*([#;].*)?")
+
+
+def _ini_header_problem(path: str) -> str:
+    """Where an INI file has a section header Ansible cannot read (its own message only
+    says "not enough values to unpack"), as text to add to that message; "" if none."""
+    if not path.lower().endswith(".ini"):
+        return ""
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+            text = line.strip()
+            if text.startswith("[") and not _SECTION.fullmatch(text):
+                return f" (line {number}: {text[:60]!r} is not a [section] header)"
+    return ""
 
 
 def load(path: str) -> Any:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,16 +80,32 @@ def _pyinfra_inventory(spec: str) -> Inventory:
         with contextlib.redirect_stdout(io.StringIO()):
             inventory: Inventory = make_inventory(spec, cwd=str(Path.cwd()))
     except Exception as exc:  # the inventory is user Python: any error is theirs to fix
+        if _empty_name(exc):
+            raise GotuneError(f"inventory {spec} has an empty host name") from exc
         raise GotuneError(f"cannot read inventory {spec}: {_describe(exc)}") from exc
     if any(not host.name.strip() for host in inventory):
         raise GotuneError(f"inventory {spec} has an empty host name")
     return inventory
 
 
+def _inner(exc: BaseException) -> BaseException:
+    """The error an inventory file raised (pyinfra wraps errors from user files)."""
+    inner: BaseException = getattr(exc, "exception", None) or exc.__cause__ or exc
+    return inner
+
+
+def _empty_name(exc: BaseException) -> bool:
+    """Whether pyinfra failed on a host name "" (it reads the name's first character)."""
+    inner = _inner(exc)
+    frames = traceback.extract_tb(inner.__traceback__)
+    return isinstance(inner, IndexError) and bool(frames) and (
+        frames[-1].name == "make_hosts_and_groups"
+    )
+
+
 def _describe(exc: BaseException) -> str:
     """One line for an error raised while executing an inventory file."""
-    # pyinfra wraps errors from user files; the original is what the user wrote.
-    inner = getattr(exc, "exception", None) or exc.__cause__ or exc
+    inner = _inner(exc)
     if isinstance(inner, SyntaxError):
         # The file may be a group-data file beside the inventory, not the inventory.
         where = f" of {inner.filename}" if inner.filename and inner.filename != "<string>" else ""

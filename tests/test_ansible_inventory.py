@@ -8,6 +8,7 @@ sandbox hosts, a rollout from an INI file and facts from a YAML file reach them.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -96,6 +97,8 @@ def test_an_inventory_ansible_cannot_parse_is_one_line_naming_the_problem(
                          capture_output=True, text=True, cwd=REPO, timeout=120)  # fmt: skip
     assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
     assert out.stderr.startswith(f"gotune: cannot read Ansible inventory {bad}: ")
+    # Ansible's own complaint ("not enough values to unpack") does not say where.
+    assert "(line 1: '[builders' is not a [section] header)" in out.stderr
     # A YAML file gets YAML's complaint, not the INI plugin's (which tries it first).
     bad = tmp_path / "hosts.yml"
     bad.write_text("all:\n  hosts: [b1, b2\n")
@@ -103,6 +106,40 @@ def test_an_inventory_ansible_cannot_parse_is_one_line_naming_the_problem(
                          capture_output=True, text=True, cwd=REPO, timeout=120)  # fmt: skip
     assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
     assert "YAML parsing failed" in json.loads(out.stdout)["error"], out.stdout
+
+
+def test_vault_values_decrypt_with_ansibles_password_file_or_are_named(
+    tmp_path: Path,
+) -> None:
+    from ansible.parsing.vault import VaultLib, VaultSecret
+
+    def vault(text: str) -> str:
+        return VaultLib([("default", VaultSecret(b"s3cret"))]).encrypt(text.encode()).decode()
+
+    # The usual vaulted variable: an SSH password.
+    block = "".join(f"        {line}\n" for line in vault("hunter2").splitlines())
+    (tmp_path / "hosts.yml").write_text(
+        f"all:\n  hosts:\n    b1:\n      ansible_password: !vault |\n{block}")
+    # A whole group_vars file encrypted with ansible-vault, too.
+    (tmp_path / "group_vars").mkdir()
+    (tmp_path / "group_vars" / "all.yml").write_text(vault("gotune_tmpfs_max_gib: 3\n"))
+    (tmp_path / "pass").write_text("s3cret\n")
+    (tmp_path / "wrong").write_text("guess\n")
+
+    def load(password_file: str | None) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_VAULT")}
+        if password_file:
+            env["ANSIBLE_VAULT_PASSWORD_FILE"] = str(tmp_path / password_file)
+        return subprocess.run([sys.executable, "-m", "gotune.ansible_inventory",
+                               str(tmp_path / "hosts.yml")], capture_output=True, text=True,
+                              cwd=REPO, env=env, timeout=120)  # fmt: skip
+
+    out = load("pass")
+    assert json.loads(out.stdout)["hosts"] == [
+        ["b1", {"ssh_password": "hunter2", "gotune_tmpfs_max_gib": 3}, ["ungrouped"]]]
+    for password_file in (None, "wrong"):
+        error = json.loads(load(password_file).stdout)["error"]
+        assert "ANSIBLE_VAULT_PASSWORD_FILE" in error and "s3cret" not in error, error
 
 
 def _ansible_lines(box: Any) -> list[str]:

@@ -146,6 +146,14 @@ def test_inventory_mistakes_are_named_where_they_are(tmp_path: Path) -> None:
     assert f"syntax error on line 1 of {tmp_path}/group_data/all.py" in out.stderr
     out = gotune("plan", "a,,b", "--json")
     assert out.returncode == 1 and "has an empty host name" in json.loads(out.stdout)["error"]
+    # pyinfra itself fails on "" with an IndexError; gotune says what it is.
+    (tmp_path / "empty.py").write_text('hosts = ["h1", ""]\n')
+    out = gotune("plan", str(tmp_path / "empty.py"), "--json")
+    assert out.returncode == 1 and "has an empty host name" in json.loads(out.stdout)["error"]
+    # An IndexError of the inventory's own code is reported as it is.
+    (tmp_path / "own.py").write_text('hosts = ["h1"][1:][0]\n')
+    out = gotune("plan", str(tmp_path / "own.py"), "--json")
+    assert "IndexError: list index out of range" in json.loads(out.stdout)["error"]
 
 
 def test_a_port_that_answers_but_is_not_ssh_is_one_line(tmp_path: Path) -> None:
