@@ -416,9 +416,9 @@ collect_gotune_state() {
     "$R/usr/local/lib/gotune/buildcache/gotune-cacheprog.source-sha256"
   note_exists "$R/etc/systemd/system/gotune-wear.timer" "$R/etc/cron.d/gotune-wear" \
     "$R/usr/sbin/cron" "$R/usr/sbin/crond" "$R/usr/bin/crond" "$R/sbin/crond"
-  for kind in files created dirs moves mounts units packages users; do
+  for kind in files created dirs moves mounts units packages users owners; do
     note_exists "$R/var/lib/gotune/undo/$kind"/*
-    case $kind in created|moves|packages) read_values "$R/var/lib/gotune/undo/$kind"/*;; esac
+    case $kind in created|moves|packages|owners) read_values "$R/var/lib/gotune/undo/$kind"/*;; esac
   done; }
 
 # --- WSL2: the distro's settings and the Windows host under it -----------------

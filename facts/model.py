@@ -223,6 +223,7 @@ class UndoRecord:
     units: list[str] = field(default_factory=list)
     packages: list[InstalledPackage] = field(default_factory=list)
     users: list[str] = field(default_factory=list)  # system users gotune created
+    owners: dict[str, str] = field(default_factory=dict)  # file path -> the user who writes it
 
     def empty(self) -> bool:
         return not (

@@ -66,6 +66,8 @@ def parse_undo(dump: Dump) -> UndoRecord:
                 rec.units.append(base)
             elif kind == "users":
                 rec.users.append(base)
+            elif kind == "owners" and first:
+                rec.owners[_unhex(base)] = first
             elif kind == "packages":
                 tool, _, package = first.partition(" ")
                 if tool and package:

@@ -8,20 +8,17 @@ shell. ``go env -w`` refuses values with newlines, and so does the planner.
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Generator, Mapping
 from typing import Any
 
 from pyinfra import host
-from pyinfra.api import OperationError, StringCommand, operation
+from pyinfra.api import OperationError, operation
 
 from gotune.facts.caches import ResolvedPath
 from gotune.operations.state import file as state_file
 from gotune.operations.state import file_lines
 from gotune.plan.goenv import GOENV_KEYS
 from gotune.plan.userpaths import inside
-
-q = shlex.quote
 
 
 def updated(lines: list[str], values: Mapping[str, str | None]) -> list[str]:
@@ -66,15 +63,16 @@ def settings(
             raise OperationError(f"{key}: gotune writes only {', '.join(GOENV_KEYS)} to GOENV")
         if value is not None and ("\n" in value or "\r" in value):
             raise OperationError(f"{key}: a value with a newline cannot go into GOENV")
-    # Root reads and writes this file, the user's to place: through a symlink to
-    # /etc/shadow, or a directory of theirs linked to /etc/sudoers.d, it would be root's.
+    # The file is the user's to place, and it is read and written as the user (a link to
+    # /etc/shadow leads nowhere they cannot go already). One leading out of their home is
+    # refused here all the same, with a message, before any host changes.
     real_home = host.get_fact(ResolvedPath, path=home)["resolved"]
     found = host.get_fact(ResolvedPath, path=path)
     if not inside(found["resolved"], real_home) or found["owner"] != user:
         raise OperationError(
             f"{host.name}: {path} leads to {found['resolved']} (owned by "
-            f"{found['owner'] or '?'}), not to a file of {user}'s in {home}: gotune does not "
-            "write it as root"
+            f"{found['owner'] or '?'}), not to a file of {user}'s in {home}: gotune writes "
+            "GOENV only there"
         )
     lines = file_lines(path)
     new = updated(lines or [], values)
@@ -85,12 +83,5 @@ def settings(
         host.noop(f"{path}: nothing to set")
         return
     content = "\n".join(new) + "\n" if new else ""
-    # The same check again, as it is written (a link swapped since the facts were read).
-    yield StringCommand(
-        f"r=$(realpath -m -- {q(path)}) && case \"$r\" in {q(real_home)}/*) ;; *) "
-        f"echo \"gotune: {path} now leads to $r, outside {home}; not written\" >&2; "
-        "exit 1;; esac"
-    )
-    yield from state_file._inner(
-        path=path, content=content, user=user, group=group, mode=0o644, parents_from=home
-    )
+    yield from state_file._inner(path=path, content=content, user=user, group=group,
+                                 mode=0o644, parents_from=home, as_owner=True)  # fmt: skip

@@ -12,6 +12,9 @@ Before gotune changes anything on a host it records what was there, once, in
 - ``units/<name>``: a systemd unit gotune enabled.
 - ``packages/<name>``: a package gotune installed.
 - ``users/<name>``: a system user gotune created (a service's account).
+- ``owners/<hex path>``: the developer user who reads and writes that file (their
+  GOENV): its ``files/`` record is what they read (``READ_OWNED``), and undo puts it
+  back as them. ``stage/`` holds the new content on its way to them.
 
 Paths are hex-encoded in names so no path ever needs quoting in a file name.
 Only the first record of a path is kept: after two applies, undo restores what
@@ -71,6 +74,36 @@ def record_path_cmd(path: str, move_dirs: bool = False) -> str:
     )
 
 
+def as_user_cmd(user: str, script: str) -> str:
+    """Shell that runs ``script`` (sh) as ``user``, with the caller's stdin: runuser where
+    there is one (util-linux), else su. A file the user controls is read and written as
+    the user, so a link they place there leads only where they could go themselves."""
+    s, u = q(script), q(user)
+    return (f"if command -v runuser >/dev/null 2>&1; then runuser -u {u} -- /bin/sh -c {s}; "
+            f"else su -s /bin/sh -c {s} {u}; fi")  # fmt: skip
+
+
+# An owned file's record, as its owner read it: "L" and the link's target, "F <mode>" and
+# the content, on stdin of the restore (operations/undo.py), which writes it back as them.
+READ_OWNED = ('if test -L "$p"; then echo L; readlink -n -- "$p"; '
+              'elif test -f "$p"; then echo "F $(stat -c %a -- "$p")"; cat -- "$p"; fi')
+
+
+def record_owned_cmd(path: str, user: str) -> str:
+    """Shell that records ``path``, a file of ``user``'s, as ``user`` reads it, unless it
+    was recorded before; ``owners/<hex path>`` names them for undo."""
+    rec = f"{UNDO_DIR}/files/{hexname(path)}"
+    read = as_user_cmd(user, f"p={q(path)}; {READ_OWNED}")
+    return (
+        f"if ! test -e {q(rec)} && ! test -L {q(rec)} && ! test -e {q(rec)}.absent; then "
+        f"{_undo_dir_cmd('files')} && {_undo_dir_cmd('owners')} && "
+        f"{{ {read}; }} > {q(rec)}.new && "
+        f"if test -s {q(rec)}.new; then mv -f {q(rec)}.new {q(rec)}; "
+        f"else rm -f {q(rec)}.new && : > {q(rec)}.absent; fi && "
+        f"printf '%s\\n' {q(user)} > {UNDO_DIR}/owners/{hexname(path)}; fi"
+    )
+
+
 def record_cmd(kind: str, name: str, content: str = "") -> str:
     """Shell that writes ``<UNDO_DIR>/<kind>/<name>`` once.
 
@@ -118,6 +151,7 @@ def file(
     group: str | None = None,
     mode: int = 0o644,
     parents_from: str = "/",
+    as_owner: bool = False,
 ) -> Generator[Any, None, None]:
     """
     Make a file hold ``content``, recording what was there for undo.
@@ -128,6 +162,8 @@ def file(
     + group: its group (default: the user's primary group)
     + mode: permission bits
     + parents_from: create missing parents below this directory
+    + as_owner: read, record and write the file as ``user``, not as root: it is in a
+      tree the user controls (their home); ``group`` is then the one they get
 
     The new content is uploaded beside the file and renamed over it.
 
@@ -140,18 +176,41 @@ def file(
     want = hashlib.sha256(content.encode()).hexdigest()
     info = host.get_fact(File, path=path)
     same_content = info and host.get_fact(Sha256File, path=path) == want
-    owner_ok = info and info["user"] == user and (group is None or info["group"] == group)
+    owner_ok = info and info["user"] == user and (
+        group is None or as_owner or info["group"] == group
+    )
     mode_ok = info and str(info["mode"]) == _mode(mode)
     if same_content and owner_ok and mode_ok:
         host.noop(f"{path} is already as wanted")
         return
     tmp = f"{path}.gotune-new"
+    if as_owner:
+        yield from owned_file_commands(path, content, user, mode, parents_from)
+        return
     owner = f"{user}:{group}" if group else f"{user}:"
     yield record_path_cmd(path)
     yield make_parents_cmd(path, user if user != "root" else None, parents_from)
     yield FileUploadCommand(io.BytesIO(content.encode()), tmp)
     yield StringCommand(
         f"chown {q(owner)} {q(tmp)} && chmod {_mode(mode)} {q(tmp)} && mv -f {q(tmp)} {q(path)}"
+    )
+
+
+def owned_file_commands(
+    path: str, content: str, user: str, mode: int, parents_from: str
+) -> Generator[Any, None, None]:
+    """``file``'s commands for a file its owner writes: root only stages the content in
+    its undo directory, and the user's shell takes it on stdin."""
+    staged = f"{UNDO_DIR}/stage/{hexname(path)}"
+    tmp = q(f"{path}.gotune-new")
+    write = (f"umask 022 && {make_parents_cmd(path, None, parents_from)} && cat > {tmp} && "
+             f"chmod {_mode(mode)} {tmp} && mv -Tf {tmp} {q(path)}")  # fmt: skip
+    yield record_owned_cmd(path, user)
+    yield _undo_dir_cmd("stage")
+    yield FileUploadCommand(io.BytesIO(content.encode()), staged)
+    yield StringCommand(
+        f"{{ {as_user_cmd(user, write)}; }} < {q(staged)}; rc=$?; rm -f {q(staged)}; "
+        "test $rc -eq 0"
     )
 
 

@@ -21,10 +21,30 @@ from pyinfra.facts.server import Which
 from gotune.agent.paths import UNDO_DIR, WSL_CONF
 from gotune.facts.model import UndoRecord
 from gotune.operations.caches import move_cmd
-from gotune.operations.state import PACKAGE_TOOLS, hexname, make_parents_cmd
+from gotune.operations.state import PACKAGE_TOOLS, as_user_cmd, hexname, make_parents_cmd
 from gotune.operations.wsl import marker_cmd
 
 q = shlex.quote
+
+
+# Writes back an owned file's record (state.READ_OWNED's format) from stdin, as its owner.
+WRITE_OWNED = ('IFS=" " read -r kind mode || exit 1; n="$p.gotune-new"; case $kind in '
+               'L) t=$(cat) && ln -sfn -- "$t" "$n" && mv -Tf "$n" "$p";; '
+               'F) cat > "$n" && chmod "$mode" "$n" && mv -Tf "$n" "$p";; '
+               '*) exit 1;; esac')  # fmt: skip
+
+
+def restore_owned_cmd(path: str, existed: bool, user: str) -> str:
+    """Shell that puts back a file of ``user``'s (their GOENV) as that user: through a link
+    they have placed since, root would write or delete where they cannot. A user who is
+    gone by now has no file to put back."""
+    rec = f"{UNDO_DIR}/files/{hexname(path)}"
+    script = f"p={q(path)}; " + (WRITE_OWNED if existed else 'rm -f -- "$p" "$p.gotune-new"')
+    # Refused (a link they placed leads where they cannot write): said, and undo goes on.
+    refused = f"gotune undo: {user} could not put back {path}; it is left as it is"
+    return (f"if id -u {q(user)} >/dev/null 2>&1; then "
+            f"{{ {as_user_cmd(user, script)}; }} < {q(rec) if existed else '/dev/null'} || "
+            f"echo {q(refused)} >&2; fi")
 
 
 def restore_file_cmd(path: str, existed: bool) -> str:
@@ -86,7 +106,8 @@ def restore(record: UndoRecord) -> Generator[Any, None, None]:
         yield make_parents_cmd(m.src, m.user)
         yield StringCommand(move_cmd(m.dst, m.src, m.user, m.key))
     for path, existed in rec.files.items():
-        yield restore_file_cmd(path, existed)
+        owner = rec.owners.get(path)
+        yield restore_owned_cmd(path, existed, owner) if owner else restore_file_cmd(path, existed)
         if path == WSL_CONF or path.endswith("/.wslconfig"):
             yield marker_cmd(path)  # WSL reads the restored file only after a restart
     for path in rec.created:

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import io
 import json
 import shlex
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from gotune.operations.state import owned_file_commands
 from tests.sandbox import Sandbox, SandboxHost
 
 REPO = Path(__file__).resolve().parent.parent
@@ -307,7 +310,8 @@ def test_root_writes_no_file_a_users_goenv_link_leads_out_of_home_to(sandbox: An
     out = gotune("apply", str(box.inventory), "--yes", "--json", "--no-verify")
     assert out.returncode == 1, out.stdout[-2000:] + out.stderr[-2000:]
     assert out.stderr.startswith(f"gotune: nothing changed: {linked.name}: ")
-    assert "leads to /etc/secret/env" in out.stderr and "does not write it as root" in out.stderr
+    assert "leads to /etc/secret/env" in out.stderr
+    assert "gotune writes GOENV only there" in out.stderr
     assert sh(linked, "cat /etc/secret/env; stat -c '%U %a' /etc/secret/env") == (
         "root:hash\nroot 600\n")
     # As for any bad input: nothing changed on any host.
@@ -319,3 +323,40 @@ def test_root_writes_no_file_a_users_goenv_link_leads_out_of_home_to(sandbox: An
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     written = sh(dotfiles, "cat ~/dotfiles/go/env", user=USER)
     assert "GOFLAGS=-mod=mod" in written and "GOCACHE=" in written
+    goenv = "/home/dev/.config/go/env"
+    assert sh(linked, f"stat -c %U {goenv}") == "dev\n"
+    # The check above reads facts; the developer may swap the link right after it. The
+    # write itself runs as them, so it reaches nothing they could not write themselves.
+    sh(linked, "mv ~/.config/go ~/.config/go.mine && ln -s /etc/secret ~/.config/go", user=USER)
+    out = run_commands(linked, owned_file_commands(goenv, "GOFLAGS=x\n", USER, 0o644, "/home/dev"))
+    assert out.returncode != 0 and "Permission denied" in out.stderr, out.stderr
+    assert sh(linked, "cat /etc/secret/env; stat -c '%U %a' /etc/secret/env") == (
+        "root:hash\nroot 600\n")
+    # Undo, with the link still there: root would delete /etc/secret/env (there was no GOENV
+    # before); the developer cannot, and undo says so and goes on. Through the dotfiles
+    # link inside home, the file is put back as it was.
+    out = gotune("undo", str(box.inventory), "--yes", "--json")
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert sh(linked, "cat /etc/secret/env; stat -c '%U %a' /etc/secret/env") == (
+        "root:hash\nroot 600\n")
+    assert sh(dotfiles, "cat ~/dotfiles/go/env; stat -c %U ~/dotfiles/go/env", user=USER) == (
+        "GOFLAGS=-mod=mod\ndev\n")
+    for host in box.hosts:
+        assert sh(host, "test -e /var/lib/gotune/undo || echo gone") == "gone\n"
+
+
+def run_commands(host: SandboxHost, commands: Iterable[Any]) -> subprocess.CompletedProcess[str]:
+    """Run an operation's commands on a host as root, as pyinfra would (an upload as a
+    ``cat`` of its bytes); stops at the first that fails and returns its result."""
+    from pyinfra.api import FileUploadCommand
+
+    out = host.run("true")
+    for command in commands:
+        if isinstance(command, FileUploadCommand):
+            assert isinstance(command.src, io.BytesIO)
+            data = command.src.getvalue().decode()
+            command = f"printf %s {shlex.quote(data)} > {shlex.quote(command.dest)}"
+        out = host.run(str(command), timeout=120)
+        if out.returncode != 0:
+            break
+    return out

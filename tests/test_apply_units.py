@@ -21,6 +21,7 @@ from gotune.operations.caches import (
 )
 from gotune.operations.goenv import updated
 from gotune.operations.render import render
+from gotune.operations.state import as_user_cmd
 
 ME = pwd.getpwuid(os.geteuid()).pw_name
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chown, unshare -m)")
@@ -333,3 +334,16 @@ def test_unit_and_cron_lines_escape_percent_and_refuse_newlines() -> None:
     with pytest.raises(ValueError, match="control character"):
         render("caches-snapshot.cron.j2", save_schedule="*/30 * * * *",
                trim_schedule="*/5 * * * *", **{**values, "args": "x\n* * * * * root id"})
+
+
+@needs_root
+@pytest.mark.parametrize("path", ["/usr/sbin:/usr/bin:/sbin:/bin", "/usr/bin:/bin"])
+def test_as_user_runs_as_the_user_with_runuser_or_else_su(path: str) -> None:
+    """runuser where it is on PATH (util-linux), else su: both give the user's identity
+    and pass stdin through (a file's content goes to the user that way)."""
+    script = as_user_cmd("nobody", 'printf "%s %s" "$(id -un)" "$(cat)"')
+    out = subprocess.run(["sh", "-c", script], input="hello", capture_output=True, text=True,
+                         timeout=60, env={"PATH": path})  # fmt: skip
+    assert (out.returncode, out.stdout) == (0, "nobody hello"), out.stderr
+    uses_runuser = shutil.which("runuser", path=path) is not None
+    assert uses_runuser == (path.startswith("/usr/sbin") and shutil.which("runuser") is not None)
