@@ -339,6 +339,10 @@ def test_root_writes_no_file_a_users_goenv_link_leads_out_of_home_to(sandbox: An
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert sh(linked, "cat /etc/secret/env; stat -c '%U %a' /etc/secret/env") == (
         "root:hash\nroot 600\n")
+    report = json.loads(out.stdout)["hosts"]
+    assert report[linked.name]["warnings"] == [
+        f"gotune undo: {USER} could not put back {goenv}; it is left as it is"]
+    assert report[dotfiles.name]["warnings"] == []
     assert sh(dotfiles, "cat ~/dotfiles/go/env; stat -c %U ~/dotfiles/go/env", user=USER) == (
         "GOFLAGS=-mod=mod\ndev\n")
     for host in box.hosts:

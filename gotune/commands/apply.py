@@ -47,6 +47,9 @@ EXIT_VERIFY_FAILED = 4
 NOT_RUN = "stopped before its operations ran"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _HOST_PREFIX = re.compile(r"\[([^\]\s]+)\]\s*")
+# What an operation that went on says it left undone ("gotune undo: dev could not put back
+# ..."): the report's "warnings", so --json users see it too.
+WARNING = re.compile(r"\s*gotune( \w+)?: ")
 
 
 class HostErrors(logging.Handler):
@@ -160,6 +163,7 @@ def results(
         if host not in state.activated_hosts:
             continue
         changed: list[str] = []
+        warnings: list[str] = []
         # A host failed before the run (while preparing) ran nothing: that is its error.
         error = (reasons or {}).get(host.name)
         for op_hash in state.get_op_order():
@@ -173,11 +177,15 @@ def results(
                 continue
             if meta.did_change():
                 changed.append(_op_name(state, op_hash))
+            if meta.did_succeed():
+                warnings += [ln.strip() for ln in meta.stderr_lines if WARNING.match(ln)]
             if meta.did_error() and error is None:
                 err = [ln for ln in meta.stderr_lines if ln.strip()]
                 error = f"{_op_name(state, op_hash)}: " + (err[-1] if err else "failed")
         ok = host.name not in failed and error is None
-        entry: dict[str, Any] = {"changed": len(changed), "ok": ok, "operations": changed}
+        entry: dict[str, Any] = {
+            "changed": len(changed), "ok": ok, "operations": changed, "warnings": warnings,
+        }  # fmt: skip
         if error or not ok:
             entry["error"] = error or NOT_RUN
         out[host.name] = entry
@@ -245,7 +253,9 @@ def confirm_and_execute(
         stopped = execute(state)
         reasons = {n: e["error"] for n, e in report["hosts"].items() if e.get("error")}
         for name, result in results(state, stopped, reasons).items():
-            report["hosts"].setdefault(name, {}).update(result)
+            entry = report["hosts"].setdefault(name, {})
+            said = entry.get("warnings", []) + result.pop("warnings")  # the plan's, then the run's
+            entry.update(result, warnings=said)
     return True
 
 

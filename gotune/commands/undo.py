@@ -129,4 +129,6 @@ def run(args: argparse.Namespace) -> int:
         for name, h in report["hosts"].items():
             status = "ok" if h.get("ok") else f"FAILED: {h.get('error')}"
             print(f"{name}: {h.get('changed', 0)} restored, {status}")
+            for warning in h.get("warnings", []):
+                print(f"  {warning}")
     return 0 if ok else 1
